@@ -1,0 +1,71 @@
+"""One checkpoint format for every model: safetensors weights + the JSON config in its metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .network import CloudFreeNet
+from .registry import build_model
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT"]
+
+FORMAT = "cloudfree-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable cloudfree checkpoint for this request."""
+
+
+def save_checkpoint(model: CloudFreeNet, config: dict, path: str | Path, info: dict | None = None) -> Path:
+    """Write weights + config (+ free-form ``info`` such as training step and metrics)."""
+    from .. import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(config), "info": json.dumps(info or {}), "cloudfree_version": __version__}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
+    return path
+
+
+def read_config(path: str | Path) -> tuple[dict, dict]:
+    """(config, info) from a checkpoint without loading the weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a safetensors file: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a cloudfree checkpoint (format={meta.get('format')!r})")
+    return json.loads(meta["config"]), json.loads(meta.get("info", "{}"))
+
+
+def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | None = None, arch: str | None = None,
+                    map_location: str | torch.device = "cpu") -> tuple[CloudFreeNet, dict]:
+    """Build the model a checkpoint describes and load its weights; check bands/arch if given."""
+    config, info = read_config(path)
+    if arch is not None and config["arch"] != arch:
+        raise CheckpointError(f"{path} holds a {config['arch']!r} model, not {arch!r}")
+    if bands is not None and list(bands) != list(config["bands"]):
+        raise CheckpointError(f"{path} was trained on bands {config['bands']}, but the data has {list(bands)}")
+    if config["arch"] == "timegate_terramind":
+        config = {**config, "terramind": {**config["terramind"], "weights": None}}  # weights come from the file
+    model = build_model(config)
+    state = load_file(str(path), device=str(map_location))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.eval()
+    return model, {"config": config, **info}

@@ -1,0 +1,24 @@
+"""Progress display shared by the CLI commands (rich), kept out of the library functions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def tile_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield an ``on_region(done, total)`` callback that drives a progress bar."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,135 @@
+"""Search a STAC API for Sentinel-2 L2A items over an AOI and a date range.
+
+The bundled demo catalog, a local file served on loopback and the public catalogs all go through
+:func:`search`, so there is one code path to test.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pystac
+import pystac_client
+from pystac_client.exceptions import APIError
+
+from .aoi import AOI
+
+__all__ = ["SearchRequest", "search", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "signer_for"]
+
+log = logging.getLogger(__name__)
+
+KNOWN_CATALOGS = {
+    "earth-search": "https://earth-search.aws.element84.com/v1",
+    "planetary-computer": "https://planetarycomputer.microsoft.com/api/stac/v1",
+}
+
+
+class CatalogError(RuntimeError):
+    """The STAC API could not be reached or answered with an error."""
+
+
+class NoItemsFound(LookupError):
+    """A search matched no items; the message says what was searched."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """Everything that defines a search; also stored with a cube so a re-run can be matched."""
+
+    aoi: AOI
+    start: str
+    """Start date (inclusive), ISO 8601."""
+    end: str
+    """End date (inclusive), ISO 8601."""
+    collection: str = "sentinel-2-l2a"
+    max_cloud_cover: float | None = None
+    """Drop scenes whose ``eo:cloud_cover`` is above this (percent)."""
+    limit: int | None = None
+    """Stop after this many items."""
+    extra: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        w, s, e, n = self.aoi.bbox
+        cc = f", eo:cloud_cover <= {self.max_cloud_cover}" if self.max_cloud_cover is not None else ""
+        return f"collection={self.collection!r}, bbox=({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}), dates {self.start}..{self.end}{cc}"
+
+    def to_dict(self) -> dict:
+        return {"bbox": list(self.aoi.bbox), "geometry": self.aoi.geojson, "start": self.start, "end": self.end,
+                "collection": self.collection, "max_cloud_cover": self.max_cloud_cover, "limit": self.limit}
+
+
+def signer_for(url: str) -> Callable | None:
+    """Return the URL-signing hook a catalog needs (Planetary Computer), or ``None``.
+
+    Signing needs the optional ``planetary-computer`` package and network access at read time.
+    """
+    if "planetarycomputer" not in url:
+        return None
+    try:
+        import planetary_computer  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise CatalogError("Planetary Computer assets must be signed: pip install 'cloudfree[planetary]'") from exc
+    return planetary_computer.sign_inplace
+
+
+def _validate_dates(start: str, end: str) -> None:
+    import pandas as pd
+
+    try:
+        s, e = pd.Timestamp(start), pd.Timestamp(end)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got {start!r}, {end!r}") from exc
+    if s > e:
+        raise ValueError(f"start date {start} is after end date {end}")
+
+
+def search(url: str, request: SearchRequest, *, modifier: Callable | None = None) -> list[pystac.Item]:
+    """Search ``url`` and return items sorted by time.
+
+    Scene cloud cover is filtered on the client when the server does not conform to the Query or
+    Filter extension (e.g. ``rustac serve``), because such servers silently return nothing.
+    """
+    _validate_dates(request.start, request.end)
+    modifier = modifier if modifier is not None else signer_for(url)
+    try:
+        client = pystac_client.Client.open(url, modifier=modifier)
+    except (APIError, OSError, pystac.STACError, ValueError) as exc:
+        raise CatalogError(f"could not open STAC API at {url}: {exc}") from exc
+    except Exception as exc:  # requests' ConnectionError and friends
+        raise CatalogError(f"could not reach STAC API at {url}: {exc}") from exc
+    collections = [c.id for c in client.get_collections()] if _lists_collections(client) else None
+    if collections is not None and request.collection not in collections:
+        raise NoItemsFound(f"collection {request.collection!r} not found at {url}; available: {', '.join(collections)}")
+    conforms = client.conforms_to("QUERY") if hasattr(client, "conforms_to") else False
+    kwargs: dict = {"collections": [request.collection], "datetime": f"{request.start}/{request.end}"}
+    geom = request.aoi.geometry
+    if geom.equals(geom.envelope):
+        kwargs["bbox"] = list(request.aoi.bbox)
+    else:
+        kwargs["intersects"] = request.aoi.geojson
+    if request.max_cloud_cover is not None and conforms:
+        kwargs["query"] = {"eo:cloud_cover": {"lte": request.max_cloud_cover}}
+    try:
+        items = list(client.search(**kwargs, max_items=None).items())
+    except APIError as exc:
+        raise CatalogError(f"STAC search failed at {url}: {exc}") from exc
+    except Exception as exc:
+        raise CatalogError(f"STAC search failed at {url}: {exc}") from exc
+    if request.max_cloud_cover is not None:
+        items = [i for i in items if i.properties.get("eo:cloud_cover", 0.0) <= request.max_cloud_cover]
+    items.sort(key=lambda i: (i.datetime, i.id))
+    if request.limit:
+        items = items[: request.limit]
+    if not items:
+        raise NoItemsFound(f"no items found at {url} for {request.describe()}")
+    log.info("found %d items for %s", len(items), request.describe())
+    return items
+
+
+def _lists_collections(client: pystac_client.Client) -> bool:
+    try:
+        return client.conforms_to("COLLECTIONS")
+    except Exception:
+        return False

@@ -1,0 +1,144 @@
+"""Zarr stores that are written region by region, resume after an interruption, and are only
+marked complete when every region is on disk.
+
+A store carries a *fingerprint* (the request that made it). Re-running with the same fingerprint
+reuses a complete store or resumes a partial one; a different fingerprint is refused, so a store
+is never silently mixed from two requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dask
+import xarray as xr
+import zarr
+
+__all__ = ["StoreError", "store_state", "check_complete", "write_by_regions", "spatial_regions"]
+
+COMPLETE = "cloudfree:complete"
+FINGERPRINT = "cloudfree:fingerprint"
+
+warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+
+
+class StoreError(RuntimeError):
+    """A store exists but cannot be used for this request (partial from elsewhere, or mismatched)."""
+
+
+def _progress_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".progress")
+
+
+def _attrs(path: Path) -> dict | None:
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:
+        return None
+
+
+def store_state(path: str | Path, fingerprint: dict | None = None) -> str:
+    """One of ``absent``, ``complete``, ``partial``, ``mismatch``, ``foreign``."""
+    path = Path(path)
+    if not path.exists():
+        return "absent"
+    attrs = _attrs(path)
+    if attrs is None or FINGERPRINT not in attrs:
+        return "foreign"
+    if fingerprint is not None and attrs[FINGERPRINT] != json.loads(json.dumps(fingerprint)):
+        return "mismatch"
+    return "complete" if attrs.get(COMPLETE) else "partial"
+
+
+def check_complete(path: str | Path) -> None:
+    """Raise a clear error unless ``path`` is a complete cloudfree store."""
+    state = store_state(path)
+    if state == "absent":
+        raise FileNotFoundError(f"no store at {path}")
+    if state == "foreign":
+        raise StoreError(f"{path} is not a cloudfree store (no fingerprint); was it written by another tool?")
+    if state == "partial":
+        raise StoreError(f"{path} is incomplete (an interrupted run); re-run the same command to resume it")
+
+
+def spatial_regions(ds: xr.Dataset, dims: tuple[str, str] = ("y", "x")) -> list[dict[str, slice]]:
+    """One region per spatial chunk of ``ds`` (regions align with the Zarr chunks)."""
+    edges = []
+    for d in dims:
+        chunks = ds.chunks[d]
+        starts = list(itertools.accumulate((0, *chunks[:-1])))
+        edges.append([slice(s, s + c) for s, c in zip(starts, chunks)])
+    return [dict(zip(dims, r)) for r in itertools.product(*edges)]
+
+
+def _region_name(region: dict[str, slice]) -> str:
+    return "_".join(f"{k}{v.start}-{v.stop}" for k, v in region.items())
+
+
+def write_by_regions(
+    ds: xr.Dataset,
+    path: str | Path,
+    fingerprint: dict,
+    *,
+    encoding: dict | None = None,
+    batch: int = 4,
+    on_region: Callable[[int, int], None] | None = None,
+    stop_after: int | None = None,
+) -> str:
+    """Write lazy ``ds`` to ``path`` region by region; returns ``"reused"``, ``"written"`` or ``"resumed"``.
+
+    ``on_region(done, total)`` reports progress; ``stop_after`` (tests) stops after that many
+    regions as if the run were killed.
+    """
+    path = Path(path)
+    prog = _progress_dir(path)
+    state = store_state(path, fingerprint)
+    if state == "complete":
+        return "reused"
+    if state == "mismatch":
+        raise StoreError(f"{path} was written for a different request; delete it or choose another output path")
+    if state == "foreign":
+        raise StoreError(f"{path} exists but is not a cloudfree store; delete it or choose another output path")
+    resumed = state == "partial"
+    if not resumed:
+        if prog.exists():
+            shutil.rmtree(prog)
+        ds.attrs[FINGERPRINT] = json.loads(json.dumps(fingerprint))
+        ds.attrs[COMPLETE] = False
+        ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding or {})
+        prog.mkdir(parents=True, exist_ok=True)
+    prog.mkdir(parents=True, exist_ok=True)
+    done = {p.name for p in prog.iterdir()}
+    regions = spatial_regions(ds)
+    todo = [r for r in regions if _region_name(r) not in done]
+    spatial = {"y", "x"}
+    writable = ds.drop_vars([v for v in ds.variables if not spatial & set(ds[v].dims)])
+    writable.attrs = {}
+    count = len(regions) - len(todo)
+    if on_region:
+        on_region(count, len(regions))
+    for chunk in _batches(todo, batch):
+        if stop_after is not None and count >= stop_after:
+            return "interrupted"
+        jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
+        dask.compute(*jobs)
+        for r in chunk:
+            (prog / _region_name(r)).touch()
+        count += len(chunk)
+        if on_region:
+            on_region(count, len(regions))
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs[COMPLETE] = True
+    zarr.consolidate_metadata(str(path))
+    shutil.rmtree(prog, ignore_errors=True)
+    return "resumed" if resumed else "written"
+
+
+def _batches(seq: list, n: int) -> Iterator[list]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
