@@ -16,7 +16,7 @@ import numpy as np
 
 from ..bands import L2A_BANDS
 
-__all__ = ["SyntheticScene", "simulate_scene", "fractal_noise", "CLASS_NAMES"]
+__all__ = ["SyntheticScene", "simulate_scene", "fractal_noise", "CLASS_NAMES", "native_resolution"]
 
 CLASS_NAMES = ("water", "forest", "cropland", "grassland", "urban", "bare")
 
@@ -76,16 +76,13 @@ def fractal_noise(rng: np.random.Generator, shape: tuple[int, int], beta: float,
 
 def _land_cover(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Parcels (Voronoi cells) with classes drawn from a smooth landscape field; returns (class, parcel id)."""
-    from scipy.spatial import cKDTree
-
     n_parcels = max(8, int(h * w / rng.uniform(250, 900)))
     seeds = rng.uniform(0, [h, w], size=(n_parcels, 2))
     yy, xx = np.mgrid[0:h, 0:w]
     # Jitter coordinates so parcel borders are not perfectly straight.
     jy = yy + 2.0 * fractal_noise(rng, (h, w), 3.0)
     jx = xx + 2.0 * fractal_noise(rng, (h, w), 3.0)
-    _, parcel = cKDTree(seeds).query(np.stack([jy.ravel(), jx.ravel()], 1))
-    parcel = parcel.reshape(h, w)
+    parcel = _nearest_seed(np.stack([jy.ravel(), jx.ravel()], 1), seeds).reshape(h, w)
     landscape = fractal_noise(rng, (h, w), 3.2)
     seed_val = landscape[np.clip(seeds[:, 0].astype(int), 0, h - 1), np.clip(seeds[:, 1].astype(int), 0, w - 1)]
     mix = rng.dirichlet([0.6, 2.0, 3.0, 2.0, 0.8, 0.4])  # water forest crop grass urban bare
@@ -96,6 +93,30 @@ def _land_cover(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, n
     water = landscape < np.quantile(landscape, mix[0] * 0.8)
     cls = np.where(water, 0, np.where(cls == 0, 3, cls))
     return cls.astype(np.uint8), parcel
+
+
+def _nearest_seed(points: np.ndarray, seeds: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Index of the nearest seed for every point (brute force in blocks; numpy only)."""
+    out = np.empty(len(points), np.int64)
+    s2 = (seeds**2).sum(1)
+    for i in range(0, len(points), block):
+        p = points[i : i + block]
+        out[i : i + block] = np.argmin(s2[None] - 2 * p @ seeds.T, axis=1)
+    return out
+
+
+def _upsample_linear(a: np.ndarray, f: int) -> np.ndarray:
+    """Bilinear upsampling by an integer factor on the last two axes (pixel-centre aligned)."""
+    for axis in (-2, -1):
+        n = a.shape[axis]
+        src = (np.arange(n * f) + 0.5) / f - 0.5
+        i0 = np.clip(np.floor(src).astype(int), 0, n - 1)
+        i1 = np.clip(i0 + 1, 0, n - 1)
+        wgt = np.clip(src - i0, 0, 1)
+        shape = [1] * a.ndim
+        shape[axis] = -1
+        a = np.take(a, i0, axis=axis) * (1 - wgt.reshape(shape)) + np.take(a, i1, axis=axis) * wgt.reshape(shape)
+    return a
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
@@ -225,3 +246,23 @@ def simulate_scene(
             sc[edge] = 0
             scl[t] = sc
     return SyntheticScene(dates=dates, surface=surface, observed=observed, scl=scl, cloud_alpha=alpha_all, land_cover=cls)
+
+
+def native_resolution(refl: np.ndarray, bands: tuple[str, ...] = L2A_BANDS) -> np.ndarray:
+    """Blur 20 m / 60 m bands the way a 10 m cube sees them (block mean, then bilinear upsampling).
+
+    Training on this teaches the networks the real resolution mix of a 10 m L2A cube.
+    """
+    from ..bands import band_info
+
+    out = refl.copy()
+    h, w = refl.shape[-2:]
+    for i, b in enumerate(bands):
+        f = band_info(b).resolution // 10
+        if f == 1 or h % f or w % f:
+            continue
+        a = refl[..., i, :, :]
+        lead = a.shape[:-2]
+        coarse = a.reshape(*lead, h // f, f, w // f, f).mean(axis=(-3, -1))
+        out[..., i, :, :] = _upsample_linear(coarse, f)
+    return out

@@ -21,13 +21,20 @@ class CheckpointError(ValueError):
     """The file is not a usable cloudfree checkpoint for this request."""
 
 
-def save_checkpoint(model: CloudFreeNet, config: dict, path: str | Path, info: dict | None = None) -> Path:
-    """Write weights + config (+ free-form ``info`` such as training step and metrics)."""
+def save_checkpoint(model: CloudFreeNet, config: dict, path: str | Path, info: dict | None = None,
+                    half: bool = False) -> Path:
+    """Write weights + config (+ free-form ``info`` such as training step and metrics).
+
+    ``half`` stores floating tensors as float16 (half the size, for shipped weights); loading
+    casts them back to the model's float32.
+    """
     from .. import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     meta = {"format": FORMAT, "config": json.dumps(config), "info": json.dumps(info or {}), "cloudfree_version": __version__}
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=meta)

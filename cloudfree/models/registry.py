@@ -22,7 +22,7 @@ def default_config(arch: str = "timegate_unet", **overrides) -> dict:
         "bands": list(L2A_BANDS),
         "norm": copy.deepcopy(DEFAULT_NORM),
         "timegate": {"hidden": 64, "learned_features": 16, "time_scale": 60.0},
-        "unet": {"width": 32, "depth": 4, "gamma_init": 0.01},
+        "unet": {"width": 32, "depth": 4, "gamma_init": 0.01, "max_width": 256},
         "terramind": {"variant": "terramind_v1_tiny", "weights": None, "freeze_encoder": False, "decoder_width": 64,
                       "gamma_init": 0.01},
     }

@@ -24,10 +24,11 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class ResidualUNet(nn.Module):
     """U-Net with skip connections; ``depth`` downsamplings, ``width`` channels at the top level."""
 
-    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 4, gamma_init: float = 0.01):
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 4, gamma_init: float = 0.01,
+                 max_width: int = 256):
         super().__init__()
         self.depth = depth
-        chans = [width * 2**i for i in range(depth + 1)]
+        chans = [min(width * 2**i, max_width) for i in range(depth + 1)]
         self.down = nn.ModuleList([_block(in_channels, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)])
         self.up = nn.ModuleList([nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))])
         self.dec = nn.ModuleList([_block(2 * chans[i], chans[i]) for i in reversed(range(depth))])
