@@ -44,6 +44,8 @@ class TrainConfig:
     ckpt_every: int = 200
     val_every: int = 200
     seed: int = 0
+    num_workers: int = 0
+    """Processes that draw examples (0: in the training process, fully deterministic)."""
     time_limit_s: float | None = None
     """Stop after this much wall time; the cosine schedule then anneals by time, not steps."""
     model: dict = field(default_factory=default_config)
@@ -107,6 +109,24 @@ def evaluate_examples(model, examples: list[Example], device) -> dict[str, float
     return {k: float(np.nanmean(v)) for k, v in res.items()}
 
 
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless collated batches drawn by ``sample`` in DataLoader worker processes."""
+
+    def __init__(self, sample, batch: int, seed: int):
+        self.sample, self.batch, self.seed = sample, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            exs: list[Example] = []
+            while len(exs) < self.batch:
+                e = self.sample(rng)
+                if e is not None:
+                    exs.append(e)
+            yield {k: torch.from_numpy(v) for k, v in collate(exs).items()}
+
+
 def _state_path(out: Path) -> Path:
     return out / "last.state.pt"
 
@@ -161,13 +181,21 @@ def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | No
         torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "history": history,
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, _state_path(out))
 
+    loader = None
+    if cfg.num_workers > 0:
+        loader = iter(torch.utils.data.DataLoader(_Batches(sample, cfg.batch, cfg.seed + step), batch_size=None,
+                                                  num_workers=cfg.num_workers, pin_memory=dev.type == "cuda",
+                                                  prefetch_factor=4, persistent_workers=True))
     while step < cfg.steps and not (cfg.time_limit_s and time.time() - t_start > cfg.time_limit_s):
-        exs: list[Example] = []
-        while len(exs) < cfg.batch:
-            e = sample(rng)
-            if e is not None:
-                exs.append(e)
-        b = _to(collate(exs), dev)
+        if loader is not None:
+            b = {k: v.to(dev, non_blocking=True) for k, v in next(loader).items()}
+        else:
+            exs: list[Example] = []
+            while len(exs) < cfg.batch:
+                e = sample(rng)
+                if e is not None:
+                    exs.append(e)
+            b = _to(collate(exs), dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
             pred = model(b["x"], b["valid"], b["dt"], b["pad"])["output"]
         loss = masked_loss(pred, b["target"], b["weight"], cfg.loss, cfg.ssim_weight)
@@ -180,7 +208,7 @@ def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | No
         losses.append(loss.item())
         out_of_time = bool(cfg.time_limit_s and time.time() - t_start > cfg.time_limit_s)
         if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
-            rec = {"step": step, "loss": float(np.mean(losses[-cfg.val_every:])), "gamma": float(model.head.gamma),
+            rec = {"step": step, "loss": float(np.mean(losses[-cfg.val_every:])), "gamma": model.head.gamma.item(),
                    "elapsed_s": round(time.time() - t0, 1)}
             if val:
                 rec.update(evaluate_examples(model, val, dev))

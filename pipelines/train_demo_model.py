@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--mask-bank", default="../shared/data/real-clouds-slovenia/CLM.npy")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--workers", type=int, default=max(0, min(12, (os.cpu_count() or 1) - 2)))
     ap.add_argument("--export", default=None, help="also write the final model as a float16 checkpoint here")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
     args = ap.parse_args()
@@ -79,7 +80,7 @@ def main() -> None:
     targets = [int(t) for t in np.flatnonzero(frac >= 0.4)]
     val = validation_examples([demo], [targets], crop=None)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, val_every=500, ckpt_every=500,
-                      time_limit_s=args.max_minutes * 60 if args.max_minutes else None,
+                      num_workers=args.workers, time_limit_s=args.max_minutes * 60 if args.max_minutes else None,
                       model=default_config(unet={"width": args.width, "depth": 4, "gamma_init": 0.01}))
 
     def sample(rng):
