@@ -102,6 +102,9 @@ def composite(method: str, reflectance, clear, target_day: float):
         out = fn(xx, cc, days, target_day)
         return np.moveaxis(out, 0, -1)
 
+    if reflectance.chunks is not None:
+        reflectance = reflectance.chunk({"time": -1, "band": -1})
+        clear = clear.chunk({"time": -1})
     return xr.apply_ufunc(core, reflectance, clear, input_core_dims=[["time", "band"], ["time"]],
                           output_core_dims=[["band"]], dask="parallelized", output_dtypes=[np.float32]
                           ).transpose("band", "y", "x")

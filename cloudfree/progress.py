@@ -22,3 +22,22 @@ def tile_progress(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+class StageProgress:
+    """``progress(label)`` returns an ``on_region`` callback with its own bar (one per stage)."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console)
+
+    def __enter__(self) -> "StageProgress":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, label: str) -> Callable[[int, int], None]:
+        task = self.bar.add_task(label, total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
