@@ -122,9 +122,10 @@ def write_by_regions(
     count = len(regions) - len(todo)
     if on_region:
         on_region(count, len(regions))
+    interrupted = stop_after is not None and count + len(todo) > stop_after
+    if interrupted:
+        todo = todo[: max(0, stop_after - count)]
     for chunk in _batches(todo, batch):
-        if stop_after is not None and count >= stop_after:
-            return "interrupted"
         jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
         dask.compute(*jobs)
         for r in chunk:
@@ -132,6 +133,8 @@ def write_by_regions(
         count += len(chunk)
         if on_region:
             on_region(count, len(regions))
+    if interrupted:
+        return "interrupted"
     group = zarr.open_group(str(path), mode="r+")
     group.attrs[COMPLETE] = True
     zarr.consolidate_metadata(str(path))

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from cloudfree.aoi import parse_bbox
+from cloudfree.bands import L2A_BANDS
+from cloudfree.cube import CubeSpec, load_cube, open_cube
+from cloudfree.cubestore import build_cube
+from cloudfree.stac import SearchRequest, search
+from cloudfree.store import StoreError
+
+from .conftest import demo_pixel
+
+
+@pytest.fixture(scope="module")
+def request_(demo_bbox):
+    return SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-05-31")
+
+
+@pytest.fixture(scope="module")
+def lazy_cube(stac_url, request_):
+    items = search(stac_url, request_)
+    return load_cube(items, request_.aoi, CubeSpec(chunk=48))
+
+
+def test_cube_shape_crs_resolution_band_order(lazy_cube):
+    ds = lazy_cube
+    assert ds["reflectance"].dims == ("time", "band", "y", "x")
+    assert list(ds.band.values) == list(L2A_BANDS)
+    assert ds.sizes["time"] == 10
+    assert ds.rio.crs.to_epsg() == 32633
+    assert ds.odc.geobox.resolution.x == 10 and ds.odc.geobox.resolution.y == -10
+    assert ds["reflectance"].dtype == np.float32
+    assert ds["reflectance"].chunks is not None  # lazy
+    assert json.loads(ds.attrs["synthetic"]) is True
+
+
+def test_cube_values_and_mask_at_known_pixels(lazy_cube, demo_scene):
+    ds = lazy_cube
+    t = 4
+    day = str(ds.time.values[t])[:10]
+    ts = [str(d) for d in demo_scene.dates].index(day)
+    rng = np.random.default_rng(0)
+    ys = rng.integers(0, ds.sizes["y"], 20)
+    xs = rng.integers(0, ds.sizes["x"], 20)
+    refl = ds["reflectance"].isel(time=t).sel(band="B04").values
+    clear = ds["clear"].isel(time=t).values
+    scl = ds["scl"].isel(time=t).values
+    all_bands = np.isfinite(ds["reflectance"].isel(time=t).values).all(0)
+    for iy, ix in zip(ys, xs):
+        r, c = demo_pixel(float(ds.x[ix]), float(ds.y[iy]))
+        truth = demo_scene.observed[ts, 3, r, c]
+        exp_scl = demo_scene.scl[ts][::2, ::2][r // 2, c // 2]
+        assert scl[iy, ix] == exp_scl
+        if np.isfinite(truth):
+            # processing baseline 05.10: DN = refl * 10000 + 1000 → the offset must be removed
+            assert refl[iy, ix] == pytest.approx(truth, abs=1.5e-4)
+        # clear = usable SCL class and data in every band (60 m bands reach further into nodata edges)
+        assert clear[iy, ix] == (exp_scl not in (0, 1, 3, 8, 9, 10) and all_bands[iy, ix])
+    assert 0.2 < clear.mean() < 1.0
+
+
+def test_zarr_roundtrip_reuse_and_mismatch(stac_url, request_, lazy_cube, tmp_path):
+    out = tmp_path / "cube.zarr"
+    res = build_cube(stac_url, request_, CubeSpec(chunk=48), out)
+    assert res.status == "written"
+    back = xr.open_zarr(out)  # plain open: CRS must survive
+    assert back.rio.crs.to_epsg() == 32633
+    ds = open_cube(out)
+    assert ds.odc.geobox == lazy_cube.odc.geobox
+    a = ds["reflectance"].isel(time=3).values
+    b = lazy_cube["reflectance"].isel(time=3).values
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    assert np.nanmax(np.abs(a - b)) <= 1.1e-4  # uint16 with scale 1e-4 on disk
+    assert np.array_equal(ds["clear"].values, lazy_cube["clear"].values)
+    assert build_cube(stac_url, request_, CubeSpec(chunk=48), out).status == "reused"
+    other = SearchRequest(request_.aoi, "2024-03-01", "2024-04-30")
+    with pytest.raises(StoreError, match="different request"):
+        build_cube(stac_url, other, CubeSpec(chunk=48), out)
+
+
+def test_interrupted_cube_resumes(stac_url, request_, tmp_path):
+    out = tmp_path / "cube.zarr"
+    res = build_cube(stac_url, request_, CubeSpec(chunk=48), out, stop_after=1)
+    assert res.status == "interrupted"
+    with pytest.raises(StoreError, match="incomplete"):
+        open_cube(out)
+    res = build_cube(stac_url, request_, CubeSpec(chunk=48), out)
+    assert res.status == "resumed"
+    full = tmp_path / "full.zarr"
+    build_cube(stac_url, request_, CubeSpec(chunk=48), full)
+    np.testing.assert_array_equal(open_cube(out)["reflectance"].values, open_cube(full)["reflectance"].values)
+
+
+def test_cube_cli_errors_before_heavy_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from cloudfree.cli import app
+
+    r = CliRunner().invoke(app, ["cube", "--stac", "http://127.0.0.1:9", "--bbox", "16,46,16.1,46.1", "--start",
+                                 "2024-01-01", "--end", "2024-02-01", "--out", str(tmp_path / "c.zarr"), "--bands", "B04,B99"])
+    assert r.exit_code == 2 and "B99" in r.output
+    r = CliRunner().invoke(app, ["cube", "--stac", "http://127.0.0.1:9", "--bbox", "16,46,16.1", "--start",
+                                 "2024-01-01", "--end", "2024-02-01", "--out", str(tmp_path / "c.zarr")])
+    assert r.exit_code == 2 and "four numbers" in r.output

@@ -1,0 +1,66 @@
+import pytest
+
+from cloudfree.aoi import AOIError, parse_aoi, parse_bbox
+from cloudfree.bands import validate_bands
+from cloudfree.stac import CatalogError, NoItemsFound, SearchRequest, search
+
+from .conftest import SPEC
+
+
+def test_search_returns_items_in_window_only(stac_url, demo_bbox):
+    items = search(stac_url, SearchRequest(parse_bbox(demo_bbox), "2024-03-15", "2024-04-15"))
+    days = [i.datetime.strftime("%Y-%m-%d") for i in items]
+    assert days == ["2024-03-21", "2024-03-31", "2024-04-10"]
+    assert all(i.properties["cloudfree:synthetic"] for i in items)
+
+
+def test_search_outside_area_is_a_clear_error(stac_url):
+    with pytest.raises(NoItemsFound, match=r"no items found .*bbox=\(10\.0"):
+        search(stac_url, SearchRequest(parse_bbox("10.0,40.0,10.1,40.1"), "2024-03-01", "2024-12-31"))
+
+
+def test_empty_date_window_names_what_was_searched(stac_url, demo_bbox):
+    with pytest.raises(NoItemsFound, match="2030-01-01..2030-02-01"):
+        search(stac_url, SearchRequest(parse_bbox(demo_bbox), "2030-01-01", "2030-02-01"))
+
+
+def test_cloud_cover_filter_applied_on_client(stac_url, demo_bbox):
+    all_items = search(stac_url, SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-12-31"))
+    clearish = search(stac_url, SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-12-31", max_cloud_cover=20))
+    assert len(all_items) == SPEC.n_dates
+    assert 0 < len(clearish) < len(all_items)
+    assert all(i.properties["eo:cloud_cover"] <= 20 for i in clearish)
+
+
+def test_geojson_aoi_uses_intersects(stac_url, demo_bbox):
+    w, s, e, n = map(float, demo_bbox.split(","))
+    tri = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [w, n], [w, s]]]}
+    items = search(stac_url, SearchRequest(parse_aoi(__import__("json").dumps(tri)), "2024-03-01", "2024-03-31"))
+    assert [i.datetime.day for i in items] == [1, 11, 21, 31]
+
+
+def test_unreachable_stac_url_is_a_clear_error():
+    with pytest.raises(CatalogError, match="127.0.0.1:9"):
+        search("http://127.0.0.1:9", SearchRequest(parse_bbox("16,46,16.1,46.1"), "2024-01-01", "2024-02-01"))
+
+
+@pytest.mark.parametrize("bad", ["1,2,3", "a,b,c,d", "16.2,46,16.1,46.1", "200,10,201,11", "1,2,3,4,5"])
+def test_malformed_bbox(bad):
+    with pytest.raises(AOIError):
+        parse_bbox(bad)
+
+
+def test_bad_dates_fail_before_network():
+    with pytest.raises(ValueError, match="after end"):
+        search("http://127.0.0.1:9", SearchRequest(parse_bbox("16,46,16.1,46.1"), "2024-05-01", "2024-02-01"))
+
+
+def test_unknown_band():
+    with pytest.raises(ValueError, match="unknown Sentinel-2 L2A band 'B99'"):
+        validate_bands(["B04", "B99"])
+    assert validate_bands(["red", "nir", "B8A"]) == ("B04", "B08", "B8A")
+
+
+def test_aoi_across_utm_zones_is_stated():
+    aoi = parse_bbox("11.9,46.0,12.1,46.1")
+    assert aoi.utm_zones() == [32632, 32633]
