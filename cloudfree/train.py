@@ -133,10 +133,11 @@ def _state_path(out: Path) -> Path:
 
 def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | None], out_dir: str | Path, *,
           val: list[Example] | None = None, device: str | None = None, resume: bool = True,
-          log: Callable[[str], None] = print) -> dict:
+          log: Callable[[str], None] = print, stop_after: int | None = None) -> dict:
     """Train, checkpointing to ``out_dir``; returns the final metrics/info dict.
 
     ``sample(rng)`` draws one example (``None`` = try again). Deterministic for a seed on CPU.
+    ``stop_after`` ends this call after that many steps, checkpointed, as a kill would (tests).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,10 @@ def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | No
         loader = iter(torch.utils.data.DataLoader(_Batches(sample, cfg.batch, cfg.seed + step), batch_size=None,
                                                   num_workers=cfg.num_workers, pin_memory=dev.type == "cuda",
                                                   prefetch_factor=4, persistent_workers=True))
+    first_step = step
     while step < cfg.steps and not (cfg.time_limit_s and time.time() - t_start > cfg.time_limit_s):
+        if stop_after is not None and step - first_step >= stop_after:
+            break
         if loader is not None:
             b = {k: v.to(dev, non_blocking=True) for k, v in next(loader).items()}
         else:
