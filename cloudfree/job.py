@@ -80,6 +80,9 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     cube_res = build_cube(stac_url, request, spec, out / "cube.zarr", progress=progress and progress("cube tiles"))
     echo(f"cube {cube_res.status}: {cube_res.path}")
     cube = open_cube(out / "cube.zarr")
+    zones = request.aoi.utm_zones()
+    echo(f"output CRS {cube.rio.crs} at {spec.resolution} m" +
+         (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
     periods = make_periods(cube.time.values, request.start, request.end, job.period_step, job.context_days, job.max_dates)
     if model_path is not None:
         load_checkpoint(model_path)  # full load once here: a corrupt file fails now, not inside Dask

@@ -49,8 +49,9 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512) -> Pat
     prof = cog_profiles.get("deflate")
     prof.update(blockxsize=256, blockysize=256)
     part = path.with_name(path.name + ".part")
-    cog_translate(str(tmp), str(part), prof, overview_resampling="average", quiet=True, add_mask=False,
-                  in_memory=False, web_optimized=False)
+    levels = max(2, int(np.ceil(np.log2(max(ny, nx) / 256))) + 1)  # overviews even for small outputs
+    cog_translate(str(tmp), str(part), prof, overview_resampling="average", overview_level=levels, quiet=True,
+                  add_mask=False, in_memory=False, web_optimized=False)
     os.replace(part, path)
     tmp.unlink(missing_ok=True)
     return path

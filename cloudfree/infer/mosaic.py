@@ -20,10 +20,9 @@ def safe_chunks(n: int, chunk: int, halo: int) -> tuple[int, ...]:
     """Regular chunks of ``chunk`` whose last one is at least ``halo`` (merged into its neighbour
     otherwise): dask's overlap needs every chunk >= the depth."""
     sizes = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
-    if len(sizes) > 1 and sizes[-1] < halo:
-        sizes[-2] += sizes.pop()
-    if sizes[0] < halo and len(sizes) == 1:
-        return (n,)
+    while len(sizes) > 1 and sizes[-1] < halo:
+        last = sizes.pop()
+        sizes[-1] += last
     return tuple(sizes)
 
 

@@ -1,0 +1,175 @@
+"""End to end on the demo STAC API: cube → tiled inference → Zarr/COG/PNG/STAC, seams, resume, flags."""
+
+import json
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+
+from cloudfree.aoi import parse_bbox
+from cloudfree.baselines import median_composite
+from cloudfree.cube import CubeSpec, open_cube
+from cloudfree.infer.mosaic import mosaic
+from cloudfree.infer.periods import make_periods
+from cloudfree.infer.tiles import TileConfig
+from cloudfree.job import JobConfig, run_job
+from cloudfree.stac import SearchRequest
+
+TILES = TileConfig(patch=32, overlap=4, batch=16, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def req(demo_bbox):
+    return SearchRequest(parse_bbox(demo_bbox), "2024-04-01", "2024-06-30")
+
+
+@pytest.fixture(scope="module")
+def tiled_run(stac_url, req, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run_tiled")
+    logs: list[str] = []
+    manifest = run_job(stac_url, req, CubeSpec(chunk=40), out, JobConfig(tiles=TILES, context_days=20), echo=logs.append)
+    return out, manifest, logs
+
+
+def test_outputs_open_with_crs_bounds_resolution(tiled_run):
+    out, manifest, _ = tiled_run
+    assert manifest["status"] == "complete" and (out / "run.json").exists()
+    ds = xr.open_zarr(out / "mosaic.zarr")
+    cube = open_cube(out / "cube.zarr")
+    assert ds.rio.crs.to_epsg() == 32633 and ds.rio.resolution() == (10.0, -10.0)
+    assert ds.odc.geobox == cube.odc.geobox
+    assert list(ds.band.values) == list(cube.band.values)
+    refl = ds["reflectance"].values
+    flag = ds["no_clear"].values.astype(bool)
+    assert refl.dtype == np.float32 and refl.shape[0] == 1
+    ok = ~flag[:, None].repeat(12, 1)
+    assert np.isfinite(refl[ok]).all() and np.isnan(refl[~ok]).all()
+    assert -0.1 <= np.nanmin(refl) and np.nanmax(refl) < 1.5
+    (label, files), = manifest["periods"].items()
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, _ = cog_validate(files["cog"])
+    assert valid, errors
+    with rasterio.open(files["cog"]) as src:
+        assert src.crs.to_epsg() == 32633 and src.res == (10.0, 10.0) and src.count == 12 and src.nodata == 0
+        assert src.overviews(1), "COG has no overviews"
+        b = ds.odc.geobox.extent.boundingbox
+        assert src.bounds == pytest.approx((b.left, b.bottom, b.right, b.top))
+        dn = src.read(4)
+        np.testing.assert_allclose(np.where(dn > 0, dn * 1e-4, np.nan), refl[0, 3], atol=6e-5, equal_nan=True)
+    item = pystac.Item.from_file(files["stac_item"])
+    assert item.properties["proj:code"] == "EPSG:32633" and item.properties["cloudfree:synthetic_input"] is True
+    assert set(item.assets) == {"zarr", "cog", "quicklook"}
+    from PIL import Image
+
+    assert Image.open(files["quicklook"]).size == (ds.sizes["x"], ds.sizes["y"])
+
+
+def test_tiled_equals_single_tile(tiled_run):
+    from cloudfree.job import default_weights
+
+    out, _, _ = tiled_run
+    cube = open_cube(out / "cube.zarr")
+    periods = make_periods(cube.time.values, "2024-04-01", "2024-06-30", None, 20, 12)
+    kw = dict(model_path=str(default_weights()), tiles=TILES)
+    tiled = mosaic(cube, periods, chunk=40, **kw)
+    single = mosaic(cube, periods, chunk=4096, **kw)
+    assert len(tiled.chunks["y"]) > 1 and len(single.chunks["y"]) == 1  # really tiled differently
+    a, b = tiled["reflectance"].values, single["reflectance"].values
+    np.testing.assert_allclose(a, b, atol=1e-5, equal_nan=True)
+    # and the stored mosaic is that same picture
+    np.testing.assert_allclose(xr.open_zarr(out / "mosaic.zarr")["reflectance"].values, b, atol=1e-5, equal_nan=True)
+
+
+def test_rerun_reuses_cube_and_mosaic(tiled_run, stac_url, req):
+    out, _, _ = tiled_run
+    logs: list[str] = []
+    run_job(stac_url, req, CubeSpec(chunk=40), out, JobConfig(tiles=TILES, context_days=20), echo=logs.append)
+    assert any(line.startswith("cube reused") for line in logs)
+    assert any(line.startswith("mosaic reused") for line in logs)
+
+
+def test_killed_run_restarts_to_the_same_output(tiled_run, stac_url, req, tmp_path):
+    out, _, _ = tiled_run
+    job = JobConfig(tiles=TILES, context_days=20)
+    res = run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, job, echo=lambda s: None, stop_after=2)
+    assert res["status"] == "interrupted" and not (tmp_path / "run.json").exists()
+    with pytest.raises(Exception, match="incomplete"):
+        open_cube(tmp_path / "mosaic.zarr")
+    logs: list[str] = []
+    res = run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, job, echo=logs.append)
+    assert res["status"] == "complete" and any(line.startswith("mosaic resumed") for line in logs)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "mosaic.zarr")["reflectance"].values,
+                                  xr.open_zarr(out / "mosaic.zarr")["reflectance"].values)
+
+
+def test_median_method_matches_numpy_baseline(stac_url, req, tmp_path):
+    run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, JobConfig(method="median", context_days=20), echo=lambda s: None)
+    cube = open_cube(tmp_path / "cube.zarr")
+    (p,) = make_periods(cube.time.values, req.start, req.end, None, 20, 12)
+    x = cube["reflectance"].isel(time=list(p.dates)).values
+    c = cube["clear"].isel(time=list(p.dates)).values.astype(bool)
+    exp = median_composite(x, c, cube.time.values[list(p.dates)].astype("datetime64[D]").astype(float), p.target_day)
+    exp[:, ~(c & np.isfinite(x).all(1)).any(0)] = np.nan
+    got = xr.open_zarr(tmp_path / "mosaic.zarr")["reflectance"].isel(time=0).values
+    np.testing.assert_allclose(got, exp, atol=1e-6, equal_nan=True)
+
+
+def _toy_cube(never_clear=(5, 7)):
+    rng = np.random.default_rng(0)
+    t, c, h, w = 4, 12, 40, 40
+    x = rng.uniform(0.02, 0.4, (t, c, h, w)).astype(np.float32)
+    clear = np.ones((t, h, w), np.uint8)
+    clear[:, never_clear[0], never_clear[1]] = 0
+    times = np.array(["2024-05-01", "2024-05-11", "2024-05-21", "2024-05-31"], "datetime64[ns]")
+    from cloudfree.bands import L2A_BANDS
+
+    return xr.Dataset({"reflectance": (("time", "band", "y", "x"), x), "clear": (("time", "y", "x"), clear)},
+                      coords={"time": times, "band": list(L2A_BANDS), "y": np.arange(h) * -10.0, "x": np.arange(w) * 10.0}
+                      ).chunk({"time": 1, "y": 20, "x": 20})
+
+
+def test_never_clear_pixel_is_flagged_not_invented():
+    from cloudfree.job import default_weights
+
+    cube = _toy_cube()
+    periods = make_periods(cube.time.values, "2024-05-01", "2024-05-31")
+    ds = mosaic(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20).compute()
+    assert ds["no_clear"].values[0, 5, 7] == 1 and ds["no_clear"].values.sum() == 1
+    assert ds["clear_count"].values[0, 5, 7] == 0 and ds["clear_count"].values[0, 0, 0] == 4
+    assert np.isnan(ds["reflectance"].values[0, :, 5, 7]).all()
+    assert np.isfinite(ds["reflectance"].values[0, :, 6, 7]).all()
+    filled = mosaic(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20, fill_unobserved=True).compute()
+    assert np.isfinite(filled["reflectance"].values[0, :, 5, 7]).all() and filled["no_clear"].values[0, 5, 7] == 1
+
+
+def test_monthly_periods():
+    times = np.arange(np.datetime64("2024-01-03"), np.datetime64("2024-04-30"), np.timedelta64(5, "D"))
+    ps = make_periods(times, "2024-01-01", "2024-03-31", "month", context_days=0, max_dates=20)
+    assert [p.label for p in ps] == ["2024-01", "2024-02", "2024-03"]
+    for p in ps:
+        d = times[list(p.dates)]
+        assert (d >= p.start).all() and (d <= p.end).all()
+    with pytest.raises(ValueError, match="no acquisitions"):
+        make_periods(times, "2025-01-01", "2025-01-31", context_days=5)
+
+
+def test_cli_run_and_device_fallback(stac_url, demo_items, demo_bbox, tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from cloudfree.cli import app
+
+    args = ["run", "--stac", str(demo_items), "--bbox", demo_bbox, "--start", "2024-04-01", "--end", "2024-05-15",
+            "--out", str(tmp_path), "--patch", "32", "--overlap", "4", "--chunk", "64", "--context-days", "10"]
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(app, args + ["--device", "cuda"])
+        assert r.exit_code == 2 and "no CUDA GPU" in r.output
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+    bad = [a if a != str(tmp_path) else str(tmp_path / "x") for a in args] + ["--model", str(demo_items)]
+    r = CliRunner().invoke(app, bad)
+    assert r.exit_code == 2 and "not a safetensors file" in r.output
