@@ -166,10 +166,10 @@ def test_cli_run_and_device_fallback(stac_url, demo_items, demo_bbox, tmp_path):
             "--out", str(tmp_path), "--patch", "32", "--overlap", "4", "--chunk", "64", "--context-days", "10"]
     if not torch.cuda.is_available():
         r = CliRunner().invoke(app, args + ["--device", "cuda"])
-        assert r.exit_code == 2 and "no CUDA GPU" in r.output
+        assert r.exit_code == 2 and "no CUDA GPU" in " ".join(r.output.split())
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
     bad = [a if a != str(tmp_path) else str(tmp_path / "x") for a in args] + ["--model", str(demo_items)]
     r = CliRunner().invoke(app, bad)
-    assert r.exit_code == 2 and "not a safetensors file" in r.output
+    assert r.exit_code == 2 and "not a safetensors file" in " ".join(r.output.split())
