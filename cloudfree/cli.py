@@ -180,6 +180,89 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
         scheduler=None, workers=None, threads=None, processes=False)
 
 
+@app.command("train")
+def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.safetensors; resumes from it)"),
+              cube: list[Path] = typer.Option([], help="cube store(s) from 'cloudfree cube'"),
+              sen12mscrts: Optional[Path] = typer.Option(None, help="SEN12MS-CR-TS root (published layout)"),
+              arch: str = typer.Option("timegate_unet", help="timegate_unet | timegate_terramind"),
+              terramind_variant: str = "terramind_v1_tiny",
+              terramind_weights: Optional[Path] = typer.Option(None, help="local TerraMind checkpoint (no downloads)"),
+              freeze_encoder: bool = False, width: int = 32,
+              steps: int = 2000, batch: int = 8, crop: int = 128, max_dates: int = 12, lr: float = 1e-3,
+              loss: str = "l1", ssim_weight: float = 0.2, ckpt_every: int = 200, seed: int = 0,
+              workers: int = 0, device: str = "auto",
+              mask_bank: Optional[Path] = typer.Option(None, help="CLM.npy of real cloud masks to hide pixels with")) -> None:
+    """Train a model from cubes or SEN12MS-CR-TS (no cloud-free targets needed)."""
+    import numpy as np
+
+    from .fit import fit_cubes, fit_sen12mscrts
+    from .models import default_config
+    from .train import TrainConfig
+
+    try:
+        model = default_config(arch, unet={"width": width, "depth": 4, "gamma_init": 0.01, "max_width": 256},
+                               terramind={"variant": terramind_variant, "weights": str(terramind_weights) if terramind_weights else None,
+                                          "freeze_encoder": freeze_encoder, "decoder_width": 64, "gamma_init": 0.01})
+        cfg = TrainConfig(steps=steps, batch=batch, crop=crop, max_dates=max_dates, lr=lr, loss=loss, ssim_weight=ssim_weight,
+                          ckpt_every=ckpt_every, val_every=ckpt_every, seed=seed, num_workers=workers, model=model)
+        if bool(cube) == bool(sen12mscrts):
+            raise ValueError("give --cube (one or more) or --sen12mscrts")
+        bank = None
+        if mask_bank:
+            clm = np.load(mask_bank)[..., 0].astype(bool)
+            frac = clm.reshape(len(clm), -1).mean(1)
+            bank = clm[(frac > 0.05) & (frac < 0.95)]
+        dev = None if device == "auto" else device
+        if cube:
+            res = fit_cubes(cube, out, cfg, device=dev, mask_bank=bank, log=console.print)
+        else:
+            res = fit_sen12mscrts(sen12mscrts, out, cfg, device=dev, log=console.print)
+    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    console.print(f"trained {res['step']} steps on {res['device']}: {out / 'last.safetensors'}")
+
+
+@app.command()
+def evaluate(out: Path = typer.Option(..., help="report folder (report.json, report.md, PNGs)"),
+             cube: Optional[Path] = typer.Option(None, help="cube store"),
+             sen12mscrts: Optional[Path] = typer.Option(None, help="SEN12MS-CR-TS root; uses its test split"),
+             model: Optional[str] = typer.Option(None, help="checkpoint; default: the shipped weights; 'none' = baselines only"),
+             min_clear: float = 0.4, max_dates: int = 12, max_patches: int = 32, device: str = "cpu") -> None:
+    """Model vs compositing baselines on held-out dates (hidden under real cloud masks)."""
+    import numpy as np
+
+    from .data.sampler import series_from_cube
+    from .evaluate import evaluate_series, write_report
+    from .job import default_weights
+    from .models import load_checkpoint
+
+    try:
+        net = None
+        if model != "none":
+            net, _ = load_checkpoint(model or default_weights(), map_location=device)
+        if cube:
+            from .cube import open_cube
+
+            ds = open_cube(cube)
+            series = series_from_cube(ds)
+            frac = series.clear.reshape(len(series.days), -1).mean(1)
+            res = evaluate_series(series, [int(t) for t in np.flatnonzero(frac >= min_clear)], net,
+                                  max_dates=max_dates, device=device, dates=ds.time.values)
+            synthetic = json.loads(ds.attrs.get("synthetic", "false"))
+            files = write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""))
+        elif sen12mscrts:
+            from .evaluate import evaluate_examples_list
+
+            res = evaluate_examples_list(sen12mscrts, net, max_patches=max_patches, n_inputs=max_dates - 1, device=device)
+            files = write_report(res, out, "cloudfree evaluation — SEN12MS-CR-TS test split")
+        else:
+            raise ValueError("give --cube or --sen12mscrts")
+    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    console.print((out / "report.md").read_text())
+    console.print(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -63,8 +63,15 @@ def evaluate_series(series: Series, targets: list[int], model=None, *, methods: 
     examples = validation_examples([series], [targets], seed=seed, max_dates=max_dates)
     if not examples:
         raise ValueError("no usable held-out target: every candidate date is too cloudy or nothing could be hidden")
+    labels = [str(dates[ex.target_index])[:10] if dates is not None else str(ex.target_index) for ex in examples]
+    return score_examples(examples, model, methods, device, labels)
+
+
+def score_examples(examples: list[Example], model=None, methods: tuple[str, ...] = tuple(METHODS),
+                   device: str = "cpu", labels: list[str] | None = None) -> EvalResult:
+    """Score ready-made examples (e.g. SEN12MS-CR-TS least-cloudy targets) for the model and baselines."""
     rows, preds = [], []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         out: dict[str, np.ndarray] = {}
         if model is not None:
             out["model"] = predict_example(model, ex, device)
@@ -72,12 +79,20 @@ def evaluate_series(series: Series, targets: list[int], model=None, *, methods: 
             out[m] = METHODS[m](ex.x, ex.valid, ex.dt, 0.0)
         preds.append(out)
         cover = input_cloud_cover(ex)
-        label = str(dates[ex.target_index])[:10] if dates is not None else str(ex.target_index)
         for name, img in out.items():
-            rows.append({"target": label, "input_cloud_cover": round(cover, 1), "cover_bin": _bin(cover),
-                         "hidden_pixels": int(ex.hidden.sum()), "method": name,
+            rows.append({"target": labels[i] if labels else str(i), "input_cloud_cover": round(cover, 1),
+                         "cover_bin": _bin(cover), "hidden_pixels": int(ex.hidden.sum()), "method": name,
                          **{k: v for k, v in all_metrics(img, ex.target, ex.hidden).items() if k in METRIC_KEYS + ("mse",)}})
     return EvalResult(rows, summarize(rows), examples, preds)
+
+
+def evaluate_examples_list(root, model=None, *, max_patches: int = 32, n_inputs: int = 3, device: str = "cpu") -> EvalResult:
+    """SEN12MS-CR-TS test split with the data set's own protocol (least-cloudy date as target)."""
+    from .data.sen12mscrts import find_patches, least_cloudy_example, read_patch
+
+    patches = find_patches(root, "test")[:max_patches]
+    exs = [least_cloudy_example(read_patch(p), n_inputs) for p in patches]
+    return score_examples(exs, model, device=device, labels=[f"{p.roiset}/{p.roi}/{p.patch}" for p in patches])
 
 
 def _mean(vals: list[float]) -> float:

@@ -51,3 +51,17 @@ def test_reader_layout_split_bands_and_target(tree):
 def test_missing_root_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no SEN12MS-CR-TS S2 patches"):
         find_patches(tmp_path)
+
+
+def test_evaluate_cli_on_test_split(tree, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cloudfree.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--sen12mscrts", str(tree), "--out", str(tmp_path), "--model", "none",
+                                 "--max-dates", "4"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "report.json").read_text())["rows"]
+    assert {row["target"] for row in rows} == {"ROIs1868/119/0", "ROIs1868/119/3"}  # the official test ROI only

@@ -84,9 +84,11 @@ def make_example(
     min_target_clear: float = 0.4,
     augment: bool = True,
     window: tuple[slice, slice] | None = None,
+    allowed_targets: np.ndarray | None = None,
 ) -> Example | None:
     """Draw one example; ``None`` when this crop has no usable target date.
 
+    ``allowed_targets`` restricts the target dates (e.g. to keep validation dates out of training).
     ``mask_bank`` (N, H', W') bool of real cloud masks (e.g. the s2cloudless masks in
     ``../shared/data``) is used for half of the examples when given.
     """
@@ -97,6 +99,8 @@ def make_example(
     frac = clear.reshape(t_all, -1).mean(1)
     if target is None:
         cand = np.flatnonzero(frac >= min_target_clear)
+        if allowed_targets is not None:
+            cand = np.intersect1d(cand, allowed_targets)
         if len(cand) == 0:
             return None
         target = int(rng.choice(cand))

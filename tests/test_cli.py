@@ -1,0 +1,37 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cloudfree.cli import app
+
+
+@pytest.fixture(scope="module")
+def cube_path(stac_url, demo_items, demo_bbox, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "cube.zarr"
+    r = CliRunner().invoke(app, ["cube", "--stac", str(demo_items), "--bbox", demo_bbox, "--start", "2024-03-01",
+                                 "--end", "2024-07-31", "--out", str(out), "--chunk", "64"])
+    assert r.exit_code == 0, r.output
+    assert "cube written" in r.output and "Dask dashboard: http" in r.output
+    return out
+
+
+def test_search_lists_items(demo_items, demo_bbox):
+    r = CliRunner().invoke(app, ["search", "--stac", str(demo_items), "--bbox", demo_bbox, "--start", "2024-03-01",
+                                 "--end", "2024-03-20"])
+    assert r.exit_code == 0 and r.output.count("SYNTH_S2_L2A") == 2
+
+
+def test_train_then_evaluate_from_cube(cube_path, tmp_path):
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--cube", str(cube_path), "--out", str(run), "--steps", "3", "--batch", "2",
+                                 "--crop", "32", "--width", "8", "--max-dates", "5", "--ckpt-every", "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert (run / "last.safetensors").exists()
+    rep = tmp_path / "report"
+    r = CliRunner().invoke(app, ["evaluate", "--cube", str(cube_path), "--out", str(rep), "--model",
+                                 str(run / "last.safetensors")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((rep / "report.json").read_text())["summary"]
+    assert set(summary["methods"]) == {"model", "least_cloudy", "mosaicking", "median", "interpolation"}
+    assert "SYNTHETIC" in (rep / "report.md").read_text()
