@@ -32,7 +32,7 @@ def bench_tile(args) -> dict:
     import torch
 
     from cloudfree.infer.tiles import TileConfig, load_model_cached, predict_block, resolve_device
-    from cloudfree.job import default_weights
+    from cloudfree.models.checkpoint import default_weights
 
     cfg = TileConfig(patch=args.patch, overlap=args.overlap, batch=args.batch, device=args.device, amp=not args.fp32)
     x, clear = synthetic_series(args.size, args.dates)

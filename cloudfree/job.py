@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,11 @@ from .cubestore import build_cube
 from .infer.mosaic import mosaic
 from .infer.periods import make_periods
 from .infer.tiles import TileConfig
+from .models.checkpoint import default_weights
 from .stac import SearchRequest
 from .store import write_by_regions
 
 __all__ = ["JobConfig", "run_job", "default_weights"]
-
-
-def default_weights() -> Path:
-    """The shipped TimeGate + U-Net checkpoint (trained on SYNTHETIC scenes; see its model card)."""
-    return Path(str(resources.files("cloudfree") / "weights" / "default.safetensors"))
 
 
 @dataclass(frozen=True)

@@ -86,24 +86,24 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model_pat
     device = resolve_device(cfg.device)
     model, _, lock = load_model_cached(model_path, device)
     t, c = x.shape[:2]
-    acc = np.zeros((c, y1 - y0, x1 - x0), np.float64)
-    wsum = np.zeros((y1 - y0, x1 - x0), np.float64)
-    wpatch = feather(cfg.patch, cfg.overlap)
+    # Move the whole extended block once, then cut patches on the device: copying patch stacks on
+    # the host was the bottleneck (each patch carries T x C channels).
+    xb_all = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    mb_all = torch.from_numpy(np.ascontiguousarray(clear).astype(bool)).to(device)
+    acc = torch.zeros((c, y1 - y0, x1 - x0), dtype=torch.float32, device=device)
+    wsum = torch.zeros((y1 - y0, x1 - x0), dtype=torch.float32, device=device)
+    wpatch = torch.from_numpy(feather(cfg.patch, cfg.overlap)).to(device)
     jobs = [(py, px) for py in patch_starts(y0, y1, cfg) for px in patch_starts(x0, x1, cfg)]
-    dtt = torch.from_numpy(np.asarray(dt, np.float32))
+    dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)
     use_amp = cfg.amp and device.startswith("cuda")
     for i in range(0, len(jobs), cfg.batch):
         chunk = jobs[i : i + cfg.batch]
-        xs, ms = [], []
-        for py, px in chunk:
-            ly, lx = py - y0 + halo, px - x0 + halo  # into the extended block
-            xs.append(x[:, :, ly : ly + cfg.patch, lx : lx + cfg.patch])
-            ms.append(clear[:, ly : ly + cfg.patch, lx : lx + cfg.patch])
-        xb = torch.from_numpy(np.stack(xs)).to(device)
-        mb = torch.from_numpy(np.stack(ms).astype(bool)).to(device)
+        sl = [(py - y0 + halo, px - x0 + halo) for py, px in chunk]  # into the extended block
+        xb = torch.stack([xb_all[:, :, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
+        mb = torch.stack([mb_all[:, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
         with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
-            pred = model(xb, mb, dtt.expand(len(chunk), t).to(device))["output"]
-        pred = pred.float().cpu().numpy()
+            pred = model(xb, mb, dtt.expand(len(chunk), t))["output"]
+        pred = pred.float()
         for (py, px), p in zip(chunk, pred):
             # Clip the patch to the core and accumulate with its feather weights.
             cy0, cy1 = max(py, y0), min(py + cfg.patch, y1)
@@ -111,4 +111,4 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model_pat
             wp = wpatch[cy0 - py : cy1 - py, cx0 - px : cx1 - px]
             acc[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] += p[:, cy0 - py : cy1 - py, cx0 - px : cx1 - px] * wp
             wsum[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] += wp
-    return (acc / wsum).astype(np.float32)
+    return (acc / wsum).cpu().numpy().astype(np.float32)

@@ -12,9 +12,16 @@ from safetensors.torch import load_file, save_file
 from .network import CloudFreeNet
 from .registry import build_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT", "default_weights"]
 
 FORMAT = "cloudfree-checkpoint/1"
+
+
+def default_weights() -> Path:
+    """The shipped TimeGate + U-Net checkpoint (trained on SYNTHETIC scenes; see its model card)."""
+    from importlib import resources
+
+    return Path(str(resources.files("cloudfree") / "weights" / "default.safetensors"))
 
 
 class CheckpointError(ValueError):
