@@ -84,7 +84,8 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
          crs: Optional[str] = typer.Option(None, help="output CRS (default: the AOI's UTM zone)"),
          resolution: float = 10.0, chunk: int = 512,
          scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler"),
-         workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False) -> None:
+         workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
+         skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping")) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
     from .catalog import open_catalog
     from .cluster import dask_client
@@ -99,7 +100,7 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
         spec = CubeSpec(bands=validate_bands(bands.split(",") if bands else None), crs=crs, resolution=resolution, chunk=chunk)
         with open_catalog(stac) as url, dask_client(_cluster(scheduler, workers, threads, processes), echo=console.print), \
                 tile_progress("cube tiles") as progress:
-            res = build_cube(url, req, spec, out, progress=progress)
+            res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets)
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
     console.print(f"cube {res.status}: {res.path} {json.dumps(res.shape)} from {res.n_items} items")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +13,38 @@ from .cube import CubeSpec, load_cube, open_cube
 from .stac import SearchRequest, search
 from .store import store_state, write_by_regions
 
-__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING"]
+__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError"]
+
+
+class AssetReadError(RuntimeError):
+    """An asset could not be read (corrupt, truncated, unreachable); says which and what to do."""
 
 CUBE_ENCODING = {
     # Reflectance as uint16 on disk (0 = nodata), like L2A itself: (DN * 1e-4) - 0.1 covers [-0.1, 6.4].
     "reflectance": {"dtype": "uint16", "scale_factor": np.float32(1e-4), "add_offset": np.float32(-0.1), "_FillValue": 0},
 }
+
+
+class _FailedReads(logging.Handler):
+    """Collects odc-stac's "Failed to load <asset>" messages so errors can name the asset."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "Failed to load" in msg:
+            self.messages.append(msg.split(" due to ")[0])
+
+
+def _chain(exc: BaseException) -> str:
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -30,8 +57,13 @@ class CubeResult:
 
 
 def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str | Path, *, progress=None,
-               patch_url=None, stop_after: int | None = None) -> CubeResult:
-    """Write the cube for ``request`` to ``out`` (Zarr v3), reusing a complete store for the same request."""
+               patch_url=None, stop_after: int | None = None, skip_bad_assets: bool = False) -> CubeResult:
+    """Write the cube for ``request`` to ``out`` (Zarr v3), reusing a complete store for the same request.
+
+    A corrupt or unreadable asset stops the run with :class:`AssetReadError` naming it (the store
+    stays partial and resumable); ``skip_bad_assets`` fills such reads with nodata instead, so the
+    pixels become "not clear" rather than wrong.
+    """
     out = Path(out)
     fingerprint = {"stac": stac_url if not stac_url.startswith("http://127.0.0.1") else "local",
                    "request": request.to_dict(), "cube": spec.to_dict()}
@@ -39,9 +71,22 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
         ds = open_cube(out)
         return CubeResult(out, "reused", len(ds.time), dict(ds.sizes))
     items = search(stac_url, request)
-    ds = load_cube(items, request.aoi, spec, patch_url=patch_url)
+    ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
     refl = ds["reflectance"].clip(-0.1, 6.4)
     ds["reflectance"] = refl.where(ds["reflectance"].notnull())
     ds = ds.chunk({"time": 1, "band": -1, "y": spec.chunk, "x": spec.chunk})
-    status = write_by_regions(ds, out, fingerprint, encoding=CUBE_ENCODING, on_region=progress, stop_after=stop_after)
+    failed = _FailedReads()
+    logging.getLogger("odc").addHandler(failed)
+    try:
+        status = write_by_regions(ds, out, fingerprint, encoding=CUBE_ENCODING, on_region=progress, stop_after=stop_after)
+    except Exception as exc:
+        import rasterio.errors
+
+        if isinstance(exc, (rasterio.errors.RasterioError, OSError)) or "rasterio" in type(exc).__module__:
+            where = "; ".join(failed.messages[:3]) or _chain(exc)
+            raise AssetReadError(f"could not read an asset while building {out}: {where}. The store is kept "
+                                 "partial; fix the source or pass --skip-bad-assets to treat it as nodata.") from exc
+        raise
+    finally:
+        logging.getLogger("odc").removeHandler(failed)
     return CubeResult(out, status, len(items), dict(ds.sizes))

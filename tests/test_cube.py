@@ -105,3 +105,26 @@ def test_cube_cli_errors_before_heavy_work(tmp_path):
     r = CliRunner().invoke(app, ["cube", "--stac", "http://127.0.0.1:9", "--bbox", "16,46,16.1", "--start",
                                  "2024-01-01", "--end", "2024-02-01", "--out", str(tmp_path / "c.zarr")])
     assert r.exit_code == 2 and "four numbers" in r.output
+
+
+def test_corrupt_asset_is_a_clear_error_or_nodata(demo_items, request_, tmp_path):
+    import shutil
+
+    from cloudfree.cubestore import AssetReadError
+    from cloudfree.serve import serve_stac
+
+    cat = tmp_path / "catalog"
+    shutil.copytree(demo_items.parent, cat)
+    text = demo_items.read_text().replace(demo_items.parent.resolve().as_uri(), cat.resolve().as_uri())
+    (cat / "items.json").write_text(text)
+    bad = cat / "SYNTH_S2_L2A_32633_20240410" / "B04.tif"
+    bad.write_bytes(bad.read_bytes()[:600])  # truncated file
+    with serve_stac(cat / "items.json") as url:
+        with pytest.raises(AssetReadError, match="B04.tif"):
+            build_cube(url, request_, CubeSpec(chunk=48), tmp_path / "c.zarr")
+        res = build_cube(url, request_, CubeSpec(chunk=48), tmp_path / "c2.zarr", skip_bad_assets=True)
+    ds = open_cube(res.path)
+    t = list(ds.time.dt.strftime("%Y-%m-%d").values).index("2024-04-10")
+    assert ds["reflectance"].isel(time=t).sel(band="B04").isnull().all()
+    assert (ds["clear"].isel(time=t) == 0).all()
+    assert ds["clear"].isel(time=t + 1).sum() > 0
