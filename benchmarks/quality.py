@@ -45,7 +45,7 @@ def main() -> None:
     model_path = args.model or default_weights()
     model, _ = load_checkpoint(model_path)
     res = evaluate_series(series, targets, model, dates=cube.time.values)
-    files = write_report(res, out, "cloudfree quality benchmark — SYNTHETIC demo catalog")
+    files = write_report(res, out, "cloudfree quality benchmark — SYNTHETIC demo catalog", synthetic=True)
     methods = {k: {m: round(v[m], 4) for m in ("ssim", "psnr", "sam", "mae")} for k, v in res.summary["methods"].items()}
     print(json.dumps({"data": f"SYNTHETIC demo catalog (seed 42, {cube.sizes['y']}x{cube.sizes['x']} px, "
                               f"{len(series.days)} dates), {res.summary['n_examples']} held-out target dates, hidden "

@@ -250,7 +250,8 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
             res = evaluate_series(series, [int(t) for t in np.flatnonzero(frac >= min_clear)], net,
                                   max_dates=max_dates, device=device, dates=ds.time.values)
             synthetic = json.loads(ds.attrs.get("synthetic", "false"))
-            files = write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""))
+            files = write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""),
+                                 synthetic=synthetic)
         elif sen12mscrts:
             from .evaluate import evaluate_examples_list
 

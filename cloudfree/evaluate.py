@@ -143,7 +143,7 @@ def _rgb(img: np.ndarray) -> np.ndarray:
     return a
 
 
-def write_quicklooks(res: EvalResult, out: Path, max_inputs: int = 5) -> list[Path]:
+def write_quicklooks(res: EvalResult, out: Path, max_inputs: int = 5, synthetic: bool = False) -> list[Path]:
     """One PNG per example: input dates (cloudy parts hatched red), each method, target, |error|."""
     import matplotlib
 
@@ -170,7 +170,8 @@ def write_quicklooks(res: EvalResult, out: Path, max_inputs: int = 5) -> list[Pa
         axes[-1].imshow(np.where(ex.hidden, err, np.nan), cmap="magma", vmin=0, vmax=0.05)
         axes[-1].set_title(f"|error| {key} (hidden)", fontsize=7)
         axes[-1].axis("off")
-        fig.suptitle("cloudfree evaluation" + (" — SYNTHETIC demo data" if res.rows and True else ""), fontsize=8)
+        fig.suptitle(f"cloudfree evaluation, target {res.rows[i * len(preds)]['target']}"
+                     + (" — SYNTHETIC data" if synthetic else ""), fontsize=8)
         fig.tight_layout()
         p = out / f"example_{i:02d}.png"
         fig.savefig(p, dpi=110)
@@ -179,11 +180,12 @@ def write_quicklooks(res: EvalResult, out: Path, max_inputs: int = 5) -> list[Pa
     return paths
 
 
-def write_report(res: EvalResult, out: str | Path, title: str = "cloudfree evaluation", quicklooks: bool = True) -> dict:
+def write_report(res: EvalResult, out: str | Path, title: str = "cloudfree evaluation", quicklooks: bool = True,
+                 synthetic: bool = False) -> dict:
     """``report.json``, ``report.md`` and PNG quicklooks under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps({"summary": res.summary, "rows": res.rows}, indent=1, default=float))
     (out / "report.md").write_text(_markdown(res.summary, title))
-    pngs = write_quicklooks(res, out) if quicklooks else []
+    pngs = write_quicklooks(res, out, synthetic=synthetic) if quicklooks else []
     return {"json": str(out / "report.json"), "markdown": str(out / "report.md"), "pngs": [str(p) for p in pngs]}

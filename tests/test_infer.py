@@ -173,3 +173,17 @@ def test_cli_run_and_device_fallback(stac_url, demo_items, demo_bbox, tmp_path):
     bad = [a if a != str(tmp_path) else str(tmp_path / "x") for a in args] + ["--model", str(demo_items)]
     r = CliRunner().invoke(app, bad)
     assert r.exit_code == 2 and "not a safetensors file" in " ".join(r.output.split())
+
+
+def test_pipeline_configs_parse():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("regional_mosaic", root / "pipelines" / "regional_mosaic.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for cfg in (root / "pipelines" / "configs").glob("*.yaml"):
+        c = mod.load_config(cfg)
+        assert {"stac", "start", "end", "out"} <= set(c) and ("bbox" in c or "aoi" in c)
+        TileConfig(**{k: v for k, v in c.get("tiles", {}).items()})

@@ -64,3 +64,24 @@ def test_unknown_band():
 def test_aoi_across_utm_zones_is_stated():
     aoi = parse_bbox("11.9,46.0,12.1,46.1")
     assert aoi.utm_zones() == [32632, 32633]
+
+
+def test_local_stac_geoparquet_is_served(demo_items, demo_bbox, tmp_path):
+    import subprocess
+
+    from cloudfree.catalog import open_catalog
+    from cloudfree.serve import _rustac
+
+    pq = tmp_path / "items.parquet"
+    subprocess.run([_rustac(), "translate", str(demo_items), str(pq)], check=True, capture_output=True)
+    with open_catalog(str(pq)) as url:
+        items = search(url, SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-03-20"))
+    assert [i.id for i in items] == ["SYNTH_S2_L2A_32633_20240301", "SYNTH_S2_L2A_32633_20240311"]
+
+
+def test_unknown_stac_argument_is_clear():
+    from cloudfree.catalog import open_catalog
+
+    with pytest.raises(ValueError, match="neither a URL"):
+        with open_catalog("no-such-catalog"):
+            pass
