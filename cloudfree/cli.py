@@ -69,6 +69,23 @@ def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str]
         typer.echo(f"{it.id}\t{it.datetime:%Y-%m-%d}\tcloud={it.properties.get('eo:cloud_cover', float('nan')):.1f}%")
 
 
+def _mask(exclude_scl: str):
+    """``--exclude-scl 0,1,3,8,9,10,11`` → MaskConfig (all listed classes are unusable)."""
+    from .bands import SCL_CLASSES
+    from .cube import MaskConfig
+
+    try:
+        classes = tuple(sorted({int(v) for v in exclude_scl.split(",") if v.strip()}))
+    except ValueError as exc:
+        raise ValueError(f"--exclude-scl must be comma-separated SCL codes, got {exclude_scl!r}") from exc
+    unknown = [c for c in classes if c not in SCL_CLASSES]
+    if unknown:
+        raise ValueError(f"unknown SCL classes {unknown}; valid codes are 0-11")
+    return MaskConfig(cloud=tuple(c for c in classes if c in (8, 9, 10)), shadow=tuple(c for c in classes if c == 3),
+                      invalid=tuple(c for c in classes if c in (0, 1)),
+                      extra=tuple(c for c in classes if c not in (0, 1, 3, 8, 9, 10)))
+
+
 def _cluster(scheduler, workers, threads, processes):
     from .cluster import ClusterConfig
 
@@ -85,7 +102,9 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
          resolution: float = 10.0, chunk: int = 512,
          scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler"),
          workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
-         skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping")) -> None:
+         skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping"),
+         exclude_scl: str = typer.Option("0,1,3,8,9,10", help="SCL classes that make a pixel unusable "
+                                                               "(default: nodata, defective, shadow, cloud medium/high, cirrus)")) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
     from .catalog import open_catalog
     from .cluster import dask_client
@@ -97,7 +116,8 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
 
     try:
         req = SearchRequest(_aoi(bbox, aoi), start, end, collection, max_cloud)
-        spec = CubeSpec(bands=validate_bands(bands.split(",") if bands else None), crs=crs, resolution=resolution, chunk=chunk)
+        spec = CubeSpec(bands=validate_bands(bands.split(",") if bands else None), crs=crs, resolution=resolution,
+                        chunk=chunk, mask=_mask(exclude_scl))
         with open_catalog(stac) as url, dask_client(_cluster(scheduler, workers, threads, processes), echo=console.print), \
                 tile_progress("cube tiles") as progress:
             res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets)
@@ -142,12 +162,13 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         patch: int = 256, overlap: int = 32, batch: int = 8,
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
         fill_unobserved: bool = typer.Option(False, help="keep the model's spatial guess where nothing clear was seen"),
+        exclude_scl: str = typer.Option("0,1,3,8,9,10", help="SCL classes that make a pixel unusable"),
         scheduler: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
         processes: bool = False) -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
         res = _run(stac, dict(aoi=_aoi(bbox, aoi), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
-                   dict(crs=crs, resolution=resolution, chunk=chunk), out,
+                   dict(crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch),
                    _cluster(scheduler, workers, threads, processes))
@@ -178,7 +199,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     run(stac="demo", bbox=bbox, aoi=None, start="2024-06-01", end="2024-08-31", out=out, model=None, method=method,
         period=None, context_days=45, max_dates=12, collection="sentinel-2-l2a", max_cloud=None, crs=None,
         resolution=10.0, chunk=512, patch=256, overlap=32, batch=8, device=device, fill_unobserved=False,
-        scheduler=None, workers=None, threads=None, processes=False)
+        exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
 
 
 @app.command("train")

@@ -128,3 +128,17 @@ def test_corrupt_asset_is_a_clear_error_or_nodata(demo_items, request_, tmp_path
     assert ds["reflectance"].isel(time=t).sel(band="B04").isnull().all()
     assert (ds["clear"].isel(time=t) == 0).all()
     assert ds["clear"].isel(time=t + 1).sum() > 0
+
+
+def test_mask_classes_are_configurable(stac_url, request_):
+    from cloudfree.cli import _mask
+
+    items = search(stac_url, request_)
+    strict = load_cube(items, request_.aoi, CubeSpec(chunk=48, mask=_mask("0,1,3,8,9,10")))
+    loose = load_cube(items, request_.aoi, CubeSpec(chunk=48, mask=_mask("0,1,9")))  # thin clouds, shadows allowed
+    s, lo = strict["clear"].values, loose["clear"].values
+    assert (s <= lo).all() and lo.sum() > s.sum()
+    scl = strict["scl"].values
+    assert (lo[np.isin(scl, (3, 8, 10)) & (strict["reflectance"].notnull().all("band").values)] == 1).all()
+    with pytest.raises(ValueError, match="unknown SCL classes"):
+        _mask("0,42")
