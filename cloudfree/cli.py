@@ -99,7 +99,7 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
          collection: str = "sentinel-2-l2a", max_cloud: Optional[float] = None,
          bands: Optional[str] = typer.Option(None, help="comma-separated band ids or common names (default: 12 L2A bands)"),
          crs: Optional[str] = typer.Option(None, help="output CRS (default: the AOI's UTM zone)"),
-         resolution: float = 10.0, chunk: int = 512,
+         resolution: float = 10.0, chunk: int = 1024,
          scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler"),
          workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
          skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping"),
@@ -158,8 +158,8 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         period: Optional[str] = typer.Option(None, help="one image (default), 'month', or 'ND' e.g. '16D'"),
         context_days: int = 30, max_dates: int = 12,
         collection: str = "sentinel-2-l2a", max_cloud: Optional[float] = None,
-        crs: Optional[str] = None, resolution: float = 10.0, chunk: int = 512,
-        patch: int = 256, overlap: int = 32, batch: int = 8,
+        crs: Optional[str] = None, resolution: float = 10.0, chunk: int = 1024,
+        patch: int = 256, overlap: int = 16, batch: int = 16,
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
         fill_unobserved: bool = typer.Option(False, help="keep the model's spatial guess where nothing clear was seen"),
         exclude_scl: str = typer.Option("0,1,3,8,9,10", help="SCL classes that make a pixel unusable"),
@@ -198,7 +198,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
                   f"bbox={bbox} {dates[0]}..{dates[-1]}")
     run(stac="demo", bbox=bbox, aoi=None, start="2024-06-01", end="2024-08-31", out=out, model=None, method=method,
         period=None, context_days=45, max_dates=12, collection="sentinel-2-l2a", max_cloud=None, crs=None,
-        resolution=10.0, chunk=512, patch=256, overlap=32, batch=8, device=device, fill_unobserved=False,
+        resolution=10.0, chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False,
         exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
 
 

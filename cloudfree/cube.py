@@ -58,8 +58,8 @@ class CubeSpec:
     crs: str | None = None
     """Output CRS; default: the AOI's UTM zone."""
     resolution: float = 10.0
-    chunk: int = 512
-    """Spatial chunk (pixels): the inference tile size."""
+    chunk: int = 1024
+    """Spatial chunk (pixels): the inference tile size (larger tiles waste less work on halos)."""
     mask: MaskConfig = MaskConfig()
     resampling: str = "bilinear"
     """For reflectance bands coarser than the output grid; SCL always uses nearest."""

@@ -30,7 +30,7 @@ def main(path: str) -> dict:
     c = load_config(path)
     aoi = parse_bbox(c["bbox"]) if "bbox" in c else parse_aoi(c["aoi"])
     req = SearchRequest(aoi, str(c["start"]), str(c["end"]), c.get("collection", "sentinel-2-l2a"), c.get("max_cloud"))
-    spec = CubeSpec(**{"chunk": 512, **c.get("cube", {})})
+    spec = CubeSpec(**{"chunk": 1024, **c.get("cube", {})})
     tiles = dict(c.get("tiles", {}))
     tiles["device"] = resolve_device(tiles.get("device", "auto"))
     job = JobConfig(method=c.get("method", "model"), model=c.get("model"), period_step=c.get("period"),

@@ -56,7 +56,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
 
 
 def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model_path: str | None = None,
-           tiles: TileConfig = TileConfig(), chunk: int = 512, fill_unobserved: bool = False) -> xr.Dataset:
+           tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False) -> xr.Dataset:
     """The output Dataset (lazy): ``reflectance(time, band, y, x)``, ``clear_count(time, y, x)``,
     ``no_clear(time, y, x)``; ``time`` is each period's centre."""
     refl, clear = cube["reflectance"], cube["clear"]

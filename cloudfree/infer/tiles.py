@@ -23,8 +23,8 @@ __all__ = ["TileConfig", "predict_block", "feather", "load_model_cached", "patch
 @dataclass(frozen=True)
 class TileConfig:
     patch: int = 256
-    overlap: int = 32
-    batch: int = 8
+    overlap: int = 16
+    batch: int = 16
     device: str = "auto"
     amp: bool = True
 
