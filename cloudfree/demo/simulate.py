@@ -162,8 +162,10 @@ def simulate_scene(
     rng = np.random.default_rng(seed)
     h, w = (size, size) if isinstance(size, int) else size
     cloudiness = rng.uniform(0.1, 0.9) if cloudiness is None else cloudiness
+    # Cadences under 5 days are not real revisits: draw an irregular subset of a doubled grid instead.
     steps = np.sort(rng.choice(np.arange(n_dates * 2), size=n_dates, replace=False)) if cadence_days < 5 else np.arange(n_dates)
-    dates = np.datetime64(start, "D") + (steps * cadence_days + rng.integers(0, 3, n_dates) * 0).astype("timedelta64[D]")
+    rng.integers(0, 3, n_dates)  # reserved draw, kept so every seed keeps producing the same scene
+    dates = np.datetime64(start, "D") + (steps * cadence_days).astype("timedelta64[D]")
     doy = np.array([(d - d.astype("datetime64[Y]")).astype(int) + 1 for d in dates], dtype=np.float32)
 
     cls, parcel = _land_cover(rng, h, w)
@@ -228,7 +230,7 @@ def simulate_scene(
         shadow = np.clip(shadow * (1 - alpha), 0, 1)
         obs = observed[t]
         obs *= 1.0 - 0.65 * shadow[None]
-        obs[:] = obs * (1 - cirrus[None]) + SPECTRA["cirrus"][:, None, None] * (cirrus[None] / 0.3) * 0.3
+        obs[:] = obs * (1 - cirrus[None]) + SPECTRA["cirrus"][:, None, None] * cirrus[None]
         cloud_spec = SPECTRA["cloud"] * rng.uniform(0.85, 1.15)
         obs[:] = obs * (1 - alpha[None]) + cloud_spec[:, None, None] * alpha[None] * (0.8 + 0.2 * alpha[None])
         alpha_all[t] = np.maximum(alpha, cirrus)
