@@ -95,6 +95,13 @@ def evaluate_examples_list(root, model=None, *, max_patches: int = 32, n_inputs:
     return score_examples(exs, model, device=device, labels=[f"{p.roiset}/{p.roi}/{p.patch}" for p in patches])
 
 
+def merge_results(results: list[EvalResult]) -> EvalResult:
+    """One result from several (e.g. spatial windows of a large cube)."""
+    rows = [r for res in results for r in res.rows]
+    return EvalResult(rows, summarize(rows), [e for res in results for e in res.examples],
+                      [p for res in results for p in res.predictions])
+
+
 def _mean(vals: list[float]) -> float:
     v = [x for x in vals if x == x and np.isfinite(x)]
     return float(np.mean(v)) if v else float("nan")

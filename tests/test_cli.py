@@ -35,3 +35,14 @@ def test_train_then_evaluate_from_cube(cube_path, tmp_path):
     summary = json.loads((rep / "report.json").read_text())["summary"]
     assert set(summary["methods"]) == {"model", "least_cloudy", "mosaicking", "median", "interpolation"}
     assert "SYNTHETIC" in (rep / "report.md").read_text()
+
+
+def test_evaluate_in_windows(cube_path, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    for out, window in ((whole, "4096"), (parts, "48")):
+        r = CliRunner().invoke(app, ["evaluate", "--cube", str(cube_path), "--out", str(out), "--model", "none",
+                                     "--window", window])
+        assert r.exit_code == 0, r.output
+    n_whole = json.loads((whole / "report.json").read_text())["summary"]["n_examples"]
+    n_parts = json.loads((parts / "report.json").read_text())["summary"]["n_examples"]
+    assert n_parts > n_whole >= 1  # every window contributes its own held-out examples
