@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .cube import CubeSpec, open_cube
@@ -72,7 +72,10 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
         cfg, _ = read_config(model_path)  # fails fast on a wrong file, before any Dask work
         if list(cfg["bands"]) != list(spec.bands):
             raise ValueError(f"model {model_path} expects bands {cfg['bands']} but the cube has {list(spec.bands)}")
-    cube_res = build_cube(stac_url, request, spec, out / "cube.zarr", progress=progress and progress("cube tiles"))
+    # The cube spans the periods widened by the context, so edge periods see dates on both sides.
+    search_req = replace(request, start=str((pd.Timestamp(request.start) - pd.Timedelta(days=job.context_days)).date()),
+                         end=str((pd.Timestamp(request.end) + pd.Timedelta(days=job.context_days)).date()))
+    cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", progress=progress and progress("cube tiles"))
     echo(f"cube {cube_res.status}: {cube_res.path}")
     cube = open_cube(out / "cube.zarr")
     zones = request.aoi.utm_zones()
