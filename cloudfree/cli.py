@@ -215,8 +215,7 @@ def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.
               workers: int = 0, device: str = "auto",
               mask_bank: Optional[Path] = typer.Option(None, help="CLM.npy of real cloud masks to hide pixels with")) -> None:
     """Train a model from cubes or SEN12MS-CR-TS (no cloud-free targets needed)."""
-    import numpy as np
-
+    from .data.sampler import load_mask_bank
     from .fit import fit_cubes, fit_sen12mscrts
     from .models import default_config
     from .train import TrainConfig
@@ -229,11 +228,7 @@ def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.
                           ckpt_every=ckpt_every, val_every=ckpt_every, seed=seed, num_workers=workers, model=model)
         if bool(cube) == bool(sen12mscrts):
             raise ValueError("give --cube (one or more) or --sen12mscrts")
-        bank = None
-        if mask_bank:
-            clm = np.load(mask_bank)[..., 0].astype(bool)
-            frac = clm.reshape(len(clm), -1).mean(1)
-            bank = clm[(frac > 0.05) & (frac < 0.95)]
+        bank = load_mask_bank(mask_bank) if mask_bank else None
         dev = None if device == "auto" else device
         if cube:
             res = fit_cubes(cube, out, cfg, device=dev, mask_bank=bank, log=console.print)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudfree.data.sampler import Series, make_example
+from cloudfree.data.sampler import Series, load_mask_bank, make_example
 from cloudfree.demo.simulate import native_resolution, simulate_scene
 from cloudfree.models import default_config
 from cloudfree.train import TrainConfig, train, validation_examples
@@ -45,14 +45,6 @@ def make_pool(n: int, size: int, seed0: int, workers: int) -> list[Series]:
         return list(ex.map(scene_series, jobs))
 
 
-def load_mask_bank(path: str | None) -> np.ndarray | None:
-    if not path or not Path(path).exists():
-        return None
-    clm = np.load(path)[..., 0].astype(bool)
-    frac = clm.reshape(len(clm), -1).mean(1)
-    return clm[(frac > 0.05) & (frac < 0.95)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/default")
@@ -71,7 +63,7 @@ def main() -> None:
     t0 = time.time()
     workers = max(1, (os.cpu_count() or 2) - 1)
     pool = make_pool(args.scenes, args.scene_size, 1000, workers)
-    bank = load_mask_bank(args.mask_bank)
+    bank = load_mask_bank(args.mask_bank) if args.mask_bank and Path(args.mask_bank).exists() else None
     print(json.dumps({"pool_scenes": len(pool), "pool_s": round(time.time() - t0, 1),
                       "mask_bank": 0 if bank is None else len(bank)}), flush=True)
     # Held-out monitoring: the demo catalog's scene (seed 42), never trained on.

@@ -46,3 +46,11 @@ def test_evaluate_in_windows(cube_path, tmp_path):
     n_whole = json.loads((whole / "report.json").read_text())["summary"]["n_examples"]
     n_parts = json.loads((parts / "report.json").read_text())["summary"]["n_examples"]
     assert n_parts > n_whole >= 1  # every window contributes its own held-out examples
+
+
+def test_train_with_real_mask_bank(cube_path, shared_data, tmp_path):
+    r = CliRunner().invoke(app, ["train", "--cube", str(cube_path), "--out", str(tmp_path), "--steps", "2", "--batch", "2",
+                                 "--crop", "32", "--width", "8", "--max-dates", "4", "--ckpt-every", "2", "--device", "cpu",
+                                 "--mask-bank", str(shared_data / "real-clouds-slovenia" / "CLM.npy")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "last.safetensors").exists()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Series", "Example", "make_example", "collate", "series_from_cube", "VISIBLE_WEIGHT"]
+__all__ = ["Series", "Example", "make_example", "collate", "series_from_cube", "load_mask_bank", "VISIBLE_WEIGHT"]
 
 VISIBLE_WEIGHT = 0.1
 """Loss weight of visible target pixels relative to hidden ones."""
@@ -64,6 +64,15 @@ def series_from_cube(ds, y: slice | None = None, x: slice | None = None) -> Seri
     clear = sub["clear"].transpose("time", "y", "x").values.astype(bool)
     days = sub.time.values.astype("datetime64[D]").astype(float)
     return Series(refl, clear & np.isfinite(refl).all(1), days)
+
+
+def load_mask_bank(path, min_cover: float = 0.05, max_cover: float = 0.95) -> np.ndarray:
+    """Real cloud masks (e.g. ``CLM.npy`` of ``../shared/data/real-clouds-slovenia``, shape (N, H, W[, 1]))
+    keeping only partly cloudy ones: fully clear or overcast masks hide nothing useful."""
+    clm = np.load(path)
+    clm = (clm[..., 0] if clm.ndim == 4 else clm).astype(bool)
+    frac = clm.reshape(len(clm), -1).mean(1)
+    return clm[(frac > min_cover) & (frac < max_cover)]
 
 
 def _crop(rng: np.random.Generator, h: int, w: int, size: int) -> tuple[slice, slice]:
