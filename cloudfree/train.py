@@ -133,11 +133,12 @@ def _state_path(out: Path) -> Path:
 
 def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | None], out_dir: str | Path, *,
           val: list[Example] | None = None, device: str | None = None, resume: bool = True,
-          log: Callable[[str], None] = print, stop_after: int | None = None) -> dict:
+          log: Callable[[str], None] = print, stop_after: int | None = None, init: str | Path | None = None) -> dict:
     """Train, checkpointing to ``out_dir``; returns the final metrics/info dict.
 
     ``sample(rng)`` draws one example (``None`` = try again). Deterministic for a seed on CPU.
     ``stop_after`` ends this call after that many steps, checkpointed, as a kill would (tests).
+    ``init`` starts a new run (fine-tuning) from the weights of an existing checkpoint.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,9 @@ def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | No
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model).to(dev)
+    if init is not None:
+        start_from, _ = load_checkpoint(init)
+        model.load_state_dict(start_from.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     t_start = time.time()

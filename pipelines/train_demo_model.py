@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--mask-bank", default="../shared/data/real-clouds-slovenia/CLM.npy")
     ap.add_argument("--device", default=None)
     ap.add_argument("--workers", type=int, default=max(0, min(12, (os.cpu_count() or 1) - 2)))
+    ap.add_argument("--init", default=None, help="fine-tune from this checkpoint (new optimizer and schedule)")
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--export", default=None, help="also write the final model as a float16 checkpoint here")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
     args = ap.parse_args()
@@ -71,7 +73,7 @@ def main() -> None:
     frac = demo.clear.reshape(len(demo.days), -1).mean(1)
     targets = [int(t) for t in np.flatnonzero(frac >= 0.4)]
     val = validation_examples([demo], [targets], crop=None)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, val_every=500, ckpt_every=500,
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, val_every=500, ckpt_every=500, lr=args.lr,
                       num_workers=args.workers, time_limit_s=args.max_minutes * 60 if args.max_minutes else None,
                       model=default_config(unet={"width": args.width, "depth": 4, "gamma_init": 0.01}))
 
@@ -79,7 +81,11 @@ def main() -> None:
         s = pool[int(rng.integers(len(pool)))]
         return make_example(s, rng, crop=cfg.crop, max_dates=cfg.max_dates, mask_bank=bank)
 
-    res = train(cfg, sample, args.out, val=val, device=args.device)
+    if args.init:  # keep the architecture of the checkpoint being fine-tuned
+        from cloudfree.models import read_config
+
+        cfg.model = read_config(args.init)[0]
+    res = train(cfg, sample, args.out, val=val, device=args.device, init=args.init)
     if args.export:
         from cloudfree.models import load_checkpoint, save_checkpoint
 
