@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ class ClusterConfig:
 @contextlib.contextmanager
 def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator[Client]:
     """Yield a connected client; the dashboard link is printed so users can watch progress."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed sets INFO on import; quiet it
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if config.scheduler:
         client = Client(config.scheduler)
         cluster = None
