@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from .cube import CubeSpec, load_cube, open_cube
 from .stac import SearchRequest, search

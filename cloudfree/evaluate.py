@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from .baselines import METHODS
-from .data.sampler import Example, Series, collate
+from .data.sampler import Example, Series, collate, validation_examples
 from .metrics import all_metrics
-from .train import validation_examples
 
 __all__ = ["EvalResult", "evaluate_series", "predict_example", "COVER_BINS", "write_report"]
 

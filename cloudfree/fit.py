@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.sampler import Series, make_example, series_from_cube
-from .train import TrainConfig, train, validation_examples
+from .data.sampler import Series, make_example, series_from_cube, validation_examples
+from .train import TrainConfig, train
 
 __all__ = ["cube_series", "split_dates", "fit_cubes", "fit_sen12mscrts"]
 

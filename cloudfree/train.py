@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .baselines import median_composite
-from .data.sampler import Example, Series, collate, make_example
-from .metrics import psnr, ssim, ssim_map
+from .data.sampler import Example, collate
+from .metrics import ssim_map
 from .models import build_model, default_config, load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "train", "masked_loss", "validation_examples", "evaluate_examples", "pick_device"]
+__all__ = ["TrainConfig", "train", "masked_loss", "evaluate_examples", "pick_device"]
 
 
 @dataclass
@@ -79,34 +78,16 @@ def _to(batch: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def validation_examples(series: Sequence[Series], targets: Sequence[Sequence[int]], seed: int = 1234,
-                        max_dates: int = 12, crop: int | None = None) -> list[Example]:
-    """Deterministic held-out examples: for each series, each listed target date, hidden under the
-    mask of another date (no augmentation)."""
-    out = []
-    for s, tlist in zip(series, targets):
-        for t in tlist:
-            rng = np.random.default_rng(seed + 7919 * t)
-            ex = make_example(s, rng, crop=crop, max_dates=max_dates, target=int(t), drop_target_p=0.0, augment=False)
-            if ex is not None and ex.hidden.any():
-                out.append(ex)
-    return out
-
-
 @torch.no_grad()
 def evaluate_examples(model, examples: list[Example], device) -> dict[str, float]:
-    """PSNR/SSIM on hidden pixels for the model and the median composite of the same inputs."""
+    """PSNR/SSIM on hidden pixels for the model and the median composite of the same inputs
+    (the evaluation protocol's own scoring, so training logs and reports agree)."""
+    from .evaluate import score_examples
+
     model.eval()
-    res = {"model_psnr": [], "model_ssim": [], "median_psnr": [], "median_ssim": []}
-    for ex in examples:
-        b = _to(collate([ex]), device)
-        pred = model(b["x"], b["valid"], b["dt"], b["pad"])["output"][0].float().cpu().numpy()
-        med = median_composite(ex.x, ex.valid, ex.dt, 0.0)
-        for name, img in (("model", pred), ("median", med)):
-            res[f"{name}_psnr"].append(psnr(img, ex.target, ex.hidden))
-            res[f"{name}_ssim"].append(ssim(img, ex.target, ex.hidden))
+    summary = score_examples(examples, model, methods=("median",), device=str(device)).summary["methods"]
     model.train()
-    return {k: float(np.nanmean(v)) for k, v in res.items()}
+    return {f"{name}_{k}": summary[name][k] for name in ("model", "median") for k in ("psnr", "ssim")}
 
 
 class _Batches(torch.utils.data.IterableDataset):

@@ -22,7 +22,8 @@ import numpy as np
 from cloudfree.data.sampler import Series, load_mask_bank, make_example
 from cloudfree.demo.simulate import native_resolution, simulate_scene
 from cloudfree.models import default_config
-from cloudfree.train import TrainConfig, train, validation_examples
+from cloudfree.data.sampler import validation_examples
+from cloudfree.train import TrainConfig, train
 
 UNUSABLE = (0, 1, 3, 8, 9, 10)
 

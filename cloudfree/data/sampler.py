@@ -9,11 +9,13 @@ target can be seen. Pure numpy, so it runs wherever torch does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Series", "Example", "make_example", "collate", "series_from_cube", "load_mask_bank", "VISIBLE_WEIGHT"]
+__all__ = ["Series", "Example", "make_example", "validation_examples", "collate", "series_from_cube", "load_mask_bank",
+           "VISIBLE_WEIGHT"]
 
 VISIBLE_WEIGHT = 0.1
 """Loss weight of visible target pixels relative to hidden ones."""
@@ -170,6 +172,20 @@ def make_example(
 
         x, valid, tgt, truth, hidden = geo(x), geo(valid), geo(tgt), geo(truth), geo(hidden)
     return Example(x.astype(np.float32), valid, dt, tgt.astype(np.float32), truth, hidden, target, source)
+
+
+def validation_examples(series: Sequence[Series], targets: Sequence[Sequence[int]], seed: int = 1234,
+                        max_dates: int = 12, crop: int | None = None) -> list[Example]:
+    """Deterministic held-out examples: for each series, each listed target date, hidden under the
+    mask of another date (no augmentation)."""
+    out = []
+    for s, tlist in zip(series, targets):
+        for t in tlist:
+            rng = np.random.default_rng(seed + 7919 * t)
+            ex = make_example(s, rng, crop=crop, max_dates=max_dates, target=int(t), drop_target_p=0.0, augment=False)
+            if ex is not None and ex.hidden.any():
+                out.append(ex)
+    return out
 
 
 def collate(examples: list[Example]) -> dict[str, np.ndarray]:
