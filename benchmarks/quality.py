@@ -24,14 +24,14 @@ def main() -> None:
     ap.add_argument("--min-clear", type=float, default=0.4)
     args = ap.parse_args()
     from cloudfree.aoi import parse_bbox
-    from cloudfree.catalog import open_catalog
-    from cloudfree.cube import CubeSpec, open_cube
-    from cloudfree.cubestore import build_cube
-    from cloudfree.data.sampler import series_from_cube
-    from cloudfree.evaluate import evaluate_series, write_report
-    from cloudfree.job import default_weights
+    from cloudfree.catalog.sources import open_catalog
+    from cloudfree.cube.load import CubeSpec, open_cube
+    from cloudfree.cube.store import build_cube
+    from cloudfree.evaluate.examples import series_from_cube
+    from cloudfree.evaluate.protocol import evaluate_series, write_report
+    from cloudfree.pipeline import default_weights
     from cloudfree.models import load_checkpoint
-    from cloudfree.stac import SearchRequest
+    from cloudfree.catalog.search import SearchRequest
 
     t0 = time.time()
     out = Path(args.out)

@@ -18,7 +18,7 @@ import numpy as np
 
 
 def synthetic_series(size: int, dates: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    from cloudfree.demo.simulate import simulate_scene
+    from cloudfree.catalog.simulate import simulate_scene
 
     tile = min(size, 480)
     sc = simulate_scene(seed, tile, dates)
@@ -31,7 +31,7 @@ def synthetic_series(size: int, dates: int, seed: int = 5) -> tuple[np.ndarray, 
 def bench_tile(args) -> dict:
     import torch
 
-    from cloudfree.infer.tiles import TileConfig, load_model_cached, predict_block, resolve_device
+    from cloudfree.reconstruct.tiles import TileConfig, load_model_cached, predict_block, resolve_device
     from cloudfree.models.checkpoint import default_weights
 
     cfg = TileConfig(patch=args.patch, overlap=args.overlap, batch=args.batch, device=args.device, amp=not args.fp32)
@@ -69,10 +69,10 @@ def bench_pipeline(args) -> dict:
 
     from cloudfree.bands import L2A_BANDS
     from cloudfree.cluster import ClusterConfig, dask_client
-    from cloudfree.infer.mosaic import mosaic
-    from cloudfree.infer.periods import make_periods
-    from cloudfree.infer.tiles import TileConfig
-    from cloudfree.job import default_weights
+    from cloudfree.reconstruct.dataset import mosaic
+    from cloudfree.reconstruct.periods import make_periods
+    from cloudfree.reconstruct.tiles import TileConfig
+    from cloudfree.pipeline import default_weights
 
     x, clear = synthetic_series(args.size, args.dates)
     times = np.datetime64("2024-05-01") + np.arange(args.dates) * np.timedelta64(10, "D")

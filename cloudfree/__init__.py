@@ -2,11 +2,10 @@
 
 Public API (imported lazily so light tasks, e.g. training on a GPU box, need only torch + numpy):
 
-* ``search``, ``SearchRequest`` — STAC search (:mod:`cloudfree.stac`)
+* ``search``, ``SearchRequest`` — STAC search (:mod:`cloudfree.catalog`)
 * ``load_cube``, ``open_cube``, ``CubeSpec``, ``MaskConfig`` — the time cube (:mod:`cloudfree.cube`)
-* ``build_cube`` — search → cube → Zarr (:mod:`cloudfree.cubestore`)
+* ``build_cube`` — search → cube → Zarr (:mod:`cloudfree.cube`)
 * ``build_model``, ``load_checkpoint``, ``save_checkpoint`` — models (:mod:`cloudfree.models`)
-* ``run_mosaic`` — regional inference into Zarr/COG (:mod:`cloudfree.infer`)
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "search": "stac", "SearchRequest": "stac", "NoItemsFound": "stac", "CatalogError": "stac",
+    "search": "catalog", "SearchRequest": "catalog", "NoItemsFound": "catalog", "CatalogError": "catalog",
     "parse_bbox": "aoi", "parse_aoi": "aoi",
     "load_cube": "cube", "open_cube": "cube", "CubeSpec": "cube", "MaskConfig": "cube",
-    "build_cube": "cubestore",
+    "build_cube": "cube",
     "build_model": "models", "load_checkpoint": "models", "save_checkpoint": "models", "default_config": "models",
-    "run_mosaic": "infer",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

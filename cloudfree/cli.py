@@ -43,7 +43,7 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
               dates: int = typer.Option(24, help="number of acquisition dates"),
               seed: int = typer.Option(42)) -> None:
     """Write the SYNTHETIC demo catalog (COGs + STAC items)."""
-    from .demo.catalog import DemoSpec, write_demo_catalog
+    from .catalog.demo import DemoSpec, write_demo_catalog
 
     path = write_demo_catalog(out, DemoSpec(size=size, n_dates=dates, seed=seed))
     console.print(f"wrote SYNTHETIC demo catalog: {path}")
@@ -55,9 +55,9 @@ def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str]
            start: str = typer.Option(...), end: str = typer.Option(...),
            collection: str = "sentinel-2-l2a", max_cloud: Optional[float] = None) -> None:
     """List the items a search finds."""
-    from .catalog import open_catalog
-    from .stac import SearchRequest
-    from .stac import search as do_search
+    from .catalog.sources import open_catalog
+    from .catalog.search import SearchRequest
+    from .catalog.search import search as do_search
 
     try:
         req = SearchRequest(_aoi(bbox, aoi), start, end, collection, max_cloud)
@@ -72,7 +72,7 @@ def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str]
 def _mask(exclude_scl: str):
     """``--exclude-scl 0,1,3,8,9,10,11`` → MaskConfig (all listed classes are unusable)."""
     from .bands import SCL_CLASSES
-    from .cube import MaskConfig
+    from .cube.load import MaskConfig
 
     try:
         classes = tuple(sorted({int(v) for v in exclude_scl.split(",") if v.strip()}))
@@ -106,12 +106,12 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
          exclude_scl: str = typer.Option("0,1,3,8,9,10", help="SCL classes that make a pixel unusable "
                                                                "(default: nodata, defective, shadow, cloud medium/high, cirrus)")) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
-    from .catalog import open_catalog
+    from .catalog.sources import open_catalog
     from .cluster import dask_client
-    from .cube import CubeSpec
-    from .cubestore import build_cube
+    from .cube.load import CubeSpec
+    from .cube.store import build_cube
     from .progress import tile_progress
-    from .stac import SearchRequest
+    from .catalog.search import SearchRequest
     from .bands import validate_bands
 
     try:
@@ -127,13 +127,13 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
 
 
 def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, cluster, echo_demo: bool = False) -> dict:
-    from .catalog import open_catalog
+    from .catalog.sources import open_catalog
     from .cluster import dask_client
-    from .cube import CubeSpec
-    from .infer.tiles import TileConfig, resolve_device
-    from .job import JobConfig, run_job
+    from .cube.load import CubeSpec
+    from .reconstruct.tiles import TileConfig, resolve_device
+    from .pipeline import JobConfig, run_job
     from .progress import StageProgress
-    from .stac import SearchRequest
+    from .catalog.search import SearchRequest
 
     req = SearchRequest(**req_args)
     spec = CubeSpec(**spec_args)
@@ -184,8 +184,8 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
          device: str = typer.Option("auto", help="auto | cpu | cuda"),
          method: str = "model") -> None:
     """Run the whole job on the bundled SYNTHETIC demo catalog with the shipped weights."""
-    from .demo.catalog import DEMO_SPEC, write_demo_catalog
-    from .catalog import DEFAULT_DEMO_DIR
+    from .catalog.demo import DEMO_SPEC, write_demo_catalog
+    from .catalog.sources import DEFAULT_DEMO_DIR
 
     items = write_demo_catalog(DEFAULT_DEMO_DIR / "catalog")
     fc = json.loads(items.read_text())
@@ -215,10 +215,10 @@ def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.
               workers: int = 0, device: str = "auto",
               mask_bank: Optional[Path] = typer.Option(None, help="CLM.npy of real cloud masks to hide pixels with")) -> None:
     """Train a model from cubes or SEN12MS-CR-TS (no cloud-free targets needed)."""
-    from .data.sampler import load_mask_bank
-    from .fit import fit_cubes, fit_sen12mscrts
+    from .evaluate.examples import load_mask_bank
+    from .training.fit import fit_cubes, fit_sen12mscrts
     from .models import default_config
-    from .train import TrainConfig
+    from .training.trainer import TrainConfig
 
     try:
         model = default_config(arch, unet={"width": width, "depth": 4, "gamma_init": 0.01, "max_width": 256},
@@ -249,8 +249,8 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
     """Model vs compositing baselines on held-out dates (hidden under real cloud masks)."""
     import numpy as np
 
-    from .evaluate import evaluate_series, write_report
-    from .job import default_weights
+    from .evaluate.protocol import evaluate_series, write_report
+    from .pipeline import default_weights
     from .models import load_checkpoint
 
     try:
@@ -258,10 +258,10 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
         if model != "none":
             net, _ = load_checkpoint(model or default_weights(), map_location=device)
         if cube:
-            from .cube import open_cube
+            from .cube.load import open_cube
 
-            from .evaluate import merge_results
-            from .fit import cube_series
+            from .evaluate.protocol import merge_results
+            from .training.fit import cube_series
 
             ds = open_cube(cube)
             results = []
@@ -278,7 +278,7 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
             files = write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""),
                                  synthetic=synthetic)
         elif sen12mscrts:
-            from .evaluate import evaluate_examples_list
+            from .evaluate.protocol import evaluate_examples_list
 
             res = evaluate_examples_list(sen12mscrts, net, max_patches=max_patches, n_inputs=max_dates - 1, device=device)
             files = write_report(res, out, "cloudfree evaluation — SEN12MS-CR-TS test split")

@@ -12,13 +12,13 @@ from pathlib import Path
 import yaml
 
 from cloudfree.aoi import parse_aoi, parse_bbox
-from cloudfree.catalog import open_catalog
+from cloudfree.catalog.sources import open_catalog
 from cloudfree.cluster import ClusterConfig, dask_client
-from cloudfree.cube import CubeSpec
-from cloudfree.infer.tiles import TileConfig, resolve_device
-from cloudfree.job import JobConfig, run_job
+from cloudfree.cube.load import CubeSpec
+from cloudfree.reconstruct.tiles import TileConfig, resolve_device
+from cloudfree.pipeline import JobConfig, run_job
 from cloudfree.progress import StageProgress, console
-from cloudfree.stac import SearchRequest
+from cloudfree.catalog.search import SearchRequest
 
 
 def load_config(path: str | Path) -> dict:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudfree.data.sampler import Series, load_mask_bank, make_example
-from cloudfree.demo.simulate import native_resolution, simulate_scene
+from cloudfree.evaluate.examples import Series, load_mask_bank, make_example
+from cloudfree.catalog.simulate import native_resolution, simulate_scene
 from cloudfree.models import default_config
-from cloudfree.data.sampler import validation_examples
-from cloudfree.train import TrainConfig, train
+from cloudfree.evaluate.examples import validation_examples
+from cloudfree.training.trainer import TrainConfig, train
 
 UNUSABLE = (0, 1, 3, 8, 9, 10)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloudfree.demo.catalog import DemoSpec, write_demo_catalog
-from cloudfree.demo.simulate import simulate_scene
-from cloudfree.serve import serve_stac
+from cloudfree.catalog.demo import DemoSpec, write_demo_catalog
+from cloudfree.catalog.simulate import simulate_scene
+from cloudfree.catalog.serve import serve_stac
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SPEC = DemoSpec(size=120, n_dates=12, seed=7, cadence_days=10)

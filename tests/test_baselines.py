@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cloudfree.baselines import interpolation, least_cloudy, median_composite, mosaicking
+from cloudfree.reconstruct.composites import interpolation, least_cloudy, median_composite, mosaicking
 
 
 def series():
@@ -57,7 +57,7 @@ def test_lazy_xarray_composite_equals_numpy():
     import dask.array as da
     import xarray as xr
 
-    from cloudfree.baselines import composite
+    from cloudfree.reconstruct.composites import composite
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (5, 2, 8, 8)).astype(np.float32)

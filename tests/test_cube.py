@@ -6,10 +6,10 @@ import xarray as xr
 
 from cloudfree.aoi import parse_bbox
 from cloudfree.bands import L2A_BANDS
-from cloudfree.cube import CubeSpec, load_cube, open_cube
-from cloudfree.cubestore import build_cube
-from cloudfree.stac import SearchRequest, search
-from cloudfree.store import StoreError
+from cloudfree.cube.load import CubeSpec, load_cube, open_cube
+from cloudfree.cube.store import build_cube
+from cloudfree.catalog.search import SearchRequest, search
+from cloudfree.zarrstore import StoreError
 
 from .conftest import demo_pixel
 
@@ -110,8 +110,8 @@ def test_cube_cli_errors_before_heavy_work(tmp_path):
 def test_corrupt_asset_is_a_clear_error_or_nodata(demo_items, request_, tmp_path):
     import shutil
 
-    from cloudfree.cubestore import AssetReadError
-    from cloudfree.serve import serve_stac
+    from cloudfree.cube.store import AssetReadError
+    from cloudfree.catalog.serve import serve_stac
 
     cat = tmp_path / "catalog"
     shutil.copytree(demo_items.parent, cat)

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree.data.sampler import Series
-from cloudfree.evaluate import evaluate_series, write_report
+from cloudfree.evaluate.examples import Series
+from cloudfree.evaluate.protocol import evaluate_series, write_report
 from cloudfree.models import build_model, default_config
 
 
 @pytest.fixture(scope="module")
 def series(demo_scene):
-    from cloudfree.demo.simulate import native_resolution
+    from cloudfree.catalog.simulate import native_resolution
 
     refl = native_resolution(demo_scene.observed[:, :, :64, :64])
     clear = ~np.isin(demo_scene.scl[:, :64, :64], (0, 1, 3, 8, 9, 10)) & np.isfinite(refl).all(1)

@@ -9,13 +9,13 @@ import rasterio
 import xarray as xr
 
 from cloudfree.aoi import parse_bbox
-from cloudfree.baselines import median_composite
-from cloudfree.cube import CubeSpec, open_cube
-from cloudfree.infer.mosaic import mosaic
-from cloudfree.infer.periods import make_periods
-from cloudfree.infer.tiles import TileConfig
-from cloudfree.job import JobConfig, run_job
-from cloudfree.stac import SearchRequest
+from cloudfree.reconstruct.composites import median_composite
+from cloudfree.cube.load import CubeSpec, open_cube
+from cloudfree.reconstruct.dataset import mosaic
+from cloudfree.reconstruct.periods import make_periods
+from cloudfree.reconstruct.tiles import TileConfig
+from cloudfree.pipeline import JobConfig, run_job
+from cloudfree.catalog.search import SearchRequest
 
 TILES = TileConfig(patch=32, overlap=4, batch=16, device="cpu")
 
@@ -70,7 +70,7 @@ def test_outputs_open_with_crs_bounds_resolution(tiled_run):
 
 
 def test_tiled_equals_single_tile(tiled_run):
-    from cloudfree.job import default_weights
+    from cloudfree.pipeline import default_weights
 
     out, _, _ = tiled_run
     cube = open_cube(out / "cube.zarr")
@@ -134,7 +134,7 @@ def _toy_cube(never_clear=(5, 7)):
 
 
 def test_never_clear_pixel_is_flagged_not_invented():
-    from cloudfree.job import default_weights
+    from cloudfree.pipeline import default_weights
 
     cube = _toy_cube()
     periods = make_periods(cube.time.values, "2024-05-01", "2024-05-31")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree import metrics
+from cloudfree.evaluate import metrics
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_pixel_without_valid_date_is_reported():
 
 
 def test_gamma_is_trained_and_clear_series_reconstructs_itself():
-    from cloudfree.train import masked_loss
+    from cloudfree.training.trainer import masked_loss
 
     model, _ = small_model(1)
     g0 = float(model.head.gamma)
@@ -119,7 +119,7 @@ def test_wrong_checkpoints_are_clear_errors(tmp_path):
 
 
 def test_shipped_default_weights_load():
-    from cloudfree.job import default_weights
+    from cloudfree.pipeline import default_weights
 
     model, info = load_checkpoint(default_weights())
     assert info["config"]["arch"] == "timegate_unet" and info["step"] > 1000

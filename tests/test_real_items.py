@@ -6,9 +6,9 @@ import pystac
 import pytest
 
 from cloudfree.aoi import AOI, parse_bbox
-from cloudfree.cube import CubeSpec, band_mapping, plan_geobox
+from cloudfree.cube.load import CubeSpec, band_mapping, plan_geobox
 from cloudfree.bands import L2A_BANDS
-from cloudfree.radiometry import item_radiometry
+from cloudfree.cube.radiometry import item_radiometry
 
 
 def _epsg(item) -> int:
@@ -68,7 +68,7 @@ def test_planetary_items_span_utm_zones(shared_data, caplog):
 def test_real_cloud_masks_drive_the_sampler(shared_data):
     import numpy as np
 
-    from cloudfree.data.sampler import Series, make_example
+    from cloudfree.evaluate.examples import Series, make_example
 
     clm = np.load(shared_data / "real-clouds-slovenia" / "CLM.npy")[..., 0].astype(bool)
     ndvi = np.load(shared_data / "real-clouds-slovenia" / "NDVI.npy")[..., 0]

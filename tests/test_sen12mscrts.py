@@ -5,7 +5,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from cloudfree.data.sen12mscrts import find_patches, least_cloudy_example, read_patch
+from cloudfree.evaluate.sen12mscrts import find_patches, least_cloudy_example, read_patch
 
 
 def _write(path, arr):

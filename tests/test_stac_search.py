@@ -2,7 +2,7 @@ import pytest
 
 from cloudfree.aoi import AOIError, parse_aoi, parse_bbox
 from cloudfree.bands import validate_bands
-from cloudfree.stac import CatalogError, NoItemsFound, SearchRequest, search
+from cloudfree.catalog.search import CatalogError, NoItemsFound, SearchRequest, search
 
 from .conftest import SPEC
 
@@ -69,8 +69,8 @@ def test_aoi_across_utm_zones_is_stated():
 def test_local_stac_geoparquet_is_served(demo_items, demo_bbox, tmp_path):
     import subprocess
 
-    from cloudfree.catalog import open_catalog
-    from cloudfree.serve import _rustac
+    from cloudfree.catalog.sources import open_catalog
+    from cloudfree.catalog.serve import _rustac
 
     pq = tmp_path / "items.parquet"
     subprocess.run([_rustac(), "translate", str(demo_items), str(pq)], check=True, capture_output=True)
@@ -80,7 +80,7 @@ def test_local_stac_geoparquet_is_served(demo_items, demo_bbox, tmp_path):
 
 
 def test_unknown_stac_argument_is_clear():
-    from cloudfree.catalog import open_catalog
+    from cloudfree.catalog.sources import open_catalog
 
     with pytest.raises(ValueError, match="neither a URL"):
         with open_catalog("no-such-catalog"):

@@ -3,12 +3,12 @@ import pytest
 import torch
 
 from cloudfree.aoi import parse_bbox
-from cloudfree.cube import CubeSpec, open_cube
-from cloudfree.cubestore import build_cube
-from cloudfree.data.sampler import collate, make_example, series_from_cube
+from cloudfree.cube.load import CubeSpec, open_cube
+from cloudfree.cube.store import build_cube
+from cloudfree.evaluate.examples import collate, make_example, series_from_cube
 from cloudfree.models import default_config, load_checkpoint
-from cloudfree.stac import SearchRequest
-from cloudfree.train import TrainConfig, train
+from cloudfree.catalog.search import SearchRequest
+from cloudfree.training.trainer import TrainConfig, train
 
 SMALL = default_config(unet={"width": 8, "depth": 2, "gamma_init": 0.01, "max_width": 32},
                        timegate={"hidden": 16, "learned_features": 4, "time_scale": 60.0})
@@ -64,7 +64,7 @@ def test_training_loss_goes_down_and_resumes(demo_series, tmp_path):
 
 
 def test_cuda_request_without_gpu_is_clear():
-    from cloudfree.train import pick_device
+    from cloudfree.training.trainer import pick_device
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

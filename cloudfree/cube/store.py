@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cube import CubeSpec, load_cube, open_cube
-from .stac import SearchRequest, search
-from .store import store_state, write_by_regions
+from .load import CubeSpec, load_cube, open_cube
+from ..catalog.search import SearchRequest, search
+from ..zarrstore import store_state, write_by_regions
 
 __all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError"]
 

@@ -23,8 +23,8 @@ import pystac
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-from .aoi import AOI, choose_crs
-from .bands import SCL, asset_key, validate_bands
+from ..aoi import AOI, choose_crs
+from ..bands import SCL, asset_key, validate_bands
 from .radiometry import Radiometry, item_radiometry
 
 __all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "plan_geobox", "open_cube"]
@@ -161,7 +161,7 @@ def load_cube(items: list[pystac.Item], aoi: AOI, spec: CubeSpec = CubeSpec(), *
 
 def open_cube(path: str | Path) -> xr.Dataset:
     """Open a cube store lazily with its CRS decoded (reflectance as float32)."""
-    from .store import check_complete
+    from ..zarrstore import check_complete
 
     check_complete(path)
     ds = xr.open_zarr(path, decode_coords="all")

@@ -1,6 +1,6 @@
 """Lazy output mosaic: for every period, the model (or a compositing method) over halo'd tiles.
 
-Builds the graph only; :func:`cloudfree.job.run_job` writes it region by region.
+Builds the graph only; :func:`cloudfree.pipeline.run_job` writes it region by region.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..baselines import composite
+from .composites import composite
 from .periods import Period
 from .tiles import TileConfig, predict_block
 

@@ -16,7 +16,7 @@ import rasterio
 import xarray as xr
 from rasterio.windows import Window
 
-from .bands import RGB
+from ..bands import RGB
 
 __all__ = ["write_cog", "write_quicklook", "write_stac_item", "rgb_image"]
 

@@ -14,7 +14,7 @@ import pystac
 import pystac_client
 from pystac_client.exceptions import APIError
 
-from .aoi import AOI
+from ..aoi import AOI
 
 __all__ = ["SearchRequest", "search", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "signer_for"]
 

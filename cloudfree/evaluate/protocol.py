@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import METHODS
-from .data.sampler import Example, Series, collate, validation_examples
+from ..reconstruct.composites import METHODS
+from .examples import Example, Series, collate, validation_examples
 from .metrics import all_metrics
 
 __all__ = ["EvalResult", "evaluate_series", "predict_example", "COVER_BINS", "write_report"]
@@ -87,7 +87,7 @@ def score_examples(examples: list[Example], model=None, methods: tuple[str, ...]
 
 def evaluate_examples_list(root, model=None, *, max_patches: int = 32, n_inputs: int = 3, device: str = "cpu") -> EvalResult:
     """SEN12MS-CR-TS test split with the data set's own protocol (least-cloudy date as target)."""
-    from .data.sen12mscrts import find_patches, least_cloudy_example, read_patch
+    from .sen12mscrts import find_patches, least_cloudy_example, read_patch
 
     patches = find_patches(root, "test")[:max_patches]
     exs = [least_cloudy_example(read_patch(p), n_inputs) for p in patches]
@@ -142,7 +142,7 @@ def _markdown(summary: dict, title: str) -> str:
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
-    from .bands import L2A_BANDS, RGB
+    from ..bands import L2A_BANDS, RGB
 
     idx = [L2A_BANDS.index(b) for b in RGB] if img.shape[0] == 12 else [0, 0, 0]
     a = np.clip(np.nan_to_num(img[idx]) * 3.5, 0, 1).transpose(1, 2, 0) ** (1 / 1.2)

@@ -15,14 +15,14 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from .cube import CubeSpec, open_cube
-from .cubestore import build_cube
-from .infer.mosaic import mosaic
-from .infer.periods import make_periods
-from .infer.tiles import TileConfig
+from .cube.load import CubeSpec, open_cube
+from .cube.store import build_cube
+from .reconstruct.dataset import mosaic
+from .reconstruct.periods import make_periods
+from .reconstruct.tiles import TileConfig
 from .models.checkpoint import default_weights
-from .stac import SearchRequest
-from .store import write_by_regions
+from .catalog.search import SearchRequest
+from .zarrstore import write_by_regions
 
 __all__ = ["JobConfig", "run_job", "default_weights"]
 
@@ -101,7 +101,7 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     echo(f"mosaic {status}: {out / 'mosaic.zarr'}")
     res = xr.open_zarr(out / "mosaic.zarr", decode_coords="all")
     files = {}
-    from .outputs import write_cog, write_quicklook, write_stac_item
+    from .outputs.files import write_cog, write_quicklook, write_stac_item
 
     for t, p in enumerate(periods):
         assets = {"zarr": out / "mosaic.zarr"}

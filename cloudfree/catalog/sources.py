@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .serve import is_local_catalog, serve_stac
-from .stac import KNOWN_CATALOGS
+from .search import KNOWN_CATALOGS
 
 __all__ = ["open_catalog", "DEFAULT_DEMO_DIR"]
 
@@ -22,7 +22,7 @@ def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
     ``.parquet`` file is served with ``rustac serve`` for the duration of the block.
     """
     if stac == "demo":
-        from .demo.catalog import write_demo_catalog
+        from .demo import write_demo_catalog
 
         items = write_demo_catalog(demo_dir / "catalog")
         with serve_stac(items) as url:

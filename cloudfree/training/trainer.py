@@ -1,6 +1,6 @@
 """Training loop: masked L1/Charbonnier + (1 − SSIM), AdamW + cosine, AMP on GPU, resumable.
 
-Examples come from :mod:`cloudfree.data.sampler` (no cloud-free targets). Checkpoints are written
+Examples come from :mod:`cloudfree.evaluate.examples` (no cloud-free targets). Checkpoints are written
 every ``ckpt_every`` steps as ``last.safetensors`` (model, the one checkpoint format) plus
 ``last.state.pt`` (optimizer, scheduler, step, RNG); a restarted run continues from them.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.sampler import Example, collate
-from .metrics import ssim_map
-from .models import build_model, default_config, load_checkpoint, save_checkpoint
+from ..evaluate.examples import Example, collate
+from ..evaluate.metrics import ssim_map
+from ..models import build_model, default_config, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "train", "masked_loss", "evaluate_examples", "pick_device"]
 
@@ -82,7 +82,7 @@ def _to(batch: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:
 def evaluate_examples(model, examples: list[Example], device) -> dict[str, float]:
     """PSNR/SSIM on hidden pixels for the model and the median composite of the same inputs
     (the evaluation protocol's own scoring, so training logs and reports agree)."""
-    from .evaluate import score_examples
+    from ..evaluate.protocol import score_examples
 
     model.eval()
     summary = score_examples(examples, model, methods=("median",), device=str(device)).summary["methods"]

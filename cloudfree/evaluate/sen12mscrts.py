@@ -8,7 +8,7 @@ Published layout (after merging the per-ROI archives)::
 
 S2 patches are 256×256 L1C with 13 bands (B01…B12 incl. B10) in DN (reflectance × 10000). This
 reader drops B10 to match the 12-band order used everywhere else, scales to reflectance, and
-builds a :class:`~cloudfree.data.sampler.Series` per patch plus the data set's own example format:
+builds a :class:`~cloudfree.evaluate.examples.Series` per patch plus the data set's own example format:
 ``n`` input dates, their cloud masks, and the least-cloudy date as the target. Licence: CC-BY 4.0
 (see the data set page); cite Ebel et al., IEEE TGRS 2022.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sampler import Example, Series
+from .examples import Example, Series
 
 __all__ = ["Sen12Patch", "find_patches", "read_patch", "least_cloudy_example", "brightness_cloud_mask", "TEST_ROIS"]
 

@@ -1,4 +1,4 @@
-"""Training from cubes or SEN12MS-CR-TS: split dates, draw examples, call :func:`cloudfree.train.train`.
+"""Training from cubes or SEN12MS-CR-TS: split dates, draw examples, call :func:`cloudfree.training.trainer.train`.
 
 Kept apart from the loop so ``train.py`` knows nothing of stores or file layouts.
 """
@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.sampler import Series, make_example, series_from_cube, validation_examples
-from .train import TrainConfig, train
+from ..evaluate.examples import Series, make_example, series_from_cube, validation_examples
+from .trainer import TrainConfig, train
 
 __all__ = ["cube_series", "split_dates", "fit_cubes", "fit_sen12mscrts"]
 
 
 def cube_series(path: str | Path, window: int = 1024) -> list[Series]:
     """A cube store as spatial windows of at most ``window`` px (bounded memory per window)."""
-    from .cube import open_cube
+    from ..cube.load import open_cube
 
     ds = open_cube(path)
     out = []
@@ -54,7 +54,7 @@ def fit_cubes(cubes: list[str | Path], out: str | Path, cfg: TrainConfig, *, dev
 def fit_sen12mscrts(root: str | Path, out: str | Path, cfg: TrainConfig, *, device: str | None = None,
                     max_patches: int | None = None, log=print) -> dict:
     """Train on the SEN12MS-CR-TS train split; validate on test-split patches (least-cloudy target)."""
-    from .data.sen12mscrts import find_patches, least_cloudy_example, read_patch
+    from ..evaluate.sen12mscrts import find_patches, least_cloudy_example, read_patch
 
     train_p = find_patches(root, "train")[:max_patches]
     test_p = find_patches(root, "test")[: max(1, (max_patches or 64) // 8)]
