@@ -1,30 +1,37 @@
 """cloudfree: cloud-free Sentinel-2 imagery from image time series with deep learning.
 
-Public API (imported lazily so light tasks, e.g. training on a GPU box, need only torch + numpy):
+The public API — what the command line does, one call each:
 
-* ``search``, ``SearchRequest`` — STAC search (:mod:`cloudfree.catalog`)
-* ``load_cube``, ``open_cube``, ``CubeSpec``, ``MaskConfig`` — the time cube (:mod:`cloudfree.cube`)
-* ``build_cube`` — search → cube → Zarr (:mod:`cloudfree.cube`)
-* ``build_model``, ``load_checkpoint``, ``save_checkpoint`` — models (:mod:`cloudfree.models`)
+* ``search(stac, start, end, bbox=... | aoi=...)`` → STAC items (APIs, static catalogs, item files)
+* ``load_cube(items, aoi, bands=..., resolution=...)`` → lazy ``(time, band, y, x)`` cube with masks
+* ``reconstruct(cube, start, end, method=..., model=...)`` → lazy Dataset, one image per period
+* ``write_outputs(images, out_dir)`` → ``mosaic.zarr``, COGs, quicklooks, STAC Items, ``items.json``
+* ``run(stac, start, end, out, bbox=...)`` → the whole job (what ``cloudfree run`` calls)
+* the ``.cloudfree`` accessor: ``cube.cloudfree.reconstruct(...)``, ``images.cloudfree.write_outputs(...)``
+
+Functions are imported lazily so light tasks (training on a GPU box) need only torch + numpy.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from . import accessor as _accessor  # noqa: F401  (registers ds.cloudfree)
+from .reconstruct.dataset import reconstruct  # bound eagerly: the name is also the `reconstruct/` folder
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "search": "catalog", "SearchRequest": "catalog", "NoItemsFound": "catalog", "CatalogError": "catalog",
-    "parse_bbox": "aoi", "parse_aoi": "aoi",
-    "load_cube": "cube", "open_cube": "cube", "CubeSpec": "cube", "MaskConfig": "cube",
-    "build_cube": "cube",
-    "build_model": "models", "load_checkpoint": "models", "save_checkpoint": "models", "default_config": "models",
+    "search": ("catalog.sources", "search_items"),
+    "load_cube": ("cube.load", "load_cube"),
+    "write_outputs": ("outputs.write", "write_outputs"),
+    "run": ("pipeline", "run"),
 }
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = ["search", "load_cube", "reconstruct", "write_outputs", "run", "__version__"]
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        module, attr = _EXPORTS[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'cloudfree' has no attribute {name!r}")

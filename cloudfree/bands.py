@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES"]
+__all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES",
+           "item_bands", "native_resolution"]
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,91 @@ def band_info(name: str) -> Band:
     return _BY_ID[canon]
 
 
-def validate_bands(bands: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """Canonicalise a band list (ids or common names) and fail early on unknown names."""
+def validate_bands(bands: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+    """Canonicalise a band list (ids or common names, or ``"B02,B03"``) into canonical order and fail
+    early on unknown names; ``None`` stays ``None`` (= every L2A band the catalog has)."""
     if bands is None:
-        return L2A_BANDS
+        return None
+    if isinstance(bands, str):
+        bands = [b.strip() for b in bands.split(",") if b.strip()]
+    if not bands:
+        raise ValueError("the band list is empty")
     out = tuple(band_info(b).id for b in bands)
     if len(set(out)) != len(out):
         raise ValueError(f"duplicate bands in {list(bands)}")
+    return tuple(b for b in L2A_BANDS if b in out)
+
+
+def item_bands(item, with_scl: bool = True) -> list[str]:
+    """The L2A band ids (canonical order, then ``SCL``) that an item has assets for."""
+    out = []
+    for b in (*L2A_BANDS, SCL) if with_scl else L2A_BANDS:
+        try:
+            asset_key(item.assets, b)
+        except KeyError:
+            continue
+        out.append(b)
     return out
+
+
+def native_resolution(bands: tuple[str, ...] | list[str]) -> int:
+    """The finest native resolution (m) among ``bands``: the default output grid."""
+    return min(_BY_ID[b].resolution for b in bands)
+
+
+def band_source(item_assets: dict, band: str) -> tuple[str, int]:
+    """``(asset key, band index)`` of ``band`` (ESA id or ``SCL``) in one STAC item's assets.
+
+    Tries the ESA id, the common name, then each asset's ``eo:bands`` name/common name, so Earth
+    Search (``red``), Planetary Computer (``B04``) and multi-band assets (cloudfree's own output COGs:
+    one asset, ``eo:bands`` named ``B04``, ``B08``, …) all resolve.
+    """
+    if band == SCL:
+        for key in ("SCL", "scl"):
+            if key in item_assets:
+                return key, 0
+        raise KeyError("no SCL (scene classification) asset")
+    info = _BY_ID[band]
+    for key in (info.id, info.common_name, info.id.lower()):
+        if key in item_assets:
+            return key, 0
+    for key, asset in item_assets.items():
+        extra = asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")
+        for i, eb in enumerate(extra or []):
+            if eb.get("name") in (info.id, info.common_name) and "jp2" not in key:
+                return key, i
+    raise KeyError(f"no asset for band {band} ({info.common_name})")
+
+
+def asset_key(item_assets: dict, band: str) -> str:
+    """The asset key that holds ``band``; see :func:`band_source`."""
+    return band_source(item_assets, band)[0]
+
+
+def load_name(item_assets: dict, band: str) -> str:
+    """The name odc-stac loads ``band`` by: the asset key, or the band id inside a multi-band asset
+    (odc-stac aliases ``eo:bands`` names)."""
+    key, _ = band_source(item_assets, band)
+    asset = item_assets[key]
+    extra = asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")
+    return band if extra and len(extra) > 1 else key
+
+
+def item_bands(item, with_scl: bool = True) -> list[str]:
+    """The L2A band ids (canonical order, then ``SCL``) that an item has assets for."""
+    out = []
+    for b in (*L2A_BANDS, SCL) if with_scl else L2A_BANDS:
+        try:
+            asset_key(item.assets, b)
+        except KeyError:
+            continue
+        out.append(b)
+    return out
+
+
+def native_resolution(bands: tuple[str, ...] | list[str]) -> int:
+    """The finest native resolution (m) among ``bands``: the default output grid."""
+    return min(_BY_ID[b].resolution for b in bands)
 
 
 def asset_key(item_assets: dict, band: str) -> str:

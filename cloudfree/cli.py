@@ -14,7 +14,17 @@ from .progress import console
 app = typer.Typer(help="Cloud-free Sentinel-2 imagery from image time series, on xarray and Dask.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
-STAC_HELP = "STAC API URL, 'earth-search', 'planetary-computer', 'demo', or a local .json/.ndjson/.parquet file"
+STAC_HELP = ("STAC API URL, 'earth-search', 'planetary-computer', 'demo' (SYNTHETIC), a static catalog or collection "
+             "(catalog.json / collection.json, path or file:// or https URL) or an item file (.json/.ndjson/.parquet)")
+BANDS_HELP = ("comma-separated band ids or common names, e.g. B02,B03,B04,B08 or red,nir "
+              "(default: every L2A band the catalog has, in canonical order)")
+COLLECTION_HELP = "collection id (default: sentinel-2-l2a where the catalog has it, else its only collection)"
+RESOLUTION_HELP = "output pixel size in metres (default: the finest native resolution of the bands, e.g. 20 for a 20 m-only set)"
+SCL_HELP = ("SCL classes that make a pixel unusable, comma-separated codes 0-11 (default 0,1,3,8,9,10: no data, defective, "
+            "cloud shadow, cloud medium/high, cirrus). SCL often labels cloud as 7 (unclassified) or 11 (snow): add 7,11 "
+            "where no real snow is expected. The classes used are recorded in every output")
+METHOD_HELP = ("auto (the model where it serves the bands, else median) | model | median | mosaicking | least_cloudy | "
+               "interpolation")
 
 
 def _aoi(bbox: Optional[str], aoi: Optional[str]):
@@ -53,16 +63,12 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
 def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north"),
            aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
            start: str = typer.Option(...), end: str = typer.Option(...),
-           collection: str = "sentinel-2-l2a", max_cloud: Optional[float] = None) -> None:
+           collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None) -> None:
     """List the items a search finds."""
-    from .catalog.sources import open_catalog
-    from .catalog.search import SearchRequest
-    from .catalog.search import search as do_search
+    from .catalog.sources import search_items
 
     try:
-        req = SearchRequest(_aoi(bbox, aoi), start, end, collection, max_cloud)
-        with open_catalog(stac) as url:
-            items = do_search(url, req)
+        items = search_items(stac, start, end, aoi=_aoi(bbox, aoi), collection=collection, max_cloud_cover=max_cloud)
     except (ValueError, LookupError, RuntimeError) as exc:
         _fail(exc)
     for it in items:
@@ -71,19 +77,9 @@ def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str]
 
 def _mask(exclude_scl: str):
     """``--exclude-scl 0,1,3,8,9,10,11`` → MaskConfig (all listed classes are unusable)."""
-    from .bands import SCL_CLASSES
     from .cube.load import MaskConfig
 
-    try:
-        classes = tuple(sorted({int(v) for v in exclude_scl.split(",") if v.strip()}))
-    except ValueError as exc:
-        raise ValueError(f"--exclude-scl must be comma-separated SCL codes, got {exclude_scl!r}") from exc
-    unknown = [c for c in classes if c not in SCL_CLASSES]
-    if unknown:
-        raise ValueError(f"unknown SCL classes {unknown}; valid codes are 0-11")
-    return MaskConfig(cloud=tuple(c for c in classes if c in (8, 9, 10)), shadow=tuple(c for c in classes if c == 3),
-                      invalid=tuple(c for c in classes if c in (0, 1)),
-                      extra=tuple(c for c in classes if c not in (0, 1, 3, 8, 9, 10)))
+    return MaskConfig.from_classes(exclude_scl)
 
 
 def _cluster(scheduler, workers, threads, processes):
@@ -96,57 +92,57 @@ def _cluster(scheduler, workers, threads, processes):
 def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north"),
          aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
          start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
-         collection: str = "sentinel-2-l2a", max_cloud: Optional[float] = None,
-         bands: Optional[str] = typer.Option(None, help="comma-separated band ids or common names (default: 12 L2A bands)"),
+         collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None,
+         bands: Optional[str] = typer.Option(None, help=BANDS_HELP),
          crs: Optional[str] = typer.Option(None, help="output CRS (default: the AOI's UTM zone)"),
-         resolution: float = 10.0, chunk: int = 1024,
+         resolution: Optional[float] = typer.Option(None, help=RESOLUTION_HELP), chunk: int = 1024,
          scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler"),
          workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
          skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping"),
-         exclude_scl: str = typer.Option("0,1,3,8,9,10", help="SCL classes that make a pixel unusable "
-                                                               "(default: nodata, defective, shadow, cloud medium/high, cirrus)")) -> None:
+         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP)) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
-    from .catalog.sources import open_catalog
+    from .catalog.search import SearchRequest
+    from .catalog.sources import open_catalog, source_id
     from .cluster import dask_client
     from .cube.load import CubeSpec
     from .cube.store import build_cube
     from .progress import tile_progress
-    from .catalog.search import SearchRequest
-    from .bands import validate_bands
 
     try:
         req = SearchRequest(_aoi(bbox, aoi), start, end, collection, max_cloud)
-        spec = CubeSpec(bands=validate_bands(bands.split(",") if bands else None), crs=crs, resolution=resolution,
-                        chunk=chunk, mask=_mask(exclude_scl))
+        spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl))
         with open_catalog(stac) as url, dask_client(_cluster(scheduler, workers, threads, processes), echo=console.print), \
                 tile_progress("cube tiles") as progress:
-            res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets)
+            res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac))
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
     console.print(f"cube {res.status}: {res.path} {json.dumps(res.shape)} from {res.n_items} items")
 
 
 def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, cluster, echo_demo: bool = False) -> dict:
-    from .catalog.sources import open_catalog
+    from .catalog.search import SearchRequest
+    from .catalog.sources import open_catalog, source_id
     from .cluster import dask_client
     from .cube.load import CubeSpec
-    from .reconstruct.tiles import TileConfig, resolve_device
     from .pipeline import JobConfig, run_job
     from .progress import StageProgress
-    from .catalog.search import SearchRequest
+    from .reconstruct.dataset import resolve_method  # noqa: F401  (fails early on an unknown method below)
+    from .reconstruct.tiles import TileConfig, resolve_device
 
     req = SearchRequest(**req_args)
     spec = CubeSpec(**spec_args)
     device = resolve_device(job_args.pop("device"))
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=job_args.pop("batch"), device=device)
     job = JobConfig(tiles=tiles, **job_args)
+    if job.method not in ("auto", "model", "median", "mosaicking", "least_cloudy", "interpolation"):
+        raise ValueError(f"unknown --method {job.method!r}; choose auto, model, median, mosaicking, least_cloudy, interpolation")
     if device.startswith("cuda") and cluster.threads_per_worker is None:
         from dataclasses import replace
 
         cluster = replace(cluster, threads_per_worker=1)  # one thread drives one GPU
     console.print(f"inference device: {device}")
     with open_catalog(stac) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:
-        return run_job(url, req, spec, out, job, progress=progress, echo=console.print)
+        return run_job(url, req, spec, out, job, progress=progress, echo=console.print, source=source_id(stac))
 
 
 @app.command()
@@ -154,27 +150,30 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
         start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
         model: Optional[str] = typer.Option(None, help="checkpoint (.safetensors); default: the shipped weights"),
-        method: str = typer.Option("model", help="model | median | mosaicking | least_cloudy | interpolation"),
+        method: str = typer.Option("auto", help=METHOD_HELP),
+        bands: Optional[str] = typer.Option(None, help=BANDS_HELP),
         period: Optional[str] = typer.Option(None, help="one image (default), 'month', or 'ND' e.g. '16D'"),
         context_days: int = 30, max_dates: int = 12,
-        collection: str = "sentinel-2-l2a", max_cloud: Optional[float] = None,
-        crs: Optional[str] = None, resolution: float = 10.0, chunk: int = 1024,
+        collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None,
+        crs: Optional[str] = None, resolution: Optional[float] = typer.Option(None, help=RESOLUTION_HELP), chunk: int = 1024,
         patch: int = 256, overlap: int = 16, batch: int = 16,
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
         fill_unobserved: bool = typer.Option(False, help="keep the model's spatial guess where nothing clear was seen"),
-        exclude_scl: str = typer.Option("0,1,3,8,9,10", help="SCL classes that make a pixel unusable"),
+        exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
         scheduler: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
         processes: bool = False) -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
         res = _run(stac, dict(aoi=_aoi(bbox, aoi), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
-                   dict(crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl)), out,
+                   dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch),
                    _cluster(scheduler, workers, threads, processes))
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
-    console.print(f"[green]done[/]: {out / 'run.json'}")
+    console.print(f"[green]done[/] ({res['method']}): {out / 'run.json'}")
+    if res.get("items"):
+        console.print(f"  STAC ItemCollection of the outputs: {res['items']}")
     for label, files in res["periods"].items():
         console.print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in files.items()))
 
@@ -182,7 +181,7 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
 @app.command()
 def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output folder"),
          device: str = typer.Option("auto", help="auto | cpu | cuda"),
-         method: str = "model") -> None:
+         method: str = typer.Option("auto", help=METHOD_HELP)) -> None:
     """Run the whole job on the bundled SYNTHETIC demo catalog with the shipped weights."""
     from .catalog.demo import DEMO_SPEC, write_demo_catalog
     from .catalog.sources import DEFAULT_DEMO_DIR
@@ -197,8 +196,8 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     console.print(f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {DEMO_SPEC.size}x{DEMO_SPEC.size} px at 10 m) "
                   f"bbox={bbox} {dates[0]}..{dates[-1]}")
     run(stac="demo", bbox=bbox, aoi=None, start="2024-06-01", end="2024-08-31", out=out, model=None, method=method,
-        period=None, context_days=45, max_dates=12, collection="sentinel-2-l2a", max_cloud=None, crs=None,
-        resolution=10.0, chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False,
+        bands=None, period=None, context_days=45, max_dates=12, collection=None, max_cloud=None, crs=None,
+        resolution=None, chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False,
         exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
 
 
@@ -245,27 +244,45 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
              sen12mscrts: Optional[Path] = typer.Option(None, help="SEN12MS-CR-TS root; uses its test split"),
              model: Optional[str] = typer.Option(None, help="checkpoint; default: the shipped weights; 'none' = baselines only"),
              min_clear: float = 0.4, max_dates: int = 12, max_patches: int = 32, device: str = "cpu",
+             bands: Optional[str] = typer.Option(None, help="evaluate these bands of the cube (default: all of its bands)"),
              window: int = typer.Option(1024, help="evaluate the cube in windows of this many pixels")) -> None:
     """Model vs compositing baselines on held-out dates (hidden under real cloud masks)."""
     import numpy as np
 
+    from .bands import validate_bands
     from .evaluate.protocol import evaluate_series, write_report
+    from .models import load_checkpoint, read_config
     from .pipeline import default_weights
-    from .models import load_checkpoint
 
     try:
         net = None
-        if model != "none":
-            net, _ = load_checkpoint(model or default_weights(), map_location=device)
+        chosen = validate_bands(bands)
         if cube:
             from .cube.load import open_cube
 
+            ds = open_cube(cube)
+            have = [str(b) for b in ds.band.values]
+            missing = [b for b in chosen or () if b not in have]
+            if missing:
+                raise ValueError(f"the cube {cube} has no band {', '.join(missing)}; it has {', '.join(have)}")
+            chosen = chosen or tuple(have)
+        if model != "none":
+            ckpt = model or default_weights()
+            served = read_config(ckpt)[0]["bands"]
+            if cube and list(served) != list(chosen):
+                if model:
+                    raise ValueError(f"the model {ckpt} serves bands {', '.join(served)}; the evaluated bands are "
+                                     f"{', '.join(chosen)} (choose --bands or --model none)")
+                console.print(f"[yellow]the shipped model serves bands {', '.join(served)} only: evaluating the "
+                              "compositing methods[/]")
+            else:
+                net, _ = load_checkpoint(ckpt, map_location=device)
+        if cube:
             from .evaluate.protocol import merge_results
             from .training.fit import cube_series
 
-            ds = open_cube(cube)
             results = []
-            for series in cube_series(cube, window=window):  # bounded memory: one window at a time
+            for series in cube_series(cube, window=window, bands=chosen):  # bounded memory: one window at a time
                 frac = series.clear.reshape(len(series.days), -1).mean(1)
                 targets = [int(t) for t in np.flatnonzero(frac >= min_clear)]
                 if targets:

@@ -1,8 +1,8 @@
-"""The main job: search → cube (Zarr, reused) → tiled inference → Zarr mosaic → COGs, PNGs, STAC.
+"""The whole job as one library call: search → cube (Zarr, reused/resumed) → reconstruct → outputs.
 
-Every stage is resumable: the cube and the mosaic are written region by region and only marked
-complete at the end; COGs/PNGs/Items are rebuilt from the finished mosaic when missing; the run
-manifest ``run.json`` is written last.
+Every stage is resumable: the cube and the output Zarr are written region by region and only
+marked complete at the end; COGs/PNGs/Items are rebuilt from the finished Zarr when stale or
+missing; the run manifest ``run.json`` is written last.
 """
 
 from __future__ import annotations
@@ -13,26 +13,27 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-import xarray as xr
 
-from .cube.load import CubeSpec, open_cube
+from .aoi import AOI, parse_aoi, parse_bbox
+from .catalog.search import SearchRequest, search
+from .catalog.sources import open_catalog, source_id
+from .cube.load import CubeSpec, MaskConfig, open_cube
 from .cube.store import build_cube
-from .reconstruct.dataset import mosaic
-from .reconstruct.periods import make_periods
-from .reconstruct.tiles import TileConfig
 from .models.checkpoint import default_weights
-from .catalog.search import SearchRequest
-from .zarrstore import write_by_regions
+from .outputs.write import write_outputs
+from .reconstruct.dataset import reconstruct, resolve_method
+from .reconstruct.tiles import TileConfig
 
-__all__ = ["JobConfig", "run_job", "default_weights"]
+__all__ = ["JobConfig", "run_job", "run", "default_weights"]
 
 
 @dataclass(frozen=True)
 class JobConfig:
     """Everything after the search: how to make the outputs."""
 
-    method: str = "model"
-    """``model`` or a compositing method: median, mosaicking, least_cloudy, interpolation."""
+    method: str = "auto"
+    """``auto`` (the model where it serves the cube's bands, else the median), ``model``, or a
+    compositing method: median, mosaicking, least_cloudy, interpolation."""
     model: str | None = None
     """Checkpoint path (default: the shipped weights)."""
     period_step: str | None = None
@@ -44,83 +45,106 @@ class JobConfig:
     cog: bool = True
 
 
-def _sha256(path: Path) -> str:
+def _model_digest(model) -> str | None:
+    if model is None:
+        return None
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for blk in iter(lambda: f.read(1 << 20), b""):
-            h.update(blk)
+    if isinstance(model, (str, Path)):
+        with open(model, "rb") as f:
+            for blk in iter(lambda: f.read(1 << 20), b""):
+                h.update(blk)
+    else:
+        for k, v in model.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
-def _encoding(ds: xr.Dataset) -> dict:
-    cy, cx = ds.chunks["y"][0], ds.chunks["x"][0]
-    nb = ds.sizes["band"]
-    return {"reflectance": {"dtype": "float32", "chunks": (1, nb, cy, cx)},
-            "clear_count": {"chunks": (1, cy, cx)}, "no_clear": {"chunks": (1, cy, cx)}}
-
-
 def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str | Path, job: JobConfig = JobConfig(),
-            *, progress=None, echo=print, stop_after: int | None = None) -> dict:
-    """Run the whole job into ``out_dir``; returns the manifest (also written as ``run.json``)."""
-    from .models import load_checkpoint, read_config
-
+            *, progress=None, echo=print, stop_after: int | None = None, source: str | None = None) -> dict:
+    """Run the whole job into ``out_dir`` from an open STAC API URL; returns the manifest (also
+    written as ``run.json``). Bands, method and model are checked after the search and before any
+    pixel is read."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = None
-    if job.method == "model":
-        model_path = Path(job.model) if job.model else default_weights()
-        cfg, _ = read_config(model_path)  # fails fast on a wrong file, before any Dask work
-        if list(cfg["bands"]) != list(spec.bands):
-            raise ValueError(f"model {model_path} expects bands {cfg['bands']} but the cube has {list(spec.bands)}")
     # The cube spans the periods widened by the context, so edge periods see dates on both sides.
     search_req = replace(request, start=str((pd.Timestamp(request.start) - pd.Timedelta(days=job.context_days)).date()),
                          end=str((pd.Timestamp(request.end) + pd.Timedelta(days=job.context_days)).date()))
-    cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", progress=progress and progress("cube tiles"))
+    items = search(stac_url, search_req, source=source)
+    spec = spec.resolved(items)
+    from .cube.load import band_mapping
+
+    band_mapping(items, spec.bands)  # a band the catalog lacks fails here, naming what it has
+    method, model, reason = resolve_method(job.method, list(spec.bands), job.model, warn=False)
+    echo(f"method: {method} ({reason})")
+    if method == "model":
+        from .models import load_checkpoint
+
+        load_checkpoint(model)  # full load once here: a corrupt file fails now, not inside Dask
+    out.mkdir(parents=True, exist_ok=True)
+    cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
+                          progress=progress and progress("cube tiles"))
     echo(f"cube {cube_res.status}: {cube_res.path}")
     cube = open_cube(out / "cube.zarr")
     zones = request.aoi.utm_zones()
-    echo(f"output CRS {cube.rio.crs} at {spec.resolution} m" +
+    echo(f"output CRS {cube.rio.crs} at {spec.resolution:g} m, bands {', '.join(spec.bands)}" +
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
-    periods = make_periods(cube.time.values, request.start, request.end, job.period_step, job.context_days, job.max_dates)
-    if model_path is not None:
-        load_checkpoint(model_path)  # full load once here: a corrupt file fails now, not inside Dask
-    ds = mosaic(cube, periods, method=job.method, model_path=str(model_path) if model_path else None,
-                tiles=job.tiles, chunk=spec.chunk, fill_unobserved=job.fill_unobserved)
-    synthetic = json.loads(cube.attrs.get("synthetic", "false"))
-    ds.attrs.update({"title": "cloudfree cloud-free mosaic", "method": job.method,
-                     "model": str(model_path) if model_path else "", "synthetic_input": json.dumps(synthetic)})
-    fingerprint = {"cube": json.loads(json.dumps(dict(xr.open_zarr(out / "cube.zarr").attrs.get("cloudfree:fingerprint", {})))),
-                   "job": {**asdict(job), "tiles": asdict(job.tiles), "model": _sha256(model_path) if model_path else None}}
-    fingerprint["job"]["tiles"].pop("device", None)
-    fingerprint["job"]["tiles"].pop("batch", None)
-    status = write_by_regions(ds, out / "mosaic.zarr", fingerprint, encoding=_encoding(ds),
-                              batch=1 if job.tiles.device.startswith("cuda") else 2,
-                              on_region=progress and progress("mosaic tiles"), stop_after=stop_after)
-    if status == "interrupted":
+    ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=method, model=model,
+                     context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles, chunk=spec.chunk,
+                     fill_unobserved=job.fill_unobserved)
+    ds.attrs["method_reason"] = reason
+    tiles = asdict(job.tiles)
+    tiles.pop("batch", None)
+    device = tiles.pop("device", "")
+    fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
+                   "job": {**asdict(job), "method": method, "tiles": tiles, "model": _model_digest(model)}}
+    res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
+                        regions_at_once=1 if str(device).startswith("cuda") else 2,
+                        progress=progress and progress("output tiles"))
+    if res["status"] == "interrupted":
         return {"status": "interrupted"}
-    echo(f"mosaic {status}: {out / 'mosaic.zarr'}")
-    res = xr.open_zarr(out / "mosaic.zarr", decode_coords="all")
-    files = {}
-    from .outputs.files import write_cog, write_quicklook, write_stac_item
-
-    for t, p in enumerate(periods):
-        assets = {"zarr": out / "mosaic.zarr"}
-        if job.cog:
-            cog = out / f"cloudfree_{p.label}.tif"
-            if not cog.exists():
-                write_cog(res, t, cog)
-            assets["cog"] = cog
-        png = out / f"cloudfree_{p.label}.png"
-        write_quicklook(res, t, png)
-        assets["quicklook"] = png
-        item = write_stac_item(res, t, assets, out / f"cloudfree_{p.label}.stac.json", synthetic,
-                               {"cloudfree:method": job.method, "cloudfree:input_dates":
-                                [str(v)[:10] for v in cube.time.values[list(p.dates)]]})
-        files[p.label] = {k: str(v) for k, v in {**assets, "stac_item": item}.items()}
-    no_clear = int(res["no_clear"].sum().compute())
-    manifest = {"status": "complete", "cube": str(out / "cube.zarr"), "mosaic": str(out / "mosaic.zarr"),
-                "periods": files, "method": job.method, "model": str(model_path) if model_path else None,
-                "shape": {k: int(v) for k, v in res.sizes.items()}, "crs": str(res.rio.crs),
-                "pixels_without_clear_observation": no_clear, "synthetic_input": synthetic}
+    synthetic = json.loads(cube.attrs.get("synthetic", "false"))
+    manifest = {"status": "complete", "cube": str(out / "cube.zarr"), "mosaic": res["zarr"], "items": res.get("items"),
+                "periods": res["periods"], "method": method, "method_reason": reason,
+                "model": str(model) if method == "model" else None, "bands": list(spec.bands),
+                "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
+                "device": device, "shape": {k: int(v) for k, v in xr_sizes(out / "mosaic.zarr").items()},
+                "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
+                "synthetic_input": synthetic}
     (out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def xr_sizes(path: Path) -> dict:
+    import xarray as xr
+
+    return dict(xr.open_zarr(path).sizes)
+
+
+def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None, bands=None, method: str = "auto",
+        model=None, period: str | None = None, collection: str | None = None, max_cloud_cover: float | None = None,
+        resolution: float | None = None, crs: str | None = None, chunk: int = 1024, exclude_scl=None,
+        context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
+        batch: int = 16, fill_unobserved: bool = False, echo=print) -> dict:
+    """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
+
+    ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
+    ``collection.json`` or an item file. Give ``bbox`` (west, south, east, north in degrees) or
+    ``aoi`` (GeoJSON). Computes with the active Dask client if there is one (else Dask's threads).
+    """
+    area = _area(bbox, aoi)
+    req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover)
+    mask = MaskConfig.from_classes(exclude_scl) if exclude_scl is not None else MaskConfig()
+    spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=mask)
+    job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
+                    tiles=TileConfig(patch=patch, overlap=overlap, batch=batch, device=device),
+                    fill_unobserved=fill_unobserved)
+    with open_catalog(stac) as url:
+        return run_job(url, req, spec, out, job, echo=echo, source=source_id(stac))
+
+
+def _area(bbox, aoi) -> AOI:
+    if isinstance(bbox, AOI) or isinstance(aoi, AOI):
+        return bbox if isinstance(bbox, AOI) else aoi
+    if (bbox is None) == (aoi is None):
+        raise ValueError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
+    return parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)

@@ -25,6 +25,7 @@ COMPLETE = "cloudfree:complete"
 FINGERPRINT = "cloudfree:fingerprint"
 
 warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")  # fixed-width period labels
 
 
 class StoreError(RuntimeError):
@@ -105,6 +106,10 @@ def write_by_regions(
     if state == "foreign":
         raise StoreError(f"{path} exists but is not a cloudfree store; delete it or choose another output path")
     resumed = state == "partial"
+    spatial = {"y", "x"}
+    # Small non-spatial variables (period labels, dates) are written with the metadata: region
+    # writes only carry spatial variables, so a lazy one would otherwise never reach the store.
+    ds = ds.assign_coords({k: ds[k].load() for k in ds.coords if not spatial & set(ds[k].dims)})
     if not resumed:
         if prog.exists():
             shutil.rmtree(prog)
@@ -116,7 +121,6 @@ def write_by_regions(
     done = {p.name for p in prog.iterdir()}
     regions = spatial_regions(ds)
     todo = [r for r in regions if _region_name(r) not in done]
-    spatial = {"y", "x"}
     writable = ds.drop_vars([v for v in ds.variables if not spatial & set(ds[v].dims)])
     writable.attrs = {}
     count = len(regions) - len(todo)

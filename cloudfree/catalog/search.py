@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pystac
 import pystac_client
@@ -43,7 +43,8 @@ class SearchRequest:
     """Start date (inclusive), ISO 8601."""
     end: str
     """End date (inclusive), ISO 8601."""
-    collection: str = "sentinel-2-l2a"
+    collection: str | None = None
+    """Collection id; ``None``: ``sentinel-2-l2a`` where the catalog has it, else its only collection."""
     max_cloud_cover: float | None = None
     """Drop scenes whose ``eo:cloud_cover`` is above this (percent)."""
     limit: int | None = None
@@ -53,7 +54,7 @@ class SearchRequest:
     def describe(self) -> str:
         w, s, e, n = self.aoi.bbox
         cc = f", eo:cloud_cover <= {self.max_cloud_cover}" if self.max_cloud_cover is not None else ""
-        return f"collection={self.collection!r}, bbox=({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}), dates {self.start}..{self.end}{cc}"
+        return f"collection={self.collection or 'default'!r}, bbox=({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}), dates {self.start}..{self.end}{cc}"
 
     def to_dict(self) -> dict:
         return {"bbox": list(self.aoi.bbox), "geometry": self.aoi.geojson, "start": self.start, "end": self.end,
@@ -85,14 +86,15 @@ def _validate_dates(start: str, end: str) -> None:
         raise ValueError(f"start date {start} is after end date {end}")
 
 
-def search(url: str, request: SearchRequest, *, modifier: Callable | None = None) -> list[pystac.Item]:
-    """Search ``url`` and return items sorted by time.
+def search(url: str, request: SearchRequest, *, modifier: Callable | None = None, source: str | None = None) -> list[pystac.Item]:
+    """Search ``url`` and return items sorted by time (``source``: the name users gave, for messages).
 
     Scene cloud cover is filtered on the client when the server does not conform to the Query or
     Filter extension (e.g. ``rustac serve``), because such servers silently return nothing.
     """
     _validate_dates(request.start, request.end)
     modifier = modifier if modifier is not None else signer_for(url)
+    where = source or url
     try:
         client = pystac_client.Client.open(url, modifier=modifier)
     except (APIError, OSError, pystac.STACError, ValueError) as exc:
@@ -100,10 +102,9 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     except Exception as exc:  # requests' ConnectionError and friends
         raise CatalogError(f"could not reach STAC API at {url}: {exc}") from exc
     collections = [c.id for c in client.get_collections()] if _lists_collections(client) else None
-    if collections is not None and request.collection not in collections:
-        raise NoItemsFound(f"collection {request.collection!r} not found at {url}; available: {', '.join(collections)}")
+    collection = _choose_collection(client, where, request.collection, collections)
     conforms = client.conforms_to("QUERY") if hasattr(client, "conforms_to") else False
-    kwargs: dict = {"collections": [request.collection], "datetime": f"{request.start}/{request.end}"}
+    kwargs: dict = {"collections": [collection], "datetime": f"{request.start}/{request.end}"}
     geom = request.aoi.geometry
     if geom.equals(geom.envelope):
         kwargs["bbox"] = list(request.aoi.bbox)
@@ -123,9 +124,40 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     if request.limit:
         items = items[: request.limit]
     if not items:
-        raise NoItemsFound(f"no items found at {url} for {request.describe()}")
+        raise NoItemsFound(f"no items found at {where} for {replace(request, collection=collection).describe()}")
     log.info("found %d items for %s", len(items), request.describe())
     return items
+
+
+DEFAULT_COLLECTION = "sentinel-2-l2a"
+
+
+def _choose_collection(client, url: str, wanted: str | None, collections: list[str] | None) -> str:
+    """The collection to search; an unknown one is an error that lists what the catalog has."""
+    if collections is None:
+        return wanted or DEFAULT_COLLECTION
+    if wanted is None:
+        if DEFAULT_COLLECTION in collections or len(collections) != 1:
+            wanted = DEFAULT_COLLECTION
+        else:
+            return collections[0]
+    if wanted in collections:
+        return wanted
+    raise NoItemsFound(f"collection {wanted!r} not found at {url}; the catalog has "
+                       + "; ".join(f"{c} (bands: {_collection_bands(client, c)})" for c in collections[:12])
+                       + (f" and {len(collections) - 12} more" if len(collections) > 12 else "")
+                       + ". Choose one with --collection.")
+
+
+def _collection_bands(client, collection: str) -> str:
+    """The band ids one item of ``collection`` carries (for error messages)."""
+    from ..bands import item_bands
+
+    try:
+        item = next(client.search(collections=[collection], max_items=1).items(), None)
+    except Exception:
+        return "unknown"
+    return ", ".join(item_bands(item)) if item is not None else "no items"
 
 
 def _lists_collections(client: pystac_client.Client) -> bool:

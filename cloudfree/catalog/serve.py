@@ -16,12 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["serve_stac", "is_local_catalog"]
-
-
-def is_local_catalog(stac: str) -> bool:
-    """True when ``stac`` names a local file rather than an API URL."""
-    return not stac.startswith(("http://", "https://")) and Path(stac).suffix in {".json", ".ndjson", ".parquet", ".geojson"}
+__all__ = ["serve_stac"]
 
 
 def _free_port() -> int:

@@ -1,39 +1,171 @@
-"""Resolve ``--stac``: an API URL, a short name, a local STAC file served on loopback, or the demo."""
+"""Resolve ``--stac`` to a STAC API URL: a URL, a short name, a local or remote static catalog or
+item file (served on loopback so it goes through the very same pystac-client search), or the demo.
+
+Static catalogs and collections are walked with pystac (relative or ``file://`` hrefs, nested
+children); every asset href is made absolute against the file it comes from before the items are
+served, so the cube reads the right files whatever the working directory.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
-from .serve import is_local_catalog, serve_stac
-from .search import KNOWN_CATALOGS
+import pystac
 
-__all__ = ["open_catalog", "DEFAULT_DEMO_DIR"]
+from .search import KNOWN_CATALOGS, CatalogError
+from .serve import serve_stac
+
+__all__ = ["open_catalog", "search_items", "DEFAULT_DEMO_DIR", "read_static_items", "is_static_source", "source_id"]
 
 DEFAULT_DEMO_DIR = Path("cloudfree-demo")
+_STATIC_SUFFIXES = {".json", ".geojson"}
+_SERVED_SUFFIXES = {".ndjson", ".parquet"}
+
+
+def _local_path(stac: str) -> Path | None:
+    if stac.startswith("file://"):
+        return Path(urlparse(stac).path)
+    if stac.startswith(("http://", "https://")):
+        return None
+    return Path(stac)
+
+
+def is_static_source(stac: str) -> bool:
+    """True for a file (local, ``file://`` or http(s) ``.json``) rather than a STAC API."""
+    if stac in KNOWN_CATALOGS or stac == "demo":
+        return False
+    suffix = Path(urlparse(stac).path).suffix.lower()
+    if stac.startswith(("http://", "https://")):
+        return suffix in _STATIC_SUFFIXES
+    return suffix in _STATIC_SUFFIXES | _SERVED_SUFFIXES
+
+
+def source_id(stac: str) -> str:
+    """A stable name for a source, recorded in fingerprints (absolute path for local files)."""
+    p = _local_path(stac)
+    return str(p.resolve()) if p is not None and stac != "demo" and stac not in KNOWN_CATALOGS else stac
+
+
+def _absolute(item: pystac.Item, base: str) -> pystac.Item:
+    """Resolve every asset href of ``item`` against ``base`` (the file the item came from)."""
+    for asset in item.assets.values():
+        href = asset.href
+        if href.startswith(("http://", "https://", "s3://", "gs://", "az://", "/vsi")):
+            continue
+        if href.startswith("file://"):
+            asset.href = urlparse(href).path
+            continue
+        if base.startswith(("http://", "https://")):
+            from urllib.parse import urljoin
+
+            asset.href = urljoin(base, href)
+        else:
+            asset.href = str((Path(base).parent / href).resolve())
+    return item
+
+
+def read_static_items(stac: str) -> list[pystac.Item]:
+    """Every item of a static catalog, collection, ItemCollection or single item, hrefs absolute.
+
+    Items of a collection get its id as ``collection`` (so collection filters work as on an API).
+    """
+    path = _local_path(stac)
+    href = str(path.resolve()) if path is not None else stac
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"STAC file {path} does not exist")
+    try:
+        d = pystac.StacIO.default().read_json(href)
+    except Exception as exc:
+        raise CatalogError(f"could not read STAC file {stac}: {exc}") from exc
+    kind = d.get("type")
+    items: list[pystac.Item] = []
+    if kind in ("Catalog", "Collection"):
+        root = pystac.read_file(href)
+        for parent, _children, its in root.walk():
+            for it in its:
+                if it.collection_id is None and isinstance(parent, pystac.Collection):
+                    it.collection_id = parent.id
+                items.append(_absolute(it.clone(), it.get_self_href() or href))
+    elif kind == "FeatureCollection":
+        items = [_absolute(pystac.Item.from_dict(f), href) for f in d.get("features", [])]
+    elif kind == "Feature":
+        items = [_absolute(pystac.Item.from_dict(d), href)]
+    else:
+        raise CatalogError(f"{stac} is not a STAC Catalog, Collection, ItemCollection or Item (type={kind!r})")
+    if not items:
+        raise CatalogError(f"{stac} holds no items")
+    return items
 
 
 @contextlib.contextmanager
 def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
     """Yield a STAC API URL for ``stac``.
 
-    ``demo`` writes (once) and serves the SYNTHETIC demo catalog; a local ``.json``/``.ndjson``/
-    ``.parquet`` file is served with ``rustac serve`` for the duration of the block.
+    ``demo`` writes (once) and serves the SYNTHETIC demo catalog; a static catalog, collection or
+    item file is served with ``rustac serve`` for the duration of the block, so every source is
+    searched by the same pystac-client code (bbox, dates, collection, cloud cover).
     """
     if stac == "demo":
         from .demo import write_demo_catalog
 
         items = write_demo_catalog(demo_dir / "catalog")
-        with serve_stac(items) as url:
+        with tempfile.TemporaryDirectory(prefix="cloudfree-stac-") as tmp, serve_stac(*_served(str(items), tmp)) as url:
             yield url
     elif stac in KNOWN_CATALOGS:
         yield KNOWN_CATALOGS[stac]
-    elif is_local_catalog(stac):
-        with serve_stac(stac) as url:
+    elif is_static_source(stac):
+        with tempfile.TemporaryDirectory(prefix="cloudfree-stac-") as tmp, serve_stac(*_served(stac, tmp)) as url:
             yield url
     elif stac.startswith(("http://", "https://")):
         yield stac.rstrip("/")
     else:
-        raise ValueError(f"--stac {stac!r} is neither a URL, a known catalog ({', '.join(KNOWN_CATALOGS)}, demo) "
-                         "nor a local .json/.ndjson/.parquet file")
+        raise ValueError(f"--stac {stac!r} is neither a URL, a known catalog ({', '.join(KNOWN_CATALOGS)}, demo), "
+                         "a static catalog/collection (catalog.json, collection.json) nor an item file "
+                         "(.json/.geojson/.ndjson/.parquet)")
+
+
+def _served(stac: str, tmpdir: str) -> list[str]:
+    """Files for ``rustac serve``: ndjson/parquet as they are; JSON sources as one ItemCollection
+    with absolute asset hrefs in ``tmpdir``."""
+    path = _local_path(stac)
+    if path is not None and path.suffix.lower() in _SERVED_SUFFIXES:
+        if not path.exists():
+            raise FileNotFoundError(f"STAC file {path} does not exist")
+        return [str(path)]
+    items = read_static_items(stac)
+    tmp = Path(tmpdir) / "items.json"
+    fc = {"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False, transform_hrefs=False) for it in items]}
+    for f in fc["features"]:
+        f["links"] = [ln for ln in f.get("links", []) if ln.get("rel") not in ("root", "parent", "collection", "self")]
+        for a in f["assets"].values():  # file:// URIs: a bare path would be joined to the server's URL
+            if a["href"].startswith("/"):
+                a["href"] = Path(a["href"]).as_uri()
+    tmp.write_text(json.dumps(fc))
+    return [str(tmp)]
+
+
+def search_items(stac: str, start: str, end: str, *, bbox=None, aoi=None, collection: str | None = None,
+                 max_cloud_cover: float | None = None, limit: int | None = None) -> list[pystac.Item]:
+    """Items over an area and dates from any source ``--stac`` takes, sorted by time (asset hrefs
+    absolute, so they stay readable after the loopback server of a static catalog is gone).
+
+    Give ``bbox`` (west, south, east, north in degrees, as a sequence or ``"w,s,e,n"``) or ``aoi``
+    (GeoJSON dict, string or file).
+    """
+    from ..aoi import AOI, parse_aoi, parse_bbox
+    from .search import SearchRequest, search
+
+    if isinstance(bbox, AOI) or isinstance(aoi, AOI):
+        area = bbox if isinstance(bbox, AOI) else aoi
+    elif (bbox is None) == (aoi is None):
+        raise ValueError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
+    else:
+        area = parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)
+    req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover, limit)
+    with open_catalog(stac) as url:
+        return search(url, req, source=source_id(stac))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +24,27 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from ..aoi import AOI, choose_crs
-from ..bands import SCL, asset_key, validate_bands
+from ..bands import SCL, band_source, item_bands, load_name, validate_bands
 from .radiometry import Radiometry, item_radiometry
 
-__all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "plan_geobox", "open_cube"]
+__all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "available_bands", "plan_geobox", "open_cube",
+           "DEFAULT_UNUSABLE_SCL"]
 
 log = logging.getLogger(__name__)
 
 
+DEFAULT_UNUSABLE_SCL = (0, 1, 3, 8, 9, 10)
+"""SCL classes masked by default: no data, saturated/defective, cloud shadow, cloud medium/high
+probability, thin cirrus. Not masked by default, and the two classes where SCL most often hides
+cloud on real series: 7 (unclassified: haze and thin cloud edges land here) and 11 (snow: bright
+cloud over cold ground is labelled snow, e.g. in September). Add them with ``--exclude-scl
+0,1,3,7,8,9,10,11`` where no real snow is expected; masking 11 everywhere would delete real winter
+snow cover. Dark areas (2) are kept: they include real terrain shadow and dark water."""
+
+
 @dataclass(frozen=True)
 class MaskConfig:
-    """Which SCL classes make an observation unusable (defaults follow common practice)."""
+    """Which SCL classes make an observation unusable (see :data:`DEFAULT_UNUSABLE_SCL`)."""
 
     cloud: tuple[int, ...] = (8, 9, 10)
     """Cloud medium/high probability and thin cirrus."""
@@ -43,50 +53,106 @@ class MaskConfig:
     invalid: tuple[int, ...] = (0, 1)
     """No data, saturated/defective."""
     extra: tuple[int, ...] = ()
-    """Anything else to exclude, e.g. (11,) for snow or (2,) for dark areas."""
+    """Anything else to exclude, e.g. (7, 11) for unclassified and snow, or (2,) for dark areas."""
 
     @property
     def unusable(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.cloud + self.shadow + self.invalid + self.extra)))
+
+    @classmethod
+    def from_classes(cls, classes) -> "MaskConfig":
+        """``[0, 1, 3, 8, 9, 10]`` or ``"0,1,3,8,9,10"`` → MaskConfig; unknown codes are an error."""
+        from ..bands import SCL_CLASSES
+
+        if isinstance(classes, str):
+            try:
+                classes = [int(v) for v in classes.split(",") if v.strip()]
+            except ValueError as exc:
+                raise ValueError(f"SCL classes must be comma-separated codes 0-11, got {classes!r}") from exc
+        codes = tuple(sorted({int(c) for c in classes}))
+        unknown = [c for c in codes if c not in SCL_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown SCL classes {unknown}; valid codes are 0-11")
+        return cls(cloud=tuple(c for c in codes if c in (8, 9, 10)), shadow=tuple(c for c in codes if c == 3),
+                   invalid=tuple(c for c in codes if c in (0, 1)),
+                   extra=tuple(c for c in codes if c not in (0, 1, 3, 8, 9, 10)))
 
 
 @dataclass(frozen=True)
 class CubeSpec:
     """How to turn items into a cube."""
 
-    bands: tuple[str, ...] = field(default_factory=lambda: validate_bands(None))
+    bands: tuple[str, ...] | None = None
+    """Band ids in canonical order; ``None``: every L2A band the items have."""
     crs: str | None = None
     """Output CRS; default: the AOI's UTM zone."""
-    resolution: float = 10.0
+    resolution: float | None = None
+    """Output pixel size (m); ``None``: the finest native resolution of the bands (20 m for a
+    20 m-only series)."""
     chunk: int = 1024
     """Spatial chunk (pixels): the inference tile size (larger tiles waste less work on halos)."""
     mask: MaskConfig = MaskConfig()
     resampling: str = "bilinear"
     """For reflectance bands coarser than the output grid; SCL always uses nearest."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bands", validate_bands(self.bands))
+        if self.resolution is not None and not (self.resolution > 0):
+            raise ValueError(f"resolution must be a positive number of metres, got {self.resolution}")
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be at least 1 pixel, got {self.chunk}")
+
+    def resolved(self, items: list[pystac.Item]) -> "CubeSpec":
+        """This spec with ``bands`` and ``resolution`` filled in from the items."""
+        bands = self.bands or available_bands(items)
+        from ..bands import native_resolution
+
+        return replace(self, bands=bands, resolution=self.resolution or float(native_resolution(bands)))
+
     def to_dict(self) -> dict:
-        return {"bands": list(self.bands), "crs": self.crs, "resolution": self.resolution, "chunk": self.chunk,
-                "mask_unusable": list(self.mask.unusable), "resampling": self.resampling}
+        return {"bands": list(self.bands) if self.bands else None, "crs": self.crs, "resolution": self.resolution,
+                "chunk": self.chunk, "mask_unusable": list(self.mask.unusable), "resampling": self.resampling}
+
+
+def _where(items: list[pystac.Item]) -> str:
+    cols = sorted({i.collection_id or "?" for i in items})
+    return f"collection {', '.join(cols)}"
+
+
+def available_bands(items: list[pystac.Item]) -> tuple[str, ...]:
+    """Every L2A band all items have assets for, in canonical order."""
+    common = set(item_bands(items[0], with_scl=False))
+    for it in items[1:]:
+        common &= set(item_bands(it, with_scl=False))
+    out = tuple(b for b in item_bands(items[0], with_scl=False) if b in common)
+    if not out:
+        raise ValueError(f"the items of {_where(items)} have no Sentinel-2 L2A band assets "
+                         f"(item {items[0].id} has assets {sorted(items[0].assets)})")
+    return out
 
 
 def band_mapping(items: list[pystac.Item], bands: tuple[str, ...]) -> dict[str, str]:
-    """Map ESA band ids (and ``SCL``) to this catalog's asset keys; all items must agree."""
+    """Map ESA band ids (and ``SCL`` where every item has it) to this catalog's asset keys."""
     first = items[0]
-    mapping: dict[str, str] = {}
-    for b in (*bands, SCL):
-        try:
-            mapping[b] = asset_key(first.assets, b)
-        except KeyError as exc:
-            raise ValueError(f"item {first.id} has no asset for {b}: assets are {sorted(first.assets)}") from exc
+    missing = [b for b in bands if b not in item_bands(first, with_scl=False)]
+    if missing:
+        raise ValueError(f"{_where(items)} has no band {', '.join(missing)}: its items have bands "
+                         f"{', '.join(item_bands(first))}. Choose from those with --bands.")
+    mapping = {b: load_name(first.assets, b) for b in bands}
+    if all(SCL in item_bands(it) for it in items):
+        mapping[SCL] = load_name(first.assets, SCL)
     for it in items[1:]:
-        missing = [k for k in mapping.values() if k not in it.assets]
-        if missing:
-            raise ValueError(f"item {it.id} lacks assets {missing} that {first.id} has; mixed catalogs?")
+        lacking = [b for b in mapping if b != SCL and b not in item_bands(it)]
+        if lacking:
+            raise ValueError(f"item {it.id} lacks bands {lacking} that {first.id} has; choose common bands with --bands")
     return mapping
 
 
-def plan_geobox(items: list[pystac.Item], aoi: AOI, spec: CubeSpec):
-    """The output GeoBox odc-stac will load into (no pixel reads)."""
+def plan_geobox(items: list[pystac.Item], aoi: AOI | None, spec: CubeSpec):
+    """The output GeoBox odc-stac will load into (no pixel reads); ``aoi=None``: the items' extent
+    in their own CRS."""
+    if aoi is None:
+        return odc.stac.output_geobox(list(items), crs=spec.crs, resolution=spec.resolution)
     crs = choose_crs(aoi, spec.crs)
     zones = aoi.utm_zones()
     if spec.crs is None and len(zones) > 1:
@@ -106,30 +172,47 @@ def _solar_day(item: pystac.Item) -> np.datetime64:
     return dt.astype("datetime64[D]")
 
 
-def item_radiometry_by_day(items: list[pystac.Item], asset: str) -> dict[np.datetime64, Radiometry]:
+def item_radiometry_by_day(items: list[pystac.Item], asset: str, index: int = 0) -> dict[np.datetime64, Radiometry]:
     """Radiometry per solar day (odc-stac's grouping); days that mix rules are an error."""
     out: dict[np.datetime64, Radiometry] = {}
     for it in items:
-        day, r = _solar_day(it), item_radiometry(it, asset)
+        day, r = _solar_day(it), item_radiometry(it, asset, index)
         if day in out and (out[day].offset, out[day].scale) != (r.offset, r.scale):
             raise ValueError(f"items of {day} need different offsets ({out[day].reason} vs {r.reason})")
         out[day] = r
     return out
 
 
-def load_cube(items: list[pystac.Item], aoi: AOI, spec: CubeSpec = CubeSpec(), *, patch_url=None,
-              fail_on_error: bool = True) -> xr.Dataset:
-    """Load items lazily into the cube described in the module docstring. Nothing is computed."""
+def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec | None = None, *, patch_url=None,
+              fail_on_error: bool = True, **spec_args) -> xr.Dataset:
+    """Load items lazily into the cube described in the module docstring. Nothing is computed.
+
+    ``aoi``: an :class:`~cloudfree.aoi.AOI`, a bbox (west, south, east, north in degrees) or GeoJSON;
+    ``None`` loads the items' whole extent in their own CRS.
+
+    ``spec`` (or its fields as keywords: ``bands``, ``resolution``, ``crs``, ``chunk``, ``mask``)
+    says how; bands and resolution default to what the items have. Items without an SCL asset give
+    a cube whose ``clear`` is "has data" (said in the ``mask`` attribute).
+    """
     if not items:
         raise ValueError("no items to load")
-    bands = validate_bands(spec.bands)
+    if aoi is not None and not isinstance(aoi, AOI):
+        from ..aoi import parse_aoi, parse_bbox
+
+        aoi = parse_aoi(aoi) if isinstance(aoi, dict) or str(aoi).lstrip().startswith("{") or str(aoi).endswith(
+            ("json", "geojson")) else parse_bbox(aoi)
+    spec = replace(spec, **spec_args) if spec is not None else CubeSpec(**spec_args)
+    spec = spec.resolved(items)
+    bands = spec.bands
     mapping = band_mapping(items, bands)
+    has_scl = SCL in mapping
     geobox = plan_geobox(items, aoi, spec)
-    resampling = {"*": spec.resampling, mapping[SCL]: "nearest"}
+    resampling = {"*": spec.resampling, **({mapping[SCL]: "nearest"} if has_scl else {})}
     raw = odc.stac.load(items, bands=list(mapping.values()), geobox=geobox, groupby="solar_day",
                         chunks={"time": 1, "y": spec.chunk, "x": spec.chunk}, resampling=resampling,
                         patch_url=patch_url, fail_on_error=fail_on_error)
-    rad = item_radiometry_by_day(items, mapping[bands[0]])
+    key, index = band_source(items[0].assets, bands[0])
+    rad = item_radiometry_by_day(items, key, index)
     days = raw.time.values.astype("datetime64[D]")
     # odc-stac labels a solar-day group with its first item's time; match groups by sorted order.
     keys = sorted(rad)
@@ -143,17 +226,30 @@ def load_cube(items: list[pystac.Item], aoi: AOI, spec: CubeSpec = CubeSpec(), *
     refl = (dn.astype(np.float32) * scale + offset).where(dn != nodata).astype(np.float32)
     refl = refl.chunk({"band": -1})
     refl.attrs.update(units="1", long_name="surface reflectance", nodata=float("nan"))
-    scl = raw[mapping[SCL]].astype(np.uint8)
-    usable = ~scl.isin(list(spec.mask.unusable)) & refl.notnull().all("band")
+    has_data = refl.notnull().all("band")
+    if has_scl:
+        scl = raw[mapping[SCL]].astype(np.uint8)
+        usable = ~scl.isin(list(spec.mask.unusable)) & has_data
+        mask_desc = f"SCL classes {list(spec.mask.unusable)} masked"
+    else:
+        log.warning("the items of %s have no SCL asset: every pixel with data counts as clear", _where(items))
+        scl = xr.zeros_like(raw[mapping[bands[0]]], dtype=np.uint8)
+        usable = has_data
+        mask_desc = "no SCL asset: every pixel with data counts as clear"
     clear = usable.astype(np.uint8)
     clear.attrs.update(long_name="clear observation (1) or cloud/shadow/invalid (0)",
-                       unusable_scl_classes=json.dumps(list(spec.mask.unusable)))
+                       unusable_scl_classes=json.dumps(list(spec.mask.unusable) if has_scl else []))
+    scl.attrs.update(long_name="Sentinel-2 scene classification (0 where the items have none)")
     ds = xr.Dataset({"reflectance": refl, "clear": clear, "scl": scl})
     ds = ds.assign_coords(spatial_ref=raw.spatial_ref) if "spatial_ref" in raw.coords else ds
     ds.attrs.update({
         "title": "cloudfree Sentinel-2 L2A time cube",
         "radiometry": json.dumps({str(k): rad[k].reason for k in keys}),
         "item_ids": json.dumps([i.id for i in items]),
+        "collections": json.dumps(sorted({i.collection_id or "" for i in items})),
+        "mask": mask_desc,
+        "masked_scl_classes": json.dumps(list(spec.mask.unusable) if has_scl else []),
+        "resolution": float(spec.resolution),
         "synthetic": json.dumps(any(i.properties.get("cloudfree:synthetic") for i in items)),
     })
     return ds

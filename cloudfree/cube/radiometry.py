@@ -42,10 +42,11 @@ def _baseline(item: pystac.Item) -> float | None:
         return None
 
 
-def item_radiometry(item: pystac.Item, asset_key: str) -> Radiometry:
-    """Decide scale/offset for one reflectance asset of one item."""
+def item_radiometry(item: pystac.Item, asset_key: str, index: int = 0) -> Radiometry:
+    """Decide scale/offset for band ``index`` of one reflectance asset of one item."""
     asset = item.assets[asset_key]
-    rb = (asset.extra_fields.get("raster:bands") or [{}])[0]
+    rbs = asset.extra_fields.get("raster:bands") or [{}]
+    rb = rbs[index] if index < len(rbs) else rbs[0]
     scale = float(rb.get("scale", 1.0 / QUANTIFICATION))
     nodata = int(rb.get("nodata", 0))
     declared = rb.get("offset")

@@ -12,7 +12,7 @@ from .load import CubeSpec, load_cube, open_cube
 from ..catalog.search import SearchRequest, search
 from ..zarrstore import store_state, write_by_regions
 
-__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError"]
+__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError", "items_digest"]
 
 
 class AssetReadError(RuntimeError):
@@ -55,21 +55,37 @@ class CubeResult:
     shape: dict
 
 
+def items_digest(items) -> str:
+    """A digest of the items a cube is made from (ids, times, asset hrefs): a changed catalog never
+    passes for the one a store was written from."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for it in items:
+        h.update(json.dumps([it.id, str(it.datetime), sorted((k, a.href) for k, a in it.assets.items())]).encode())
+    return h.hexdigest()[:16]
+
+
 def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str | Path, *, progress=None,
-               patch_url=None, stop_after: int | None = None, skip_bad_assets: bool = False) -> CubeResult:
-    """Write the cube for ``request`` to ``out`` (Zarr v3), reusing a complete store for the same request.
+               patch_url=None, stop_after: int | None = None, skip_bad_assets: bool = False,
+               items: list | None = None, source: str | None = None) -> CubeResult:
+    """Write the cube for ``request`` to ``out`` (Zarr v3), reusing a complete store for the same request
+    and the same items (``items``: already searched; ``source``: the catalog's name for messages).
 
     A corrupt or unreadable asset stops the run with :class:`AssetReadError` naming it (the store
     stays partial and resumable); ``skip_bad_assets`` fills such reads with nodata instead, so the
     pixels become "not clear" rather than wrong.
     """
     out = Path(out)
-    fingerprint = {"stac": stac_url if not stac_url.startswith("http://127.0.0.1") else "local",
+    if items is None:
+        items = search(stac_url, request, source=source)
+    spec = spec.resolved(items)
+    fingerprint = {"stac": source or stac_url, "items": items_digest(items),
                    "request": request.to_dict(), "cube": spec.to_dict()}
     if store_state(out, fingerprint) == "complete":
         ds = open_cube(out)
         return CubeResult(out, "reused", len(ds.time), dict(ds.sizes))
-    items = search(stac_url, request)
     ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
     refl = ds["reflectance"].clip(-0.1, 6.4)
     ds["reflectance"] = refl.where(ds["reflectance"].notnull())

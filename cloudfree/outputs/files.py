@@ -16,16 +16,25 @@ import rasterio
 import xarray as xr
 from rasterio.windows import Window
 
-from ..bands import RGB
+from ..bands import RGB, S2_BANDS
 
-__all__ = ["write_cog", "write_quicklook", "write_stac_item", "rgb_image"]
+__all__ = ["write_cog", "write_quicklook", "write_stac_item", "rgb_image", "cog_is_current", "COG_SCALE"]
 
 COG_SCALE = 1e-4
+"""Reflectance = DN × 1e-4 (offset 0) in the output COGs; DN 0 is nodata."""
+_INFO = {b.id: b for b in S2_BANDS}
 
 
-def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512) -> Path:
-    """One period as a COG: uint16 reflectance × 10000 (nodata 0; scale 1e-4 in the tags),
-    deflate, 512 px internal tiles, overviews. Built from a tiled GeoTIFF written block by block."""
+def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512, tags: dict | None = None) -> Path:
+    """One period as a COG: uint16 DN with band scale 1e-4 / offset 0 and nodata 0 in the band
+    metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and QGIS read reflectance), band
+    descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles, overviews.
+
+    Written block by block into a tiled GeoTIFF, then copied into COG layout with rio-cogeo (which
+    keeps scales, offsets, descriptions and tags): GDAL's COG driver is create-copy only and
+    odc-geo's Dask COG writer cannot store band scale/offset, so this keeps memory bounded and the
+    metadata right.
+    """
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
@@ -33,21 +42,22 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512) -> Pat
     tmp = path.with_name(path.stem + ".tiled.tif")
     refl = ds["reflectance"].isel(time=t)
     nb, ny, nx = refl.shape
-    transform = ds.odc.geobox.affine if hasattr(ds, "odc") else refl.rio.transform()
-    profile = dict(driver="GTiff", width=nx, height=ny, count=nb, dtype="uint16", nodata=0, crs=ds.rio.crs,
-                   transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+    gb = ds.odc.geobox
+    profile = dict(driver="GTiff", width=nx, height=ny, count=nb, dtype="uint16", nodata=0, crs=gb.crs.to_wkt(),
+                   transform=gb.affine, tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
+                   BIGTIFF="IF_SAFER")
     with rasterio.open(tmp, "w", **profile) as dst:
         for y0 in range(0, ny, block):
             for x0 in range(0, nx, block):
                 win = refl.isel(y=slice(y0, y0 + block), x=slice(x0, x0 + block)).values
                 dn = np.where(np.isfinite(win), np.clip(np.round(np.nan_to_num(win) / COG_SCALE), 1, 65535), 0)
                 dst.write(dn.astype(np.uint16), window=Window(x0, y0, win.shape[2], win.shape[1]))
-        for i, b in enumerate(ds.band.values, start=1):
-            dst.set_band_description(i, str(b))
-            dst.update_tags(i, scale=COG_SCALE, offset=0.0)
-        dst.update_tags(period=str(ds.period.values[t]), software="cloudfree")
+        dst.scales = (COG_SCALE,) * nb
+        dst.offsets = (0.0,) * nb
+        dst.descriptions = tuple(str(b) for b in ds.band.values)
+        dst.update_tags(period=str(ds.period.values[t]), software="cloudfree", **(tags or {}))
     prof = cog_profiles.get("deflate")
-    prof.update(blockxsize=256, blockysize=256)
+    prof.update(blockxsize=256, blockysize=256, predictor=2)
     part = path.with_name(path.name + ".part")
     levels = max(2, int(np.ceil(np.log2(max(ny, nx) / 256))) + 1)  # overviews even for small outputs
     cog_translate(str(tmp), str(part), prof, overview_resampling="average", overview_level=levels, quiet=True,
@@ -57,9 +67,21 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512) -> Pat
     return path
 
 
+def cog_is_current(path: str | Path, digest: str) -> bool:
+    """True when ``path`` is a COG this run's outputs wrote (same fingerprint digest in its tags):
+    a COG left from another method or catalog is never reused."""
+    try:
+        with rasterio.open(path) as src:
+            return src.tags().get("cloudfree_fingerprint") == digest
+    except Exception:
+        return False
+
+
 def rgb_image(refl: xr.DataArray, max_side: int = 1024, gain: float = 3.5) -> np.ndarray:
-    """(H, W, 3) uint8 true-colour picture from (band, y, x) reflectance, coarsened lazily."""
-    rgb = refl.sel(band=list(RGB))
+    """(H, W, 3) uint8 true-colour picture from (band, y, x) reflectance, coarsened lazily; with
+    fewer than the three RGB bands, the first band as grey."""
+    present = [b for b in RGB if b in refl.band.values]
+    rgb = refl.sel(band=present) if len(present) == 3 else refl.isel(band=[0, 0, 0])
     f = max(1, int(np.ceil(max(rgb.sizes["y"], rgb.sizes["x"]) / max_side)))
     if f > 1:
         rgb = rgb.coarsen(y=f, x=f, boundary="trim").mean()
@@ -79,33 +101,49 @@ def write_quicklook(ds: xr.Dataset, t: int, path: str | Path, label: str = "") -
     return path
 
 
-def write_stac_item(ds: xr.Dataset, t: int, assets: dict[str, Path], path: str | Path, synthetic: bool,
-                    extra: dict | None = None) -> Path:
-    """A STAC Item for one output period (proj + eo extensions) linking its files."""
-    from pyproj import Transformer
+def _utc(day: np.datetime64, end: bool = False):
+    import datetime as dt
 
-    gb = ds.odc.geobox
-    epsg = gb.crs.epsg
-    x0, y0, x1, y1 = gb.extent.boundingbox
-    tr = Transformer.from_crs(gb.crs.to_wkt(), 4326, always_xy=True)
-    xs, ys = tr.transform([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
-    label = str(ds.period.values[t])
+    d = dt.datetime.fromisoformat(np.datetime_as_string(day, unit="D"))
+    if end:
+        d = d.replace(hour=23, minute=59, second=59)
+    return d.replace(tzinfo=dt.timezone.utc)
+
+
+def write_stac_item(ds: xr.Dataset, t: int, assets: dict[str, Path], path: str | Path, *, item_id: str,
+                    properties: dict | None = None, collection: str = "cloudfree-output") -> pystac.Item:
+    """A STAC Item for one output period, built by rio-stac from the COG itself (geometry, ``proj:*``,
+    ``raster:bands`` with scale/offset/nodata and statistics) plus ``eo:bands`` with band ids and
+    common names, ``datetime`` = period centre and ``start_datetime``/``end_datetime``."""
+    from pystac.extensions.eo import Band, EOExtension
+    from rio_stac import create_stac_item
+
+    path = Path(path)
+    cog = Path(assets["cog"])
     props = {
-        "start_datetime": f"{np.datetime_as_string(ds.period_start.values[t], unit='D')}T00:00:00Z",
-        "end_datetime": f"{np.datetime_as_string(ds.period_end.values[t], unit='D')}T23:59:59Z",
-        "proj:code": f"EPSG:{epsg}" if epsg else None, "proj:shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
-        "proj:transform": list(gb.affine)[:6], "cloudfree:synthetic_input": synthetic,
-        "description": "Cloud-free composite made by cloudfree" + (" from SYNTHETIC demo data" if synthetic else ""),
-        **(extra or {}),
+        "start_datetime": _utc(ds.period_start.values[t]).isoformat().replace("+00:00", "Z"),
+        "end_datetime": _utc(ds.period_end.values[t], end=True).isoformat().replace("+00:00", "Z"),
+        "cloudfree:period": str(ds.period.values[t]),
+        **(properties or {}),
     }
-    item = pystac.Item(f"cloudfree-{label}", {"type": "Polygon", "coordinates": [[list(p) for p in zip(xs, ys)]]},
-                       [min(xs), min(ys), max(xs), max(ys)], None, props)
-    item.stac_extensions = ["https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-                            "https://stac-extensions.github.io/eo/v1.1.0/schema.json"]
-    media = {".tif": pystac.MediaType.COG, ".png": pystac.MediaType.PNG, ".zarr": "application/vnd+zarr"}
+    item = create_stac_item(str(cog), input_datetime=_utc(ds.time.values[t]), id=item_id, collection=collection,
+                            properties=props, asset_name="reflectance", asset_roles=["data"],
+                            asset_media_type=pystac.MediaType.COG, asset_href=os.path.relpath(cog, path.parent),
+                            with_proj=True, with_raster=True, with_eo=True)
+    item.links = [ln for ln in item.links if ln.rel != "collection"]  # no collection document is written
+    asset = item.assets["reflectance"]
+    EOExtension.ext(asset, add_if_missing=True).bands = [
+        Band.create(name=str(b), common_name=_INFO[str(b)].common_name, center_wavelength=_INFO[str(b)].center_wavelength,
+                    full_width_half_max=_INFO[str(b)].full_width_half_max, description=f"cloud-free {b} reflectance")
+        for b in ds.band.values]
+    media = {".png": pystac.MediaType.PNG, ".zarr": "application/vnd+zarr"}
+    roles = {"quicklook": ["overview"], "zarr": ["data"]}
     for key, p in assets.items():
-        rel = os.path.relpath(p, Path(path).parent)
-        item.add_asset(key, pystac.Asset(rel, media_type=media.get(Path(p).suffix), roles=["data" if key != "quicklook" else "overview"],
-                                         extra_fields={"eo:bands": [{"name": str(b)} for b in ds.band.values]} if key == "cog" else {}))
-    Path(path).write_text(json.dumps(item.to_dict(include_self_link=False), indent=1))
-    return Path(path)
+        if key == "cog":
+            continue
+        item.add_asset(key, pystac.Asset(os.path.relpath(p, path.parent), media_type=media.get(Path(p).suffix),
+                                         roles=roles.get(key, ["metadata"])))
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=1))
+    os.replace(tmp, path)
+    return item

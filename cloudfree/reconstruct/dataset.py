@@ -1,71 +1,143 @@
-"""Lazy output mosaic: for every period, the model (or a compositing method) over halo'd tiles.
-
-Builds the graph only; :func:`cloudfree.pipeline.run_job` writes it region by region.
+"""Cube → lazy Dataset of one cloud-free image per period: the model over halo'd tiles, or a
+compositing method. Builds the graph only; :func:`cloudfree.write_outputs` writes it.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
+from pathlib import Path
+
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
-from .composites import composite
-from .periods import Period
+from .composites import METHODS, composite
+from .periods import Period, make_periods
 from .tiles import TileConfig, predict_block
 
-__all__ = ["mosaic", "model_composite", "safe_chunks"]
+__all__ = ["reconstruct", "mosaic", "model_composite", "resolve_method", "pad_symmetric", "FALLBACK_METHOD"]
+
+FALLBACK_METHOD = "median"
+"""What ``method="auto"`` uses where the model does not serve the cube's bands: on real series with
+real SCL mistakes the median is the most robust compositing method."""
 
 
-def safe_chunks(n: int, chunk: int, halo: int) -> tuple[int, ...]:
-    """Regular chunks of ``chunk`` whose last one is at least ``halo`` (merged into its neighbour
-    otherwise): dask's overlap needs every chunk >= the depth."""
-    sizes = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
-    while len(sizes) > 1 and sizes[-1] < halo:
-        last = sizes.pop()
-        sizes[-1] += last
-    return tuple(sizes)
+def _symmetric_index(n: int, h: int) -> np.ndarray:
+    """Indices of ``range(n)`` padded by ``h`` on both sides, mirrored with the edge repeated (as
+    dask's ``boundary="reflect"``), for any ``h`` — also when ``h > n`` (a 1-pixel image)."""
+    m = np.mod(np.arange(-h, n + h), 2 * n)
+    return np.where(m < n, m, 2 * n - 1 - m)
 
 
-def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, model_path: str,
-                    tiles: TileConfig, chunk: int) -> xr.DataArray:
-    """(band, y, x) model output for one period, lazily; refl (time, band, y, x), clear (time, y, x)."""
+def pad_symmetric(a: da.Array, axis: int, h: int) -> da.Array:
+    """Mirror-pad a Dask array by ``h`` on both sides of ``axis``: slices where the image is at
+    least ``h`` wide, a gather where it is smaller. Image edges then look like the inside of a
+    larger image to the tile function, whatever the AOI size."""
+    n = a.shape[axis]
+    if n >= h:
+        sl = [slice(None)] * a.ndim
+        left, right = list(sl), list(sl)
+        left[axis] = slice(h - 1, None, -1) if h > 0 else slice(0, 0)
+        right[axis] = slice(n - 1, n - h - 1 if n - h - 1 >= 0 else None, -1)
+        return da.concatenate([a[tuple(left)], a, a[tuple(right)]], axis=axis)
+    return da.take(a, _symmetric_index(n, h), axis=axis)
+
+
+def _edges(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+
+
+def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, model, tiles: TileConfig,
+                    chunk: int) -> xr.DataArray:
+    """(band, y, x) model output for one period, lazily; refl (time, band, y, x), clear (time, y, x).
+
+    The image is mirror-padded by one patch (the halo) and every output block of ``chunk`` pixels
+    takes its halo'd window of the padded image, so any size from one pixel up runs and edges
+    behave like the inside. The patch grid is global, so the result does not depend on ``chunk``.
+    """
     sub_r = refl.isel(time=list(period.dates))
     sub_c = clear.isel(time=list(period.dates))
     ny, nx = refl.sizes["y"], refl.sizes["x"]
-    halo = tiles.halo
     if min(ny, nx) < 1:
         raise ValueError("empty spatial extent")
-    cy, cx = safe_chunks(ny, chunk, halo), safe_chunks(nx, chunk, halo)
-    xr_ = sub_r.data.rechunk({0: -1, 1: -1, 2: cy, 3: cx})
-    cm = sub_c.data.astype(bool).rechunk({0: -1, 1: cy, 2: cx})
-    # Halo by mirror reflection at the image edges, as map_overlap would; small images are padded
-    # first so the halo never exceeds a chunk.
-    depth_x = {0: 0, 1: 0, 2: halo, 3: halo}
-    depth_m = {0: 0, 1: halo, 2: halo}
-    if min(min(cy), min(cx)) < halo:
-        raise ValueError(f"tiles of {min(min(cy), min(cx))} px are smaller than the halo ({halo}); "
-                         f"use a larger chunk or a smaller patch")
-    ext_x = da.overlap.overlap(xr_, depth=depth_x, boundary={2: "reflect", 3: "reflect"})
-    ext_m = da.overlap.overlap(cm, depth=depth_m, boundary={1: "reflect", 2: "reflect"})
+    h = tiles.halo
+    xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
+    cm = pad_symmetric(pad_symmetric(sub_c.data.astype(bool), 1, h), 2, h)
     dt = (sub_r.time.values.astype("datetime64[D]").astype(float) - period.target_day).astype(np.float32)
     nb = sub_r.sizes["band"]
-    out = da.map_blocks(predict_block, ext_x, ext_m, dt=dt, model_path=model_path, cfg=tiles,
-                        dtype=np.float32, chunks=((nb,), cy, cx), drop_axis=0,
-                        meta=np.empty((0, 0, 0), np.float32), name=f"cloudfree-predict-{period.label}")
+    token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, chunk,
+                     sub_r.data.name, sub_c.data.name)
+    rows = []
+    for i, (y0, y1) in enumerate(_edges(ny, chunk)):
+        row = []
+        for j, (x0, x1) in enumerate(_edges(nx, chunk)):
+            ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
+            em = cm[:, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
+            row.append(da.map_blocks(predict_block, ex, em, dt=dt, model=model, cfg=tiles, origin=(y0, x0),
+                                     dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,
+                                     meta=np.empty((0, 0, 0), np.float32),
+                                     name=f"cloudfree-predict-{period.label}-{i}-{j}-{token}"))
+        rows.append(row)
+    out = da.block(rows)
     return xr.DataArray(out, dims=("band", "y", "x"), coords={"band": refl.band, "y": refl.y, "x": refl.x})
 
 
-def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model_path: str | None = None,
-           tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False) -> xr.Dataset:
+def _model_bands(model) -> tuple[list[str] | None, str]:
+    """(bands the model serves, a description) for a checkpoint path or an ``nn.Module``."""
+    if isinstance(model, (str, Path)):
+        from ..models import read_config
+
+        cfg, _ = read_config(model)
+        return list(cfg["bands"]), str(model)
+    n = getattr(getattr(model, "timegate", None), "in_channels", None)
+    return (None if n is None else [f"{n} bands"]), type(model).__name__
+
+
+def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = True) -> tuple[str, object, str]:
+    """``(method, model, reason)``: check ``method`` and, for the model, that it serves ``bands``
+    — before any Dask work. ``auto`` is the model where it serves the bands, else the median."""
+    if method not in ("auto", "model", *METHODS):
+        raise ValueError(f"unknown method {method!r}; choose auto, model, {', '.join(METHODS)}")
+    if method not in ("auto", "model"):
+        return method, None, f"{method} requested"
+    if model is None:
+        from ..models import default_weights
+
+        model = default_weights()
+    served, name = _model_bands(model)
+    if isinstance(model, (str, Path)):
+        ok = served == list(bands)
+    else:
+        ok = served is None or served == [f"{len(bands)} bands"]
+    if ok:
+        return "model", model, f"model {name} serves bands {', '.join(bands)}"
+    msg = (f"the model {name} serves the band set {', '.join(served or ['?'])} only; the cube has "
+           f"{', '.join(bands)}")
+    if method == "model":
+        raise ValueError(msg + ". Load those bands (--bands), pass a checkpoint trained on these bands (--model), "
+                               "or choose a compositing method (--method median).")
+    reason = msg + f": --method auto fell back to '{FALLBACK_METHOD}'"
+    if warn:
+        warnings.warn(reason, stacklevel=3)
+    return FALLBACK_METHOD, None, reason
+
+
+def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model=None,
+           tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False,
+           model_path=None) -> xr.Dataset:
     """The output Dataset (lazy): ``reflectance(time, band, y, x)``, ``clear_count(time, y, x)``,
-    ``no_clear(time, y, x)``; ``time`` is each period's centre."""
+    ``no_clear(time, y, x)``; ``time`` is each period's centre, with ``period``, ``period_start``
+    and ``period_end`` coordinates."""
+    model = model if model is not None else model_path
     refl, clear = cube["reflectance"], cube["clear"]
     imgs, counts = [], []
     for p in periods:
         if method == "model":
-            if model_path is None:
-                raise ValueError("method 'model' needs a checkpoint path")
-            img = model_composite(refl, clear, p, model_path, tiles, chunk)
+            if model is None:
+                raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
+            img = model_composite(refl, clear, p, model, tiles, chunk)
         else:
             img = composite(method, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)), p.target_day)
         usable = clear.isel(time=list(p.dates)).astype(bool) & refl.isel(time=list(p.dates)).notnull().all("band")
@@ -83,11 +155,55 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
         "clear_count": cnt.assign_attrs(long_name="number of clear observations used"),
         "no_clear": (cnt == 0).astype(np.uint8).assign_attrs(long_name="1 where no clear observation existed"),
     })
-    ds = ds.assign_coords(period=("time", [p.label for p in periods]),
+    ds = ds.assign_coords(period=("time", np.array([p.label for p in periods], dtype=str)),
                           period_start=("time", np.array([p.start for p in periods]).astype("datetime64[ns]")),
                           period_end=("time", np.array([p.end for p in periods]).astype("datetime64[ns]")))
     if "spatial_ref" in cube.coords:
         ds = ds.assign_coords(spatial_ref=cube.spatial_ref)
-    halo = tiles.halo if method == "model" else 0
-    cy, cx = safe_chunks(ds.sizes["y"], chunk, halo), safe_chunks(ds.sizes["x"], chunk, halo)
-    return ds.chunk({"time": 1, "band": -1, "y": cy, "x": cx})
+    return ds.chunk({"time": 1, "band": -1, "y": chunk, "x": chunk})
+
+
+def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = None, *, period: str | None = None,
+                method: str = "auto", model=None, context_days: int = 30, max_dates: int = 12,
+                tiles: TileConfig | None = None, chunk: int | None = None, fill_unobserved: bool = False,
+                device: str | None = None) -> xr.Dataset:
+    """One cloud-free image per period from a cube, lazily (nothing is computed).
+
+    Args:
+        cube: from :func:`cloudfree.load_cube` or a cube store (``reflectance``, ``clear``).
+        start, end: the dates the outputs cover (default: the cube's first and last date).
+        period: ``None`` (one image), ``"month"`` or ``"ND"`` (e.g. ``"16D"``).
+        method: ``auto`` (the model where it serves the cube's bands, else the median), ``model``,
+            or a compositing method: median, mosaicking, least_cloudy, interpolation.
+        model: checkpoint path or ``nn.Module`` (default: the shipped weights).
+        context_days: dates this far outside a period may feed it.
+        max_dates: at most this many dates (nearest the period centre) per image.
+        tiles: patch/overlap/batch/device of the tile function; ``device`` overrides its device.
+        chunk: output block in pixels (default: the cube's spatial chunk).
+        fill_unobserved: keep the model's spatial guess where no clear observation existed.
+    """
+    if start is None or end is None:
+        days = cube.time.values.astype("datetime64[D]")
+        start = start or str(days.min())
+        end = end or str(days.max())
+    bands = [str(b) for b in cube.band.values]
+    method, model, reason = resolve_method(method, bands, model)
+    periods = make_periods(cube.time.values, start, end, period, context_days, max_dates)
+    tiles = tiles or TileConfig()
+    if device is not None:
+        from dataclasses import replace
+
+        tiles = replace(tiles, device=device)
+    chunk = chunk or int(cube.chunks["y"][0] if cube.chunks else 1024)
+    ds = mosaic(cube, periods, method=method, model=model, tiles=tiles, chunk=chunk, fill_unobserved=fill_unobserved)
+    masked = cube.attrs.get("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
+    ds.attrs.update({
+        "title": "cloudfree cloud-free images",
+        "method": method, "method_reason": reason,
+        "model": (str(model) if isinstance(model, (str, Path)) else type(model).__name__) if method == "model" else "",
+        "masked_scl_classes": masked if isinstance(masked, str) else json.dumps(list(masked)),
+        "mask": cube.attrs.get("mask", ""),
+        "synthetic_input": cube.attrs.get("synthetic", "false"),
+        "input_dates": json.dumps({p.label: [str(v)[:10] for v in cube.time.values[list(p.dates)]] for p in periods}),
+    })
+    return ds

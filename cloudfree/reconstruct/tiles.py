@@ -15,9 +15,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-__all__ = ["TileConfig", "predict_block", "feather", "load_model_cached", "patch_starts"]
+__all__ = ["TileConfig", "predict_block", "feather", "load_model_cached", "model_on_device", "patch_starts", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,28 @@ def load_model_cached(path: str, device: str):
     return model.to(device), info, threading.Lock()
 
 
+_MODULES: dict[tuple[int, str], tuple] = {}
+_MODULES_LOCK = threading.Lock()
+
+
+def model_on_device(model, device: str):
+    """``(module, lock)`` for a checkpoint path (loaded once per process) or an ``nn.Module``
+    (moved to ``device`` once per process; callers in a notebook pass their own network)."""
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        net, _, lock = load_model_cached(str(model), device)
+        return net, lock
+    key = (id(model), device)
+    with _MODULES_LOCK:
+        if key not in _MODULES:
+            _MODULES[key] = (model.to(device).eval(), threading.Lock(), model)  # keep `model` alive: ids stay unique
+        net, lock, _ = _MODULES[key]
+    return net, lock
+
+
 def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -73,18 +93,21 @@ def patch_starts(lo: int, hi: int, cfg: TileConfig) -> list[int]:
     return [k * s - o for k in range(k0, k1 + 1) if k * s - o < hi and k * s - o + cfg.patch > lo]
 
 
-def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model_path: str, cfg: TileConfig,
-                  block_info=None) -> np.ndarray:
+def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig,
+                  origin: tuple[int, int]) -> np.ndarray:
     """Predict the core of one halo-extended block.
 
-    x: (T, C, h + 2H, w + 2H) reflectance (NaN = no data); clear: (T, h + 2H, w + 2H);
-    returns (C, h, w) float32 reflectance for the block's core.
+    x: (T, C, h + 2H, w + 2H) reflectance (NaN = no data); clear: (T, h + 2H, w + 2H); ``origin``:
+    the core's first (row, col) in the whole image; ``model``: checkpoint path or ``nn.Module``.
+    Returns (C, h, w) float32 reflectance for the block's core.
     """
-    loc = block_info[None]["array-location"]  # output (core) location: [(0, C), (y0, y1), (x0, x1)]
-    (y0, y1), (x0, x1) = loc[-2], loc[-1]
+    import torch
+
     halo = cfg.halo
+    y0, x0 = origin
+    y1, x1 = y0 + x.shape[-2] - 2 * halo, x0 + x.shape[-1] - 2 * halo
     device = resolve_device(cfg.device)
-    model, _, lock = load_model_cached(model_path, device)
+    model, lock = model_on_device(model, device)
     t, c = x.shape[:2]
     # Move the whole extended block once, then cut patches on the device: copying patch stacks on
     # the host was the bottleneck (each patch carries T x C channels).

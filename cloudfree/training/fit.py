@@ -15,11 +15,13 @@ from .trainer import TrainConfig, train
 __all__ = ["cube_series", "split_dates", "fit_cubes", "fit_sen12mscrts"]
 
 
-def cube_series(path: str | Path, window: int = 1024) -> list[Series]:
-    """A cube store as spatial windows of at most ``window`` px (bounded memory per window)."""
+def cube_series(path: str | Path, window: int = 1024, bands: tuple[str, ...] | None = None) -> list[Series]:
+    """A cube store (``bands`` of it) as spatial windows of at most ``window`` px (bounded memory per window)."""
     from ..cube.load import open_cube
 
     ds = open_cube(path)
+    if bands:
+        ds = ds.sel(band=list(bands))
     out = []
     for y0 in range(0, ds.sizes["y"], window):
         for x0 in range(0, ds.sizes["x"], window):

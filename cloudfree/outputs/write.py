@@ -1,0 +1,98 @@
+"""The reconstructed Dataset → ``mosaic.zarr`` (region by region, resumable) → per period a COG,
+a quicklook PNG and a STAC Item, plus ``items.json``: an ItemCollection of every period that
+odc-stac and ``cloudfree cube --stac`` read back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pystac
+import xarray as xr
+
+from ..zarrstore import write_by_regions
+from .files import cog_is_current, write_cog, write_quicklook, write_stac_item
+
+__all__ = ["write_outputs", "OutputsResult"]
+
+
+class OutputsResult(dict):
+    """``status`` (written/resumed/reused/interrupted), ``zarr``, ``items`` (items.json) and, per
+    period label, its files: ``periods[label] = {"cog", "quicklook", "stac_item", "zarr"}``."""
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    cy, cx = ds.chunks["y"][0], ds.chunks["x"][0]
+    nb = ds.sizes["band"]
+    return {"reflectance": {"dtype": "float32", "chunks": (1, nb, cy, cx)},
+            "clear_count": {"chunks": (1, cy, cx)}, "no_clear": {"chunks": (1, cy, cx)}}
+
+
+def _default_fingerprint(ds: xr.Dataset) -> dict:
+    from dask.base import tokenize
+
+    return {"attrs": {k: str(v) for k, v in ds.attrs.items()}, "graph": tokenize(ds)}
+
+
+def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | None = None, cog: bool = True,
+                  progress=None, stop_after: int | None = None, echo=print, regions_at_once: int = 2) -> OutputsResult:
+    """Write ``ds`` (from :func:`cloudfree.reconstruct`) into ``out_dir``.
+
+    ``fingerprint`` identifies the request (default: the Dataset's attributes and graph token): the
+    same fingerprint reuses or resumes ``mosaic.zarr``, another one is refused; COGs carry its digest
+    and are rewritten whenever it changes. Item ids are ``cloudfree-<period>-<digest>``: unique per
+    period and per request.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = fingerprint if fingerprint is not None else _default_fingerprint(ds)
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    zpath = out / "mosaic.zarr"
+    status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds),
+                              batch=regions_at_once,
+                              on_region=progress, stop_after=stop_after)
+    if status == "interrupted":
+        return OutputsResult(status="interrupted", zarr=str(zpath))
+    echo(f"mosaic {status}: {zpath}")
+    res = xr.open_zarr(zpath, decode_coords="all")
+    synthetic = json.loads(str(ds.attrs.get("synthetic_input", "false")).lower())
+    masked = json.loads(ds.attrs.get("masked_scl_classes", "[]"))
+    input_dates = json.loads(ds.attrs.get("input_dates", "{}"))
+    props = {"cloudfree:method": ds.attrs.get("method", ""), "cloudfree:method_reason": ds.attrs.get("method_reason", ""),
+             "cloudfree:masked_scl_classes": masked, "cloudfree:mask": ds.attrs.get("mask", ""),
+             "cloudfree:synthetic_input": synthetic, "processing:software": {"cloudfree": _version()},
+             "description": "Cloud-free composite made by cloudfree" + (" from SYNTHETIC demo data" if synthetic else "")}
+    tags = {"cloudfree_fingerprint": digest, "method": props["cloudfree:method"],
+            "masked_scl_classes": json.dumps(masked), "synthetic_input": str(synthetic)}
+    periods: dict[str, dict[str, str]] = {}
+    items = []
+    for t, label in enumerate(str(v) for v in res.period.values):
+        assets: dict[str, Path] = {"zarr": zpath}
+        if cog:
+            path = out / f"cloudfree_{label}.tif"
+            if status != "reused" or not cog_is_current(path, digest):
+                write_cog(res, t, path, tags=tags)
+            assets["cog"] = path
+        png = write_quicklook(res, t, out / f"cloudfree_{label}.png")
+        assets["quicklook"] = png
+        files = {k: str(v) for k, v in assets.items()}
+        if cog:
+            item_path = out / f"cloudfree_{label}.stac.json"
+            items.append(write_stac_item(res, t, assets, item_path, item_id=f"cloudfree-{label}-{digest}",
+                                         properties={**props, "cloudfree:input_dates": input_dates.get(label, [])}))
+            files["stac_item"] = str(item_path)
+        periods[label] = files
+    result = OutputsResult(status=status, zarr=str(zpath), periods=periods, digest=digest,
+                           no_clear_pixels=int(res["no_clear"].sum().compute()))
+    if items:
+        ic = pystac.ItemCollection(items)
+        (out / "items.json").write_text(json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
+        result["items"] = str(out / "items.json")
+    return result
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
