@@ -27,11 +27,15 @@ METHOD_HELP = ("auto (the model where it serves the bands, else median) | model 
                "interpolation")
 
 
-def _aoi(bbox: Optional[str], aoi: Optional[str]):
+def _aoi(bbox: Optional[str], aoi: Optional[str], stac: str = ""):
+    """The area; optional for static catalogs and item files (then: every item, on its own grid)."""
     from .aoi import parse_aoi, parse_bbox
+    from .catalog.sources import is_static_source
 
+    if bbox is None and aoi is None and stac and is_static_source(stac):
+        return None
     if (bbox is None) == (aoi is None):
-        raise typer.BadParameter("give exactly one of --bbox or --aoi")
+        raise typer.BadParameter("give exactly one of --bbox or --aoi (optional only for a static catalog or item file)")
     return parse_bbox(bbox) if bbox else parse_aoi(aoi)
 
 
@@ -60,7 +64,7 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
 
 
 @app.command()
-def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north"),
+def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
            aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
            start: str = typer.Option(...), end: str = typer.Option(...),
            collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None) -> None:
@@ -68,7 +72,7 @@ def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str]
     from .catalog.sources import search_items
 
     try:
-        items = search_items(stac, start, end, aoi=_aoi(bbox, aoi), collection=collection, max_cloud_cover=max_cloud)
+        items = search_items(stac, start, end, aoi=_aoi(bbox, aoi, stac), collection=collection, max_cloud_cover=max_cloud)
     except (ValueError, LookupError, RuntimeError) as exc:
         _fail(exc)
     for it in items:
@@ -89,7 +93,7 @@ def _cluster(scheduler, workers, threads, processes):
 
 
 @app.command()
-def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north"),
+def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
          aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
          start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
          collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None,
@@ -109,7 +113,7 @@ def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] =
     from .progress import tile_progress
 
     try:
-        req = SearchRequest(_aoi(bbox, aoi), start, end, collection, max_cloud)
+        req = SearchRequest(_aoi(bbox, aoi, stac), start, end, collection, max_cloud)
         spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl))
         with open_catalog(stac) as url, dask_client(_cluster(scheduler, workers, threads, processes), echo=console.print), \
                 tile_progress("cube tiles") as progress:
@@ -146,7 +150,7 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
 
 
 @app.command()
-def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north"),
+def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
         aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
         start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
         model: Optional[str] = typer.Option(None, help="checkpoint (.safetensors); default: the shipped weights"),
@@ -164,7 +168,7 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         processes: bool = False) -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
-        res = _run(stac, dict(aoi=_aoi(bbox, aoi), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
+        res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
                    dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch),

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .aoi import AOI, parse_aoi, parse_bbox
 from .catalog.search import SearchRequest, search
-from .catalog.sources import open_catalog, source_id
+from .catalog.sources import is_static_source, open_catalog, source_id
 from .cube.load import CubeSpec, MaskConfig, open_cube
 from .cube.store import build_cube
 from .models.checkpoint import default_weights
@@ -85,7 +85,7 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
                           progress=progress and progress("cube tiles"))
     echo(f"cube {cube_res.status}: {cube_res.path}")
     cube = open_cube(out / "cube.zarr")
-    zones = request.aoi.utm_zones()
+    zones = request.aoi.utm_zones() if request.aoi is not None else []
     echo(f"output CRS {cube.rio.crs} at {spec.resolution:g} m, bands {', '.join(spec.bands)}" +
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
     ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=method, model=model,
@@ -131,7 +131,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     ``collection.json`` or an item file. Give ``bbox`` (west, south, east, north in degrees) or
     ``aoi`` (GeoJSON). Computes with the active Dask client if there is one (else Dask's threads).
     """
-    area = _area(bbox, aoi)
+    area = _area(bbox, aoi, optional=is_static_source(stac))
     req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover)
     mask = MaskConfig.from_classes(exclude_scl) if exclude_scl is not None else MaskConfig()
     spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=mask)
@@ -142,9 +142,11 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         return run_job(url, req, spec, out, job, echo=echo, source=source_id(stac))
 
 
-def _area(bbox, aoi) -> AOI:
+def _area(bbox, aoi, optional: bool = False) -> AOI | None:
     if isinstance(bbox, AOI) or isinstance(aoi, AOI):
         return bbox if isinstance(bbox, AOI) else aoi
+    if optional and bbox is None and aoi is None:
+        return None
     if (bbox is None) == (aoi is None):
         raise ValueError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
     return parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)

@@ -109,6 +109,7 @@ def write_by_regions(
     spatial = {"y", "x"}
     # Small non-spatial variables (period labels, dates) are written with the metadata: region
     # writes only carry spatial variables, so a lazy one would otherwise never reach the store.
+    ds = ds.copy(deep=False)  # never mutate the caller's attrs
     ds = ds.assign_coords({k: ds[k].load() for k in ds.coords if not spatial & set(ds[k].dims)})
     if not resumed:
         if prog.exists():

@@ -12,13 +12,13 @@ from pathlib import Path
 import yaml
 
 from cloudfree.aoi import parse_aoi, parse_bbox
-from cloudfree.catalog.sources import open_catalog
+from cloudfree.catalog.search import SearchRequest
+from cloudfree.catalog.sources import open_catalog, source_id
 from cloudfree.cluster import ClusterConfig, dask_client
-from cloudfree.cube.load import CubeSpec
-from cloudfree.reconstruct.tiles import TileConfig, resolve_device
+from cloudfree.cube.load import CubeSpec, MaskConfig
 from cloudfree.pipeline import JobConfig, run_job
 from cloudfree.progress import StageProgress, console
-from cloudfree.catalog.search import SearchRequest
+from cloudfree.reconstruct.tiles import TileConfig, resolve_device
 
 
 def load_config(path: str | Path) -> dict:
@@ -29,15 +29,19 @@ def load_config(path: str | Path) -> dict:
 def main(path: str) -> dict:
     c = load_config(path)
     aoi = parse_bbox(c["bbox"]) if "bbox" in c else parse_aoi(c["aoi"])
-    req = SearchRequest(aoi, str(c["start"]), str(c["end"]), c.get("collection", "sentinel-2-l2a"), c.get("max_cloud"))
-    spec = CubeSpec(**{"chunk": 1024, **c.get("cube", {})})
+    req = SearchRequest(aoi, str(c["start"]), str(c["end"]), c.get("collection"), c.get("max_cloud"))
+    cube = dict(c.get("cube", {}))
+    if "exclude_scl" in cube:
+        cube["mask"] = MaskConfig.from_classes(cube.pop("exclude_scl"))
+    spec = CubeSpec(**{"chunk": 1024, **cube})
     tiles = dict(c.get("tiles", {}))
     tiles["device"] = resolve_device(tiles.get("device", "auto"))
-    job = JobConfig(method=c.get("method", "model"), model=c.get("model"), period_step=c.get("period"),
+    job = JobConfig(method=c.get("method", "auto"), model=c.get("model"), period_step=c.get("period"),
                     context_days=c.get("context_days", 30), max_dates=c.get("max_dates", 12), tiles=TileConfig(**tiles))
     cluster = ClusterConfig(**c.get("cluster", {}))
-    with open_catalog(c.get("stac", "demo")) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:
-        manifest = run_job(url, req, spec, c["out"], job, progress=progress, echo=console.print)
+    stac = c["stac"]
+    with open_catalog(stac) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:
+        manifest = run_job(url, req, spec, c["out"], job, progress=progress, echo=console.print, source=source_id(stac))
     console.print(f"outputs: {Path(c['out']) / 'run.json'}")
     return manifest
 

@@ -38,7 +38,8 @@ class NoItemsFound(LookupError):
 class SearchRequest:
     """Everything that defines a search; also stored with a cube so a re-run can be matched."""
 
-    aoi: AOI
+    aoi: AOI | None
+    """The area; ``None`` only for static catalogs and item files: every item, on its own grid."""
     start: str
     """Start date (inclusive), ISO 8601."""
     end: str
@@ -52,12 +53,13 @@ class SearchRequest:
     extra: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        w, s, e, n = self.aoi.bbox
+        w, s, e, n = self.aoi.bbox if self.aoi is not None else (float("nan"),) * 4
         cc = f", eo:cloud_cover <= {self.max_cloud_cover}" if self.max_cloud_cover is not None else ""
         return f"collection={self.collection or 'default'!r}, bbox=({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}), dates {self.start}..{self.end}{cc}"
 
     def to_dict(self) -> dict:
-        return {"bbox": list(self.aoi.bbox), "geometry": self.aoi.geojson, "start": self.start, "end": self.end,
+        return {"bbox": list(self.aoi.bbox) if self.aoi else None, "geometry": self.aoi.geojson if self.aoi else None,
+                "start": self.start, "end": self.end,
                 "collection": self.collection, "max_cloud_cover": self.max_cloud_cover, "limit": self.limit}
 
 
@@ -105,11 +107,12 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     collection = _choose_collection(client, where, request.collection, collections)
     conforms = client.conforms_to("QUERY") if hasattr(client, "conforms_to") else False
     kwargs: dict = {"collections": [collection], "datetime": f"{request.start}/{request.end}"}
-    geom = request.aoi.geometry
-    if geom.equals(geom.envelope):
-        kwargs["bbox"] = list(request.aoi.bbox)
-    else:
-        kwargs["intersects"] = request.aoi.geojson
+    if request.aoi is not None:
+        geom = request.aoi.geometry
+        if geom.equals(geom.envelope):
+            kwargs["bbox"] = list(request.aoi.bbox)
+        else:
+            kwargs["intersects"] = request.aoi.geojson
     if request.max_cloud_cover is not None and conforms:
         kwargs["query"] = {"eo:cloud_cover": {"lte": request.max_cloud_cover}}
     try:

@@ -162,6 +162,8 @@ def search_items(stac: str, start: str, end: str, *, bbox=None, aoi=None, collec
 
     if isinstance(bbox, AOI) or isinstance(aoi, AOI):
         area = bbox if isinstance(bbox, AOI) else aoi
+    elif bbox is None and aoi is None and is_static_source(stac):
+        area = None  # a static catalog or item file: every item, whatever its footprint
     elif (bbox is None) == (aoi is None):
         raise ValueError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
     else:

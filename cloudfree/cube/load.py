@@ -151,8 +151,10 @@ def band_mapping(items: list[pystac.Item], bands: tuple[str, ...]) -> dict[str, 
 def plan_geobox(items: list[pystac.Item], aoi: AOI | None, spec: CubeSpec):
     """The output GeoBox odc-stac will load into (no pixel reads); ``aoi=None``: the items' extent
     in their own CRS."""
+    if spec.bands is None or spec.resolution is None:
+        spec = spec.resolved(items)
     if aoi is None:
-        return odc.stac.output_geobox(list(items), crs=spec.crs, resolution=spec.resolution)
+        return odc.stac.output_geobox(list(odc.stac.parse_items(items)), crs=spec.crs, resolution=spec.resolution)
     crs = choose_crs(aoi, spec.crs)
     zones = aoi.utm_zones()
     if spec.crs is None and len(zones) > 1:

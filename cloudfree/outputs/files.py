@@ -59,7 +59,8 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512, tags: 
     prof = cog_profiles.get("deflate")
     prof.update(blockxsize=256, blockysize=256, predictor=2)
     part = path.with_name(path.name + ".part")
-    levels = max(2, int(np.ceil(np.log2(max(ny, nx) / 256))) + 1)  # overviews even for small outputs
+    # overviews even for small outputs, but never smaller than one pixel (a 1 px AOI has none)
+    levels = min(max(2, int(np.ceil(np.log2(max(ny, nx) / 256))) + 1), int(np.floor(np.log2(min(ny, nx)))))
     cog_translate(str(tmp), str(part), prof, overview_resampling="average", overview_level=levels, quiet=True,
                   add_mask=False, in_memory=False, web_optimized=False)
     os.replace(part, path)
