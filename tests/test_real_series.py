@@ -323,3 +323,19 @@ def test_library_api_with_a_module_and_outputs(demo_items, tmp_path):
     np.testing.assert_allclose(back["reflectance"].values, from_path["reflectance"].values, atol=1e-6, equal_nan=True)
     again = cloudfree.write_outputs(lazy, tmp_path)
     assert again["status"] == "reused"
+
+
+def test_cube_and_evaluate_take_a_band_subset(catalog, tmp_path):
+    """``cube`` with no bbox (every item of the collection, on its own grid) and ``evaluate --bands``."""
+    _invoke("cube", "--stac", str(catalog), "--collection", "gfmap_optical_cube", "--start", "2023-10-01",
+            "--end", "2023-12-31", "--bands", "nir,red", "--out", str(tmp_path / "cube.zarr"))
+    cube = xr.open_zarr(tmp_path / "cube.zarr")
+    assert list(cube.band.values) == ["B04", "B08"] and (cube.sizes["y"], cube.sizes["x"]) == (52, 46)
+    r = _invoke("evaluate", "--cube", str(tmp_path / "cube.zarr"), "--bands", "B08", "--out", str(tmp_path / "rep"),
+                "--min-clear", "0.5")
+    assert "evaluating the compositing methods" in " ".join(r.output.split())
+    rows = json.loads((tmp_path / "rep" / "report.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"median", "interpolation", "mosaicking", "least_cloudy"}
+    r = CliRunner().invoke(app, ["evaluate", "--cube", str(tmp_path / "cube.zarr"), "--bands", "B11",
+                                 "--out", str(tmp_path / "rep2")])
+    assert r.exit_code == 2 and "has no band B11; it has B04, B08" in " ".join(r.output.split())
