@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import importlib
 
-from . import accessor as _accessor  # noqa: F401  (registers ds.cloudfree)
-from .reconstruct.dataset import reconstruct  # bound eagerly: the name is also the `reconstruct/` folder
+try:
+    from . import accessor as _accessor  # noqa: F401  (registers ds.cloudfree)
+    from .reconstruct.dataset import reconstruct  # bound eagerly: the name is also the `reconstruct/` folder
+except ModuleNotFoundError as _exc:  # a bare torch + numpy host (training, tile benchmarks)
+    if _exc.name not in ("xarray", "dask", "pandas"):
+        raise
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from .network import CloudFreeNet
 from .registry import build_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT", "default_weights"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT", "default_weights", "serves"]
 
 FORMAT = "cloudfree-checkpoint/1"
 
@@ -66,13 +66,22 @@ def read_config(path: str | Path) -> tuple[dict, dict]:
     return json.loads(meta["config"]), json.loads(meta.get("info", "{}"))
 
 
+def serves(config: dict, bands) -> bool:
+    """Whether a checkpoint (its config) serves the band set ``bands``: a band-aware model any
+    subset of its bands, any other model exactly its bands in order."""
+    bands = [str(b) for b in bands]
+    if config.get("band_aware"):
+        return len(bands) > 0 and set(bands) <= set(config["bands"])
+    return bands == list(config["bands"])
+
+
 def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | None = None, arch: str | None = None,
                     map_location: str | torch.device = "cpu") -> tuple[CloudFreeNet, dict]:
     """Build the model a checkpoint describes and load its weights; check bands/arch if given."""
     config, info = read_config(path)
     if arch is not None and config["arch"] != arch:
         raise CheckpointError(f"{path} holds a {config['arch']!r} model, not {arch!r}")
-    if bands is not None and list(bands) != list(config["bands"]):
+    if bands is not None and not serves(config, bands):
         raise CheckpointError(f"{path} was trained on bands {config['bands']}, but the data has {list(bands)}")
     if config["arch"] == "timegate_terramind":
         config = {**config, "terramind": {**config["terramind"], "weights": None}}  # weights come from the file

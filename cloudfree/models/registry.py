@@ -10,7 +10,7 @@ from .timegate import TimeGate
 
 __all__ = ["build_model", "default_config", "ARCHITECTURES"]
 
-ARCHITECTURES = ("timegate_unet", "timegate_terramind")
+ARCHITECTURES = ("timegate_unet", "timegate_terramind", "pixel_timegate")
 
 
 def default_config(arch: str = "timegate_unet", **overrides) -> dict:
@@ -30,11 +30,15 @@ def default_config(arch: str = "timegate_unet", **overrides) -> dict:
     return cfg
 
 
-def build_model(config: dict) -> CloudFreeNet:
+def build_model(config: dict):
     """Instantiate the network a config describes (weights random until loaded)."""
     arch = config.get("arch")
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
+    if arch == "pixel_timegate":
+        from .pixel import PixelTimeGate
+
+        return PixelTimeGate(config["norm"]["mean"], config["norm"]["std"], **config["pixel"])
     n_bands = len(config["bands"])
     tg = TimeGate(n_bands, **config["timegate"])
     n_in = n_bands + tg.n_features

@@ -1,7 +1,17 @@
-"""Cube → one cloud-free image per period: the model over halo'd tiles, or a compositing method."""
+"""Cube → one cloud-free image per period: the model over halo'd tiles, or a compositing method.
 
-from .composites import METHODS, composite
-from .dataset import mosaic
-from .periods import Period, make_periods
+``dataset`` (the lazy xarray/Dask graph) is imported on first use, so ``composites`` and
+``tiles`` stay importable with numpy + torch alone.
+"""
 
-__all__ = ["mosaic", "composite", "METHODS", "Period", "make_periods"]
+import importlib
+
+__all__ = ["mosaic", "composite", "METHODS", "Period", "make_periods", "reconstruct"]
+_WHERE = {"mosaic": "dataset", "reconstruct": "dataset", "composite": "composites", "METHODS": "composites",
+          "Period": "periods", "make_periods": "periods"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from dask.base import tokenize
 
 from .composites import METHODS, composite
 from .periods import Period, make_periods
-from .tiles import TileConfig, predict_block
+from .tiles import TileConfig, predict_block, predict_pixels
 
 __all__ = ["reconstruct", "mosaic", "model_composite", "resolve_method", "pad_symmetric", "FALLBACK_METHOD"]
 
@@ -62,7 +62,9 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     ny, nx = refl.sizes["y"], refl.sizes["x"]
     if min(ny, nx) < 1:
         raise ValueError("empty spatial extent")
-    h = tiles.halo
+    pixelwise = is_pixelwise(model)
+    h = 0 if pixelwise else tiles.halo
+    bands = [str(b) for b in refl.band.values]
     xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
     cm = pad_symmetric(pad_symmetric(sub_c.data.astype(bool), 1, h), 2, h)
     dt = (sub_r.time.values.astype("datetime64[D]").astype(float) - period.target_day).astype(np.float32)
@@ -75,7 +77,8 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         for j, (x0, x1) in enumerate(_edges(nx, chunk)):
             ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
             em = cm[:, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
-            row.append(da.map_blocks(predict_block, ex, em, dt=dt, model=model, cfg=tiles, origin=(y0, x0),
+            fn, extra = (predict_pixels, {"bands": bands}) if pixelwise else (predict_block, {"origin": (y0, x0)})
+            row.append(da.map_blocks(fn, ex, em, dt=dt, model=model, cfg=tiles, **extra,
                                      dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,
                                      meta=np.empty((0, 0, 0), np.float32),
                                      name=f"cloudfree-predict-{period.label}-{i}-{j}-{token}"))
@@ -84,15 +87,27 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     return xr.DataArray(out, dims=("band", "y", "x"), coords={"band": refl.band, "y": refl.y, "x": refl.x})
 
 
-def _model_bands(model) -> tuple[list[str] | None, str]:
-    """(bands the model serves, a description) for a checkpoint path or an ``nn.Module``."""
+def _model_info(model) -> tuple[dict | None, str]:
+    """(checkpoint config or a stand-in, description) for a checkpoint path or an ``nn.Module``."""
     if isinstance(model, (str, Path)):
         from ..models import read_config
 
-        cfg, _ = read_config(model)
-        return list(cfg["bands"]), str(model)
+        return read_config(model)[0], str(model)
+    if getattr(model, "band_aware", False):
+        from ..bands import L2A_BANDS
+
+        return {"bands": list(L2A_BANDS), "band_aware": True}, type(model).__name__
     n = getattr(getattr(model, "timegate", None), "in_channels", None)
-    return (None if n is None else [f"{n} bands"]), type(model).__name__
+    return ({"bands": [f"{n} bands"]} if n else None), type(model).__name__
+
+
+def is_pixelwise(model) -> bool:
+    """True for models without spatial context (no halo needed; any tiling gives the same pixels)."""
+    if isinstance(model, (str, Path)):
+        from ..models import read_config
+
+        return read_config(model)[0].get("arch") == "pixel_timegate"
+    return getattr(model, "receptive_field", None) == 0
 
 
 def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = True) -> tuple[str, object, str]:
@@ -106,15 +121,19 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
         from ..models import default_weights
 
         model = default_weights()
-    served, name = _model_bands(model)
-    if isinstance(model, (str, Path)):
-        ok = served == list(bands)
+    from ..models.checkpoint import serves
+
+    config, name = _model_info(model)
+    if config is None:
+        ok = True
+    elif config.get("bands", [""])[0].endswith(" bands"):
+        ok = config["bands"] == [f"{len(bands)} bands"]
     else:
-        ok = served is None or served == [f"{len(bands)} bands"]
+        ok = serves(config, bands)
     if ok:
         return "model", model, f"model {name} serves bands {', '.join(bands)}"
-    msg = (f"the model {name} serves the band set {', '.join(served or ['?'])} only; the cube has "
-           f"{', '.join(bands)}")
+    what = ("any subset of " if config.get("band_aware") else "the band set ") + ", ".join(config["bands"])
+    msg = f"the model {name} serves {what} only; the cube has {', '.join(bands)}"
     if method == "model":
         raise ValueError(msg + ". Load those bands (--bands), pass a checkpoint trained on these bands (--model), "
                                "or choose a compositing method (--method median).")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TileConfig", "predict_block", "feather", "load_model_cached", "model_on_device", "patch_starts", "resolve_device"]
+__all__ = ["TileConfig", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,25 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
             acc[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] += p[:, cy0 - py : cy1 - py, cx0 - px : cx1 - px] * wp
             wsum[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] += wp
     return (acc / wsum).cpu().numpy().astype(np.float32)
+
+
+def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig, bands: list[str],
+                   pixels_per_batch: int = 16384) -> np.ndarray:
+    """A per-pixel model (no spatial context) over one block, no halo: x (T, C, h, w), clear
+    (T, h, w) → (C, h, w). Rows are batched so memory stays bounded whatever the block size."""
+    import torch
+
+    device = resolve_device(cfg.device)
+    net, lock = model_on_device(model, device)
+    t, c, h, w = x.shape
+    out = np.empty((c, h, w), np.float32)
+    rows = max(1, pixels_per_batch // max(w, 1))
+    dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
+    use_amp = cfg.amp and device.startswith("cuda")
+    for r0 in range(0, h, rows):
+        xb = torch.from_numpy(np.ascontiguousarray(x[:, :, r0 : r0 + rows], dtype=np.float32)).to(device)[None]
+        mb = torch.from_numpy(np.ascontiguousarray(clear[:, r0 : r0 + rows]).astype(bool)).to(device)[None]
+        with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
+            pred = net(xb, mb, dtt, bands=bands)["output"]
+        out[:, r0 : r0 + rows] = pred[0].float().cpu().numpy()
+    return out

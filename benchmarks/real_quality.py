@@ -1,0 +1,120 @@
+"""Real-data quality: cloudfree's default (what ``cloudfree run`` does) vs every compositing method
+on real Sentinel-2 L2A series with real clouds pasted onto truly clear dates (REAL data).
+
+    python benchmarks/real_quality.py --catalog ../shared/data/real-s2-l2a/catalog.json \
+        --out benchmarks/results/real_quality_cpu.json [--model path] [--collections a,b]
+
+Per collection: the whole patch, every band it has, at its native resolution (the library calls
+``cloudfree.search`` → ``cloudfree.load_cube`` → ``cloudfree.reconstruct`` with their defaults).
+Targets: dates SCL calls ≥ 98 % clear with little SCL 7 and no haze by a blue-band brightness test.
+Sources: dates whose cloud+shadow (dilated 2 px) covers 10–90 % of the patch; their real values and
+SCL are pasted onto the target; scores on the pasted pixels, ±45-day window with every date in it.
+Prints one JSON line (machine, date, commit, data = real) and writes it to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TEST_COLLECTION = "worldcereal_000028085BF08E7E"
+"""The held-out real test collection: never trained or selected on (see the model card)."""
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def _machine() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)}, {__import__('os').cpu_count()} CPU cores"
+    except ImportError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU"
+
+
+def main(argv=None) -> dict:
+    import cloudfree
+    from cloudfree.evaluate.pasted import Setting, clear_targets, cloud_sources, score_setting, summarize_settings
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--catalog", default=str(ROOT.parent / "shared" / "data" / "real-s2-l2a" / "catalog.json"))
+    ap.add_argument("--collections", default="all")
+    ap.add_argument("--model", default=None, help="checkpoint for the default method (default: the shipped weights)")
+    ap.add_argument("--max-targets", type=int, default=8)
+    ap.add_argument("--sources", type=int, default=3, help="cloud sources per target")
+    ap.add_argument("--window-days", type=int, default=45)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    from cloudfree.catalog.sources import read_static_items
+
+    items = read_static_items(a.catalog)
+    collections = sorted({i.collection_id for i in items}) if a.collections == "all" else a.collections.split(",")
+    methods = {"default": {"method": "auto", "model": a.model, "device": a.device},
+               **{m: {"method": m} for m in ("median", "interpolation", "mosaicking", "least_cloudy")}}
+    settings: list[Setting] = []
+    resolved: dict[str, str] = {}
+    t0 = time.time()
+    for c in collections:
+        its = [i for i in items if i.collection_id == c]
+        days = sorted(str(i.datetime)[:10] for i in its)
+        found = cloudfree.search(a.catalog, days[0], days[-1], collection=c)
+        cube = cloudfree.load_cube(found, None).compute()
+        bands = [str(b) for b in cube.band.values]
+        from cloudfree.reconstruct.dataset import resolve_method
+
+        resolved[c] = resolve_method("auto", bands, a.model, warn=False)[0]
+        refl, scl = cube["reflectance"].values, cube["scl"].values
+        targets = clear_targets(refl, scl, bands)
+        rng = np.random.default_rng(0)
+        if len(targets) > a.max_targets:
+            targets = sorted(rng.choice(targets, a.max_targets, replace=False).tolist())
+        sources = cloud_sources(scl)
+        for t in targets:
+            near = [(s, f) for s, f in sources if s != t and abs((cube.time.values[s] - cube.time.values[t]) /
+                                                               np.timedelta64(1, "D")) <= 3 * a.window_days]
+            pick = [near[i] for i in sorted(rng.choice(len(near), min(a.sources, len(near)), replace=False))] if near else []
+            for s, frac in pick:
+                _, _, res = score_setting(cube, t, s, methods, window_days=a.window_days)
+                if not res["metrics"]:
+                    continue
+                settings.append(Setting(c, str(cube.time.values[t])[:10], str(cube.time.values[s])[:10], frac,
+                                        res["metrics"], res["scored_fraction"]))
+        print(f"{c}: {len(bands)} bands, {cube.sizes['time']} dates, {len(targets)} targets, "
+              f"default = {resolved[c]}, {sum(s.collection == c for s in settings)} settings", file=sys.stderr)
+    summary = summarize_settings(settings, model="default")
+    test = summarize_settings([s for s in settings if s.collection == TEST_COLLECTION], model="default") \
+        if any(s.collection == TEST_COLLECTION for s in settings) else None
+    line = {"benchmark": "real_quality", "data": "real (../shared/data/real-s2-l2a)", "machine": _machine(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+            "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
+            "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
+            "settings": [s.__dict__ for s in settings]}
+    text = json.dumps(line, default=float)
+    print(text)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n")
+    return line
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The real-series protocol: hide a truly clear date under another date's real clouds.
+
+A target date that SCL and a brightness test call clear gets, where a source date is cloud or
+shadow (SCL 3, 8, 9, 10, dilated to take the edges SCL leaves out), that source date's *real*
+reflectance and *real* SCL pasted in. Methods then see what real series show: cloud that SCL
+flags, and cloud edges and haze it calls clear. The truth at the pasted pixels is the target's own
+clear value. Everything runs through :func:`cloudfree.reconstruct`, as ``cloudfree run`` does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "summarize_settings",
+           "CLOUD_SHADOW_SCL", "CLEAR_SCL"]
+
+CLEAR_SCL = (4, 5, 6)
+"""Vegetation, not vegetated, water: what a truly clear target is made of."""
+CLOUD_SHADOW_SCL = (3, 8, 9, 10)
+"""The source date's cloud and shadow classes whose pixels are pasted onto the target."""
+
+
+def _haze_score(refl: np.ndarray, scl: np.ndarray, bands: list[str]) -> np.ndarray:
+    """Per date: median excess of the shortest-wavelength band over its per-pixel temporal median
+    on SCL-clear pixels (haze brightens blue first; SCL often calls it clear)."""
+    from ..bands import L2A_BANDS
+
+    b = min(range(len(bands)), key=lambda i: L2A_BANDS.index(bands[i]))
+    x = np.where(np.isin(scl, CLEAR_SCL), refl[:, b], np.nan)
+    with np.errstate(all="ignore"), _quiet():
+        med = np.nanmedian(x, axis=0)
+        return np.nanmedian(x - med[None], axis=(1, 2))
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_clear: float = 0.98,
+                  max_unclassified: float = 0.01, max_haze: float = 0.02) -> list[int]:
+    """Dates that are truly clear: SCL clear classes ≥ ``min_clear`` of the patch, little SCL 7,
+    all bands valid, and not brighter than the series in the blue-most band (haze)."""
+    n = scl.shape[0]
+    frac_clear = np.isin(scl, CLEAR_SCL).reshape(n, -1).mean(1)
+    frac_7 = (scl == 7).reshape(n, -1).mean(1)
+    valid = np.isfinite(refl).all(1).reshape(n, -1).mean(1)
+    haze = _haze_score(refl, scl, bands)
+    ok = (frac_clear >= min_clear) & (frac_7 <= max_unclassified) & (valid >= 0.999) & (np.nan_to_num(haze, nan=1) <= max_haze)
+    return [int(i) for i in np.flatnonzero(ok)]
+
+
+def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
+    """Binary dilation by ``px`` pixels (3×3 cross per step, as scipy's default), numpy only."""
+    m = mask.astype(bool)
+    for _ in range(max(px, 0)):
+        g = m.copy()
+        g[1:] |= m[:-1]
+        g[:-1] |= m[1:]
+        g[:, 1:] |= m[:, :-1]
+        g[:, :-1] |= m[:, 1:]
+        m = g
+    return m
+
+
+def cloud_sources(scl: np.ndarray, *, dilate: int = 2, lo: float = 0.1, hi: float = 0.9) -> list[tuple[int, float]]:
+    """(date, covered fraction) of dates whose dilated cloud+shadow covers ``lo``–``hi`` of the patch."""
+    out = []
+    for s in range(scl.shape[0]):
+        frac = float(_dilate(np.isin(scl[s], CLOUD_SHADOW_SCL), dilate).mean())
+        if lo <= frac <= hi:
+            out.append((s, frac))
+    return out
+
+
+def paste(refl: np.ndarray, scl: np.ndarray, target: int, source: int, dilate: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(refl, scl, hidden): copies with the source's real values and SCL pasted onto the target
+    where the source's dilated cloud+shadow lies; ``hidden`` marks those pixels."""
+    hidden = _dilate(np.isin(scl[source], CLOUD_SHADOW_SCL), dilate) & np.isfinite(refl[source]).all(0)
+    r, s = refl.copy(), scl.copy()
+    r[target][:, hidden] = refl[source][:, hidden]
+    s[target][hidden] = scl[source][hidden]
+    return r, s, hidden
+
+
+@dataclass
+class Setting:
+    """One scored case: a collection, a target date, a source of real clouds."""
+
+    collection: str
+    target: str
+    source: str
+    cover: float
+    """Fraction of the patch hidden."""
+    scores: dict[str, dict[str, float]]
+    """method → metrics on the hidden pixels every method has a value for."""
+    scored_fraction: float
+    """Fraction of hidden pixels all methods had a value for (NaN: no clear observation)."""
+
+
+def score_setting(cube, target: int, source: int, methods: dict[str, dict], *, window_days: int = 45,
+                  dilate: int = 2, mask_classes: tuple[int, ...] | None = None) -> tuple[np.ndarray, dict, dict]:
+    """Paste, reconstruct with every method through :func:`cloudfree.reconstruct`, score.
+
+    ``cube`` is an in-memory cube (``reflectance``, ``scl``); ``methods`` maps a name to the
+    keyword arguments of :func:`cloudfree.reconstruct` (e.g. ``{"method": "median"}``).
+    Returns (hidden mask, predictions, metrics per method).
+    """
+    from ..cube.load import MaskConfig
+    from ..reconstruct.dataset import reconstruct
+    from .metrics import all_metrics
+
+    refl = cube["reflectance"].values
+    scl = cube["scl"].values
+    r, s, hidden = paste(refl, scl, target, source, dilate)
+    unusable = list(mask_classes if mask_classes is not None else MaskConfig().unusable)
+    clear = (~np.isin(s, unusable) & np.isfinite(r).all(1)).astype(np.uint8)
+    mod = cube.copy()
+    mod["reflectance"] = (cube["reflectance"].dims, r)
+    mod["clear"] = (("time", "y", "x"), clear)
+    mod["scl"] = (("time", "y", "x"), s)
+    day = np.datetime64(cube.time.values[target], "D")
+    start, end = str(day - np.timedelta64(window_days, "D")), str(day + np.timedelta64(window_days, "D"))
+    mod = mod.chunk({"time": 1, "y": -1, "x": -1})
+    preds = {}
+    for name, kw in methods.items():
+        out = reconstruct(mod, start, end, context_days=0, max_dates=4 * window_days, **kw)
+        preds[name] = out["reflectance"].isel(time=0).values
+    truth = refl[target]
+    both = hidden & np.all([np.isfinite(p).all(0) for p in preds.values()], axis=0)
+    metrics = {name: all_metrics(p, truth, both) for name, p in preds.items()} if both.any() else {}
+    return hidden, preds, {"metrics": metrics, "scored_fraction": float(both.sum() / max(hidden.sum(), 1))}
+
+
+def _bin(cover: float) -> str:
+    lo = min(int(cover * 4), 3) * 25
+    return f"{lo}-{lo + 25}%"
+
+
+def summarize_settings(settings: list[Setting], model: str = "model") -> dict:
+    """Means per method; paired PSNR differences model − best compositing method per setting (mean,
+    standard error, win rate), overall, per collection and per cloud-cover bin."""
+    methods = sorted({m for s in settings for m in s.scores})
+    comp = [m for m in methods if m != model]
+
+    def agg(group: list[Setting]) -> dict:
+        out: dict = {"n": len(group), "methods": {}}
+        for m in methods:
+            vals = {k: [s.scores[m][k] for s in group if m in s.scores and math.isfinite(s.scores[m][k])]
+                    for k in ("psnr", "ssim", "sam", "mae")}
+            out["methods"][m] = {k: (float(np.mean(v)) if v else float("nan")) for k, v in vals.items()}
+        if model in methods and comp:
+            d_best = [s.scores[model]["psnr"] - max(s.scores[c]["psnr"] for c in comp) for s in group]
+            d_med = [s.scores[model]["psnr"] - s.scores["median"]["psnr"] for s in group if "median" in s.scores]
+            out["model_minus_best_psnr"] = _mean_se(d_best)
+            out["model_wins"] = float(np.mean([d > 0 for d in d_best])) if d_best else float("nan")
+            out["model_minus_median_psnr"] = _mean_se(d_med)
+        best = {c: 0 for c in comp}
+        for s in group:
+            if comp:
+                best[max(comp, key=lambda c: s.scores[c]["psnr"])] += 1
+        out["best_compositing_counts"] = best
+        return out
+
+    res = {"overall": agg(settings), "by_collection": {}, "by_cover": {}}
+    for c in sorted({s.collection for s in settings}):
+        res["by_collection"][c] = agg([s for s in settings if s.collection == c])
+    for b in sorted({_bin(s.cover) for s in settings}):
+        res["by_cover"][b] = agg([s for s in settings if _bin(s.cover) == b])
+    return res
+
+
+def _mean_se(v: list[float]) -> dict:
+    v = [x for x in v if math.isfinite(x)]
+    if not v:
+        return {"mean": float("nan"), "se": float("nan"), "n": 0}
+    return {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan"),
+            "n": len(v)}

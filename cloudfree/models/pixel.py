@@ -1,0 +1,164 @@
+"""PixelTimeGate: a band-aware, per-pixel temporal model for real series.
+
+Why per pixel: no statistic over a patch or tile enters the network, so a pixel's output is the
+same for any patch size and tiling, and no halo is needed. Why these features: on real series the
+errors come from observations SCL calls clear although they are cloud, haze, shadow or cloud edge;
+such an observation disagrees with the rest of the pixel's series, which robust statistics (median,
+MAD over time) expose without being dragged by it. The date scores start from linear
+interpolation's weights (a learnable multiple of their log) so the network prefers near dates the
+way interpolation does and learns when to depart from it.
+
+Band-aware: every input lives in the 12 L2A band slots (B01…B12); bands the cube lacks are zero with
+a presence flag, and training drops bands at random, so one checkpoint serves 12, 10, 6 or 4 bands.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..bands import L2A_BANDS
+
+__all__ = ["PixelTimeGate", "N_SLOTS"]
+
+N_SLOTS = len(L2A_BANDS)
+
+
+def _masked_median(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Median over dim 1 of x (B,T,C,N) where valid (B,T,1,N); 0 where no valid date."""
+    big = torch.finfo(x.dtype).max / 4
+    n = valid.sum(1, keepdim=True)  # (B,1,1,N)
+    # push invalid entries to the top, sort, pick the middle of the valid ones
+    xs = torch.where(valid, x, torch.full_like(x, big)).sort(dim=1).values
+    lo = ((n - 1).clamp_min(0) // 2).long().expand(-1, 1, x.shape[2], -1)
+    hi = (n // 2).clamp_max(x.shape[1] - 1).long().expand(-1, 1, x.shape[2], -1)
+    med = 0.5 * (xs.gather(1, lo) + xs.gather(1, hi))
+    return torch.where(n > 0, med, torch.zeros_like(med))[:, 0]
+
+
+class PixelTimeGate(nn.Module):
+    """Series of one pixel in, one value per band out; see the module docstring.
+
+    ``forward(x, valid, dt, pad=None, bands=None)``: x (B,T,C,H,W) reflectance in the order of
+    ``bands`` (default: the 12 L2A bands; NaN allowed where invalid), valid (B,T,H,W), dt (B,T)
+    days to the target. Returns ``output`` (B,C,H,W), ``weights`` (B,T,H,W), ``coverage``.
+    """
+
+    receptive_field = 0
+    band_aware = True
+
+    def __init__(self, mean: list[float], std: list[float], hidden: int = 96, learned: int = 16, time_scale: float = 60.0,
+                 pass_through: bool = True, pass_z: float = 4.0, gamma_init: float = 0.1):
+        super().__init__()
+        self.time_scale = time_scale
+        self.pass_through = pass_through
+        self.pass_z = pass_z
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        n_date = 4 * N_SLOTS + 10
+        self.date_net = nn.Sequential(nn.Linear(n_date, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.score = nn.Linear(hidden, 1)
+        self.value = nn.Linear(hidden, learned)
+        self.interp_gain = nn.Parameter(torch.tensor(1.0))
+        n_head = 4 * N_SLOTS + learned + 3
+        self.head = nn.Sequential(nn.Linear(n_head, hidden), nn.SiLU(), nn.Linear(hidden, N_SLOTS))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
+
+    @staticmethod
+    def slots(bands) -> torch.Tensor:
+        """Indices of ``bands`` among the 12 slots."""
+        return torch.tensor([L2A_BANDS.index(str(b)) for b in bands], dtype=torch.long)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, dt: torch.Tensor | None = None, pad: torch.Tensor | None = None,
+                bands=None, present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``present`` (B,12): x is already in the 12 slots with these bands present (training);
+        otherwise x holds ``bands`` (default all 12) in that order."""
+        b, t, c, h, w = x.shape
+        dev = x.device
+        n = h * w
+        if present is None:
+            idx = self.slots(bands if bands is not None else L2A_BANDS).to(dev)
+            fin = torch.isfinite(x).all(2)
+            xs = torch.zeros(b, t, N_SLOTS, n, device=dev, dtype=torch.float32)
+            xs[:, :, idx] = torch.nan_to_num(x.float()).reshape(b, t, c, n)
+            pres = torch.zeros(b, N_SLOTS, device=dev)
+            pres[:, idx] = 1.0
+        else:
+            idx = None
+            pres = present.float().to(dev)
+            fin = (torch.isfinite(x) | (pres[:, None, :, None, None] == 0)).all(2)
+            xs = torch.nan_to_num(x.float()).reshape(b, t, N_SLOTS, n) * pres[:, None, :, None]
+        valid = valid.bool() & fin
+        if pad is not None:
+            valid = valid & ~pad.bool()[:, :, None, None]
+        if dt is None:
+            dt = torch.zeros(b, t, device=dev)
+        p4 = pres.view(b, 1, N_SLOTS, 1)
+        v = valid.reshape(b, t, 1, n)
+        xn = ((xs - self.mean.view(1, 1, -1, 1)) / self.std.view(1, 1, -1, 1)) * p4 * v
+        med = _masked_median(xn, v)  # (B,12,N)
+        mad = _masked_median((xn - med[:, None]).abs(), v)
+        z = ((xn - med[:, None]) / (mad[:, None] + 0.1)).clamp(-10, 10) * p4 * v
+        zabs = (z.abs() * p4).sum(2, keepdim=True) / p4.sum(2, keepdim=True)
+        first = pres.argmax(1)  # the bluest present band (slots are in wavelength order)
+        zblue = z.gather(2, first.view(b, 1, 1, 1).expand(b, t, 1, n))
+        vf = v.float()
+        dtn = (dt.float() / self.time_scale).view(b, t, 1, 1).expand(b, t, 1, n)
+        adt = dt.float().abs().view(b, t, 1, 1).expand(b, t, 1, n)
+        interp = _interp_weights(dt.float(), v)  # (B,T,1,N)
+        nval = vf.sum(1, keepdim=True)
+        is_target = (adt < 0.5).float() * vf
+        feats = torch.cat([xn, z, (xn - med[:, None]) * p4 * v, p4.expand(b, t, -1, n), vf, dtn, dtn.abs(),
+                           torch.exp(-adt / 15.0), torch.exp(-adt / 60.0), interp, zabs, zblue,
+                           torch.log1p(nval).expand(b, t, 1, n), is_target], dim=2)  # (B,T,F,N)
+        hdn = self.date_net(feats.permute(0, 1, 3, 2))  # (B,T,N,H)
+        score = self.score(hdn)[..., 0] + self.interp_gain * torch.log(interp[:, :, 0] + 1e-3)  # (B,T,N)
+        score = score.masked_fill(~v[:, :, 0], float("-inf"))
+        any_valid = v[:, :, 0].any(1, keepdim=True)
+        wts = torch.softmax(score, dim=1)
+        wts = torch.where(any_valid, wts, torch.zeros_like(wts))
+        comp = (wts[:, :, None] * xn).sum(1)  # (B,12,N)
+        spread = ((wts[:, :, None] * (xn - comp[:, None]) ** 2).sum(1) + 1e-6).sqrt() * p4[:, 0]
+        learned = (wts[..., None] * self.value(hdn)).sum(1)  # (B,N,L)
+        hin = torch.cat([comp, med, spread, p4[:, 0].expand(-1, -1, n)], 1).permute(0, 2, 1)
+        hin = torch.cat([hin, learned, torch.log1p(nval[:, 0]).permute(0, 2, 1), any_valid.float().permute(0, 2, 1),
+                         is_target.amax(1).permute(0, 2, 1)], -1)
+        out_n = comp + self.gamma * self.head(hin).permute(0, 2, 1) * p4[:, 0]
+        out = out_n * self.std.view(1, -1, 1) + self.mean.view(1, -1, 1)
+        if self.pass_through:
+            # The target's own clear observation is kept unchanged, unless it disagrees with the
+            # pixel's series beyond ``pass_z`` robust z (haze or cloud edge SCL called clear).
+            tgt = (is_target * (zabs <= self.pass_z).float())[:, :, 0]  # (B,T,N)
+            has = tgt.any(1)
+            ti = tgt.argmax(1)  # (B,N)
+            own = xs.gather(1, ti[:, None, None, :].expand(-1, 1, N_SLOTS, -1))[:, 0]
+            out = torch.where(has[:, None], own, out)
+        out = torch.where(any_valid, out, torch.zeros_like(out))
+        if idx is not None:
+            out = out[:, idx]
+            return {"output": out.reshape(b, c, h, w), "weights": wts.reshape(b, t, h, w),
+                    "coverage": any_valid.float().reshape(b, 1, h, w)}
+        return {"output": out.reshape(b, N_SLOTS, h, w), "weights": wts.reshape(b, t, h, w),
+                "coverage": any_valid.float().reshape(b, 1, h, w)}
+
+
+def _interp_weights(dt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation's weight of each date per pixel: the nearest valid date before and after
+    the target share 1 by distance; one side only → 1 on the nearest; (B,T) dt, (B,T,1,N) v."""
+    b, t, _, n = v.shape
+    d = dt.view(b, t, 1, 1).expand(b, t, 1, n)
+    inf = torch.full_like(d, float("inf"))
+    before = torch.where(v & (d <= 0), -d, inf)
+    after = torch.where(v & (d > 0), d, inf)
+    db, ib = before.min(1, keepdim=True)
+    da, ia = after.min(1, keepdim=True)
+    hb, ha = torch.isfinite(db), torch.isfinite(da)
+    span = torch.where(hb & ha, db + da, torch.ones_like(db))
+    wb = torch.where(hb & ha, da / span.clamp_min(1e-6), hb.float())
+    wa = torch.where(hb & ha, db / span.clamp_min(1e-6), ha.float())
+    out = torch.zeros_like(d)
+    out.scatter_add_(1, ib, torch.where(hb, wb, torch.zeros_like(wb)))
+    out.scatter_add_(1, ia, torch.where(ha, wa, torch.zeros_like(wa)))
+    return out

@@ -1,0 +1,69 @@
+"""Train the band-aware PixelTimeGate on the real series (REAL data), reproducibly.
+
+    python pipelines/train_pixel_model.py prepare --out .carry/real      # cubes → .npz (user path)
+    python pipelines/train_pixel_model.py train --data .carry/real --out runs/pixel --minutes 8
+
+Collections: worldcereal_000028085BF08E7E is the held-out TEST collection (never loaded here).
+Training: worldcereal_0000280849BAC91C, gfmap_optical_cube, gfmap_l2a, with every third clear
+target date of each held out for validation (checkpoint selection). Only torch + numpy are needed
+for ``train``, so it runs on a bare GPU host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TEST = "worldcereal_000028085BF08E7E"
+TRAIN = ["worldcereal_0000280849BAC91C", "gfmap_optical_cube", "gfmap_l2a"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--catalog", default=str(ROOT.parent / "shared" / "data" / "real-s2-l2a" / "catalog.json"))
+    p.add_argument("--out", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--steps", type=int, default=4000)
+    t.add_argument("--minutes", type=float, default=None)
+    t.add_argument("--pairs", type=int, default=32)
+    t.add_argument("--pixels", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--hidden", type=int, default=96)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    a = ap.parse_args(argv)
+    from cloudfree.training.pixel import PixelTrainConfig, RealSeries, load_real_series, train_pixel
+
+    if a.cmd == "prepare":
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for s in load_real_series(a.catalog, TRAIN):
+            s.save(out / f"{s.name}.npz")
+            print(s.name, s.refl.shape, f"{len(s.targets)} clear targets, {len(s.sources)} cloud sources")
+        return
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    series = [RealSeries.load(p) for p in sorted(Path(a.data).glob("*.npz"))]
+    assert TEST not in {s.name for s in series}, "the test collection must never be trained on"
+    held = {s.name: set(s.targets[1::3]) for s in series}
+    cfg = PixelTrainConfig(steps=a.steps, pairs=a.pairs, pixels=a.pixels, lr=a.lr, hidden=a.hidden, seed=a.seed,
+                           max_minutes=a.minutes)
+    res = train_pixel(series, series, a.out, cfg, device=device,
+                      train_filter=lambda s, t: t not in held[s.name], val_filter=lambda s, t: t in held[s.name])
+    res["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    Path(a.out, "result.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
