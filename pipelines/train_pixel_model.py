@@ -37,7 +37,7 @@ def main(argv=None):
     t.add_argument("--pairs", type=int, default=32)
     t.add_argument("--pixels", type=int, default=128)
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--hidden", type=int, default=96)
+    t.add_argument("--hidden", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     a = ap.parse_args(argv)

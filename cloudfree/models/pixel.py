@@ -47,24 +47,24 @@ class PixelTimeGate(nn.Module):
     receptive_field = 0
     band_aware = True
 
-    def __init__(self, mean: list[float], std: list[float], hidden: int = 96, learned: int = 16, time_scale: float = 60.0,
-                 pass_through: bool = True, pass_z: float = 4.0, gamma_init: float = 0.1):
+    def __init__(self, mean: list[float], std: list[float], hidden: int = 64, learned: int = 0, time_scale: float = 60.0,
+                 pass_through: bool = True, pass_z: float = 4.0, gamma_init: float = 0.0):
         super().__init__()
         self.time_scale = time_scale
         self.pass_through = pass_through
         self.pass_z = pass_z
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
-        n_date = 4 * N_SLOTS + 10
+        # Only relative, generic evidence enters the scores (robust z, time, validity): absolute
+        # values would let a network fitted on a few real places memorise them.
+        n_date = 2 * N_SLOTS + 10
         self.date_net = nn.Sequential(nn.Linear(n_date, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.score = nn.Linear(hidden, 1)
-        self.value = nn.Linear(hidden, learned)
         self.interp_gain = nn.Parameter(torch.tensor(1.0))
-        n_head = 4 * N_SLOTS + learned + 3
-        self.head = nn.Sequential(nn.Linear(n_head, hidden), nn.SiLU(), nn.Linear(hidden, N_SLOTS))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
-        self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
+        # the pixel's robust temporal median competes with the dates as one more candidate
+        self.median_net = nn.Sequential(nn.Linear(5, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.median_net[-1].weight)
+        nn.init.constant_(self.median_net[-1].bias, -2.0)
 
     @staticmethod
     def slots(bands) -> torch.Tensor:
@@ -110,22 +110,24 @@ class PixelTimeGate(nn.Module):
         interp = _interp_weights(dt.float(), v)  # (B,T,1,N)
         nval = vf.sum(1, keepdim=True)
         is_target = (adt < 0.5).float() * vf
-        feats = torch.cat([xn, z, (xn - med[:, None]) * p4 * v, p4.expand(b, t, -1, n), vf, dtn, dtn.abs(),
-                           torch.exp(-adt / 15.0), torch.exp(-adt / 60.0), interp, zabs, zblue,
-                           torch.log1p(nval).expand(b, t, 1, n), is_target], dim=2)  # (B,T,F,N)
+        outl = (z.abs() > 3).float().sum(2, keepdim=True) / p4.sum(2, keepdim=True)
+        feats = torch.cat([z, p4.expand(b, t, -1, n), vf, dtn, dtn.abs(), torch.exp(-adt / 15.0), torch.exp(-adt / 60.0),
+                           interp, zabs, zblue, outl, is_target], dim=2)  # (B,T,F,N)
         hdn = self.date_net(feats.permute(0, 1, 3, 2))  # (B,T,N,H)
         score = self.score(hdn)[..., 0] + self.interp_gain * torch.log(interp[:, :, 0] + 1e-3)  # (B,T,N)
         score = score.masked_fill(~v[:, :, 0], float("-inf"))
-        any_valid = v[:, :, 0].any(1, keepdim=True)
-        wts = torch.softmax(score, dim=1)
-        wts = torch.where(any_valid, wts, torch.zeros_like(wts))
-        comp = (wts[:, :, None] * xn).sum(1)  # (B,12,N)
-        spread = ((wts[:, :, None] * (xn - comp[:, None]) ** 2).sum(1) + 1e-6).sqrt() * p4[:, 0]
-        learned = (wts[..., None] * self.value(hdn)).sum(1)  # (B,N,L)
-        hin = torch.cat([comp, med, spread, p4[:, 0].expand(-1, -1, n)], 1).permute(0, 2, 1)
-        hin = torch.cat([hin, learned, torch.log1p(nval[:, 0]).permute(0, 2, 1), any_valid.float().permute(0, 2, 1),
-                         is_target.amax(1).permute(0, 2, 1)], -1)
-        out_n = comp + self.gamma * self.head(hin).permute(0, 2, 1) * p4[:, 0]
+        any_valid = v[:, :, 0].any(1, keepdim=True)  # (B,1,N)
+        # pixel-level evidence for the median candidate
+        mean_zabs = (zabs[:, :, 0] * vf[:, :, 0]).sum(1) / nval[:, 0, 0].clamp_min(1)
+        near = torch.where(v[:, :, 0], adt[:, :, 0], torch.full_like(adt[:, :, 0], 1e3)).min(1).values
+        pix = torch.stack([torch.log1p(nval[:, 0, 0]), mean_zabs, is_target.amax(1)[:, 0], torch.exp(-near / 15.0),
+                           (outl[:, :, 0] * vf[:, :, 0]).sum(1) / nval[:, 0, 0].clamp_min(1)], -1)  # (B,N,5)
+        med_score = self.median_net(pix)[..., 0][:, None]  # (B,1,N)
+        med_score = med_score.masked_fill(~any_valid, float("-inf"))
+        allw = torch.softmax(torch.cat([score, med_score], 1), dim=1)
+        allw = torch.where(any_valid, allw, torch.zeros_like(allw))
+        wts, wmed = allw[:, :t], allw[:, t:]
+        out_n = (wts[:, :, None] * xn).sum(1) + wmed * med  # (B,12,N)
         out = out_n * self.std.view(1, -1, 1) + self.mean.view(1, -1, 1)
         if self.pass_through:
             # The target's own clear observation is kept unchanged, unless it disagrees with the
