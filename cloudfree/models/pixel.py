@@ -19,9 +19,42 @@ from torch import nn
 
 from ..bands import L2A_BANDS
 
-__all__ = ["PixelTimeGate", "N_SLOTS"]
+__all__ = ["PixelTimeGate", "N_SLOTS", "EDGE_CAP", "cloud_distance"]
 
 N_SLOTS = len(L2A_BANDS)
+EDGE_CAP = 8
+"""Distances to the nearest unusable pixel are capped here (pixels); also the halo they need."""
+
+
+def cloud_distance(usable, cap: int = EDGE_CAP):
+    """(…, H, W) bool usable → uint8 chessboard distance to the nearest unusable pixel, capped."""
+    import numpy as np
+
+    u = np.asarray(usable, bool)
+    out = np.full(u.shape, cap, np.uint8)
+    flat = u.reshape(-1, *u.shape[-2:])
+    res = out.reshape(-1, *u.shape[-2:])
+    for i, m in enumerate(flat):
+        if m.all():
+            continue
+        d = np.zeros(m.shape, np.int32)  # iterative chessboard dilation: numpy only, cap steps
+        cur = ~m
+        for k in range(1, cap + 1):
+            nxt = cur.copy()
+            nxt[1:] |= cur[:-1]
+            nxt[:-1] |= cur[1:]
+            nxt[:, 1:] |= cur[:, :-1]
+            nxt[:, :-1] |= cur[:, 1:]
+            nxt[1:, 1:] |= cur[:-1, :-1]
+            nxt[:-1, :-1] |= cur[1:, 1:]
+            nxt[1:, :-1] |= cur[:-1, 1:]
+            nxt[:-1, 1:] |= cur[1:, :-1]
+            d[nxt & ~cur] = k
+            cur = nxt
+        d[~m] = 0
+        d[~cur] = cap
+        res[i] = np.minimum(d, cap)
+    return out
 
 
 def _masked_median(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -48,16 +81,17 @@ class PixelTimeGate(nn.Module):
     band_aware = True
 
     def __init__(self, mean: list[float], std: list[float], hidden: int = 64, learned: int = 0, time_scale: float = 60.0,
-                 pass_through: bool = True, pass_z: float = 4.0, gamma_init: float = 0.0):
+                 pass_through: bool = True, pass_z: float = 4.0, pass_edge: float = 3.0, gamma_init: float = 0.0):
         super().__init__()
         self.time_scale = time_scale
         self.pass_through = pass_through
         self.pass_z = pass_z
+        self.pass_edge = pass_edge
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         # Only relative, generic evidence enters the scores (robust z, time, validity): absolute
         # values would let a network fitted on a few real places memorise them.
-        n_date = 2 * N_SLOTS + 10
+        n_date = 2 * N_SLOTS + 13
         self.date_net = nn.Sequential(nn.Linear(n_date, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.score = nn.Linear(hidden, 1)
         self.interp_gain = nn.Parameter(torch.tensor(1.0))
@@ -72,9 +106,12 @@ class PixelTimeGate(nn.Module):
         return torch.tensor([L2A_BANDS.index(str(b)) for b in bands], dtype=torch.long)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, dt: torch.Tensor | None = None, pad: torch.Tensor | None = None,
-                bands=None, present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                bands=None, present: torch.Tensor | None = None, aux: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``present`` (B,12): x is already in the 12 slots with these bands present (training);
-        otherwise x holds ``bands`` (default all 12) in that order."""
+        otherwise x holds ``bands`` (default all 12) in that order. ``aux`` (B,T,2,H,W): per date
+        the usable fraction of the *whole* image (not of a patch: tiling-invariant) and the distance
+        in pixels to the nearest unusable pixel of that date, capped at :data:`EDGE_CAP` (SCL misses
+        cloud edges: observations next to a flagged cloud are suspect)."""
         b, t, c, h, w = x.shape
         dev = x.device
         n = h * w
@@ -111,8 +148,13 @@ class PixelTimeGate(nn.Module):
         nval = vf.sum(1, keepdim=True)
         is_target = (adt < 0.5).float() * vf
         outl = (z.abs() > 3).float().sum(2, keepdim=True) / p4.sum(2, keepdim=True)
+        if aux is None:
+            aux = torch.ones(b, t, 2, h, w, device=dev)
+            aux[:, :, 1] = EDGE_CAP
+        frac = aux[:, :, 0:1].float().reshape(b, t, 1, n)
+        edge = (aux[:, :, 1:2].float().reshape(b, t, 1, n) / EDGE_CAP).clamp(0, 1)
         feats = torch.cat([z, p4.expand(b, t, -1, n), vf, dtn, dtn.abs(), torch.exp(-adt / 15.0), torch.exp(-adt / 60.0),
-                           interp, zabs, zblue, outl, is_target], dim=2)  # (B,T,F,N)
+                           interp, zabs, zblue, outl, is_target, frac, edge, (edge <= 2.0 / EDGE_CAP).float()], dim=2)
         hdn = self.date_net(feats.permute(0, 1, 3, 2))  # (B,T,N,H)
         score = self.score(hdn)[..., 0] + self.interp_gain * torch.log(interp[:, :, 0] + 1e-3)  # (B,T,N)
         score = score.masked_fill(~v[:, :, 0], float("-inf"))
@@ -131,8 +173,9 @@ class PixelTimeGate(nn.Module):
         out = out_n * self.std.view(1, -1, 1) + self.mean.view(1, -1, 1)
         if self.pass_through:
             # The target's own clear observation is kept unchanged, unless it disagrees with the
-            # pixel's series beyond ``pass_z`` robust z (haze or cloud edge SCL called clear).
-            tgt = (is_target * (zabs <= self.pass_z).float())[:, :, 0]  # (B,T,N)
+            # pixel's series beyond ``pass_z`` robust z (haze SCL called clear) or lies within
+            # ``pass_edge`` pixels of a flagged cloud or shadow (edges SCL leaves out).
+            tgt = (is_target * (zabs <= self.pass_z).float() * (edge > self.pass_edge / EDGE_CAP).float())[:, :, 0]
             has = tgt.any(1)
             ti = tgt.argmax(1)  # (B,N)
             own = xs.gather(1, ti[:, None, None, :].expand(-1, 1, N_SLOTS, -1))[:, 0]

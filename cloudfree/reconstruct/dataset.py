@@ -63,21 +63,32 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     if min(ny, nx) < 1:
         raise ValueError("empty spatial extent")
     pixelwise = is_pixelwise(model)
-    h = 0 if pixelwise else tiles.halo
     bands = [str(b) for b in refl.band.values]
-    xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
-    cm = pad_symmetric(pad_symmetric(sub_c.data.astype(bool), 1, h), 2, h)
     dt = (sub_r.time.values.astype("datetime64[D]").astype(float) - period.target_day).astype(np.float32)
     nb = sub_r.sizes["band"]
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, chunk,
                      sub_r.data.name, sub_c.data.name)
+    if pixelwise:
+        from ..models.pixel import EDGE_CAP
+
+        # per date, the usable fraction of the whole image (a global statistic: tiling-invariant)
+        usable = sub_c.astype(bool) & sub_r.notnull().all("band")
+        frac = usable.mean(("y", "x")).compute().values.astype(np.float32)
+        h, e = 0, EDGE_CAP  # no halo for the model; an EDGE_CAP margin for the cloud distance
+        xr_ = sub_r.data
+        cm = da.pad(usable.data, ((0, 0), (e, e), (e, e)), mode="constant", constant_values=True)
+    else:
+        h, e = tiles.halo, 0
+        xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
+        cm = pad_symmetric(pad_symmetric(sub_c.data.astype(bool), 1, h), 2, h)
     rows = []
     for i, (y0, y1) in enumerate(_edges(ny, chunk)):
         row = []
         for j, (x0, x1) in enumerate(_edges(nx, chunk)):
             ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
-            em = cm[:, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
-            fn, extra = (predict_pixels, {"bands": bands}) if pixelwise else (predict_block, {"origin": (y0, x0)})
+            em = cm[:, y0 : y1 + 2 * (h + e), x0 : x1 + 2 * (h + e)].rechunk(-1)
+            fn, extra = (predict_pixels, {"bands": bands, "frac": frac, "margin": e}) if pixelwise else \
+                (predict_block, {"origin": (y0, x0)})
             row.append(da.map_blocks(fn, ex, em, dt=dt, model=model, cfg=tiles, **extra,
                                      dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,
                                      meta=np.empty((0, 0, 0), np.float32),

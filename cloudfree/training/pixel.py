@@ -61,6 +61,11 @@ class RealSeries:
         sub = self.refl[:, self.present]
         self.targets = clear_targets(sub, self.scl, bands, min_clear=0.9, max_unclassified=0.05, max_haze=0.03)
         self.sources = [s for s in range(len(self.days)) if np.isin(self.scl[s], CLOUD_SHADOW_SCL).mean() > 0.02]
+        from ..models.pixel import cloud_distance
+
+        usable = ~np.isin(self.scl, UNUSABLE) & np.isfinite(self.refl[:, self.present]).all(1)
+        self.frac = usable.reshape(len(self.days), -1).mean(1).astype(np.float32)
+        self.dist = cloud_distance(usable)
         return self
 
 
@@ -87,7 +92,9 @@ def load_real_series(catalog: str, collections: list[str]) -> list[RealSeries]:
 
 class PixelSampler:
     """Batches of pasted pixel series: ``(x (B,T,12,1,P), valid (B,T,1,P), dt (B,T), present (B,12),
-    truth (B,12,P), hidden (B,P))`` with B pairs (target, source) of P pixels each."""
+    truth (B,12,P), hidden (B,P), aux (B,T,2,1,P))`` with B pairs (target, source) of P pixels each;
+    ``aux`` = the date's usable fraction over the whole patch and the distance to its nearest
+    unusable pixel, recomputed for the pasted target."""
 
     def __init__(self, series: list[RealSeries], rng: np.random.Generator, *, pairs: int = 32, pixels: int = 128,
                  t_max: int = 40, target_filter=None):
@@ -122,6 +129,9 @@ class PixelSampler:
         present = np.zeros((b, 12), bool)
         truth = np.zeros((b, 12, p), np.float32)
         hidden = np.zeros((b, p), bool)
+        aux = np.zeros((b, tm, 2, 1, p), np.float32)
+        from ..models.pixel import EDGE_CAP, cloud_distance
+
         for i in range(b):
             for _ in range(20):
                 s = self.series[rng.choice(len(self.series), p=self.p)]
@@ -161,13 +171,25 @@ class PixelSampler:
                 series[j] = s.refl[src][:, py, px] * gain
                 scl[j] = s.scl[src][py, px]
             n = len(idx)
+            frac = s.frac[idx].copy()
+            dist = s.dist[idx][:, py, px].astype(np.float32)
+            if not drop:
+                scl_t = s.scl[t].copy()
+                scl_t[cloud] = s.scl[src][cloud]
+                ref_t = np.where(cloud[None], s.refl[src], s.refl[t])[s.present]
+                u = ~np.isin(scl_t, UNUSABLE) & np.isfinite(ref_t).all(0)
+                frac[j] = u.mean()
+                dist[j] = cloud_distance(u)[py, px]
+            aux[i, :n, 0, 0] = frac[:, None]
+            aux[i, :n, 1, 0] = dist
+            aux[i, n:, 1, 0] = EDGE_CAP
             x[i, :n, :, 0] = np.nan_to_num(series) * bands[None, :, None]
             valid[i, :n, 0] = ~np.isin(scl, UNUSABLE) & np.isfinite(series[:, bands]).all(1)
             dt[i, :n] = s.days[idx] - s.days[t]
             present[i] = bands
             truth[i] = np.nan_to_num(s.refl[t][:, py, px] * gain) * bands[:, None]
             hidden[i] = True
-        return x, valid, dt, present, truth, hidden
+        return x, valid, dt, present, truth, hidden, aux
 
 
 @dataclass
@@ -193,14 +215,15 @@ def pixel_config(cfg: PixelTrainConfig) -> dict:
             "serves": "any subset of the 12 L2A bands (trained on all 12, 10 without B01/B09, the 6 at 20 m, "
                       "the 4 at 10 m, and random subsets of at least 3)",
             "norm": DEFAULT_NORM, "pixel": {"hidden": cfg.hidden, "learned": cfg.learned, "time_scale": 60.0,
-                                            "pass_through": True, "pass_z": cfg.pass_z, "gamma_init": 0.0}}
+                                            "pass_through": True, "pass_z": cfg.pass_z, "pass_edge": 3.0,
+                                            "gamma_init": 0.0}}
 
 
 def _loss(model, batch, device):
     import torch
 
-    x, valid, dt, present, truth, hidden = (torch.from_numpy(a).to(device) for a in batch)
-    out = model(x, valid, dt, present=present)["output"][:, :, 0]  # (B,12,P)
+    x, valid, dt, present, truth, hidden, aux = (torch.from_numpy(a).to(device) for a in batch)
+    out = model(x, valid, dt, present=present, aux=aux)["output"][:, :, 0]  # (B,12,P)
     seen = valid[:, :, 0].any(1)  # pixels with no valid date have no answer to learn
     m = present[:, :, None].float() * (hidden & seen)[:, None].float()
     err = (out - truth).abs() * m
@@ -217,7 +240,7 @@ def _reference_psnr(batches) -> dict:
     from ..models.pixel import _interp_weights
 
     err = {"median": [], "interpolation": []}
-    for x, valid, dt, present, truth, hidden in batches:
+    for x, valid, dt, present, truth, hidden, _aux in batches:
         seen = valid[:, :, 0].any(1)
         m = present[:, :, None] & (hidden & seen)[:, None]
         xs = np.where(valid[:, :, :, :], x[:, :, :, 0], np.nan)
