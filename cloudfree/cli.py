@@ -271,9 +271,12 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
                 raise ValueError(f"the cube {cube} has no band {', '.join(missing)}; it has {', '.join(have)}")
             chosen = chosen or tuple(have)
         if model != "none":
+            from .models.checkpoint import serves
+
             ckpt = model or default_weights()
-            served = read_config(ckpt)[0]["bands"]
-            if cube and list(served) != list(chosen):
+            config = read_config(ckpt)[0]
+            served = config["bands"]
+            if cube and not serves(config, chosen):
                 if model:
                     raise ValueError(f"the model {ckpt} serves bands {', '.join(served)}; the evaluated bands are "
                                      f"{', '.join(chosen)} (choose --bands or --model none)")
@@ -281,6 +284,10 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
                               "compositing methods[/]")
             else:
                 net, _ = load_checkpoint(ckpt, map_location=device)
+                if config.get("band_aware"):
+                    from .models.pixel import BoundBands
+
+                    net = BoundBands(net, chosen or config["bands"])
         if cube:
             from .evaluate.protocol import merge_results
             from .training.fit import cube_series

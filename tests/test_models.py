@@ -122,8 +122,12 @@ def test_shipped_default_weights_load():
     from cloudfree.pipeline import default_weights
 
     model, info = load_checkpoint(default_weights())
-    assert info["config"]["arch"] == "timegate_unet" and info["step"] > 1000
-    assert float(model.head.gamma) > 0.02  # trained away from its 0.01 initialisation
+    assert info["config"]["arch"] == "pixel_timegate" and info["config"]["band_aware"] and info["step"] >= 1000
+    from cloudfree.models.checkpoint import unet_weights
+
+    unet, uinfo = load_checkpoint(unet_weights())
+    assert uinfo["config"]["arch"] == "timegate_unet" and uinfo["step"] > 1000
+    assert float(unet.head.gamma) > 0.02  # trained away from its 0.01 initialisation
 
 
 def test_terramind_tiny_forward_backward_cpu():

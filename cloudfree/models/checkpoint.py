@@ -12,16 +12,23 @@ from safetensors.torch import load_file, save_file
 from .network import CloudFreeNet
 from .registry import build_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT", "default_weights", "serves"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT", "default_weights", "unet_weights", "serves"]
 
 FORMAT = "cloudfree-checkpoint/1"
 
 
 def default_weights() -> Path:
-    """The shipped TimeGate + U-Net checkpoint (trained on SYNTHETIC scenes; see its model card)."""
+    """The shipped default: the band-aware PixelTimeGate trained on REAL series (see its model card)."""
     from importlib import resources
 
     return Path(str(resources.files("cloudfree") / "weights" / "default.safetensors"))
+
+
+def unet_weights() -> Path:
+    """The earlier TimeGate + residual U-Net (12 bands, trained on SYNTHETIC scenes; model card)."""
+    from importlib import resources
+
+    return Path(str(resources.files("cloudfree") / "weights" / "unet_synthetic.safetensors"))
 
 
 class CheckpointError(ValueError):

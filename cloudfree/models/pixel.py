@@ -19,7 +19,7 @@ from torch import nn
 
 from ..bands import L2A_BANDS
 
-__all__ = ["PixelTimeGate", "N_SLOTS", "EDGE_CAP", "cloud_distance"]
+__all__ = ["PixelTimeGate", "BoundBands", "N_SLOTS", "EDGE_CAP", "cloud_distance"]
 
 N_SLOTS = len(L2A_BANDS)
 EDGE_CAP = 8
@@ -207,3 +207,15 @@ def _interp_weights(dt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     out.scatter_add_(1, ib, torch.where(hb, wb, torch.zeros_like(wb)))
     out.scatter_add_(1, ia, torch.where(ha, wa, torch.zeros_like(wa)))
     return out
+
+
+class BoundBands(nn.Module):
+    """A band-aware model with its band list fixed, for callers that pass (x, valid, dt, pad) only."""
+
+    def __init__(self, model: nn.Module, bands) -> None:
+        super().__init__()
+        self.model = model
+        self.bands = [str(b) for b in bands]
+
+    def forward(self, x, valid, dt=None, pad=None):
+        return self.model(x, valid, dt, pad, bands=self.bands)

@@ -225,6 +225,8 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
 
         tiles = replace(tiles, device=device)
     chunk = chunk or int(cube.chunks["y"][0] if cube.chunks else 1024)
+    if not cube.chunks:  # an in-memory cube: wrap it in Dask so the result stays lazy
+        cube = cube.chunk({"time": 1, "y": chunk, "x": chunk})
     ds = mosaic(cube, periods, method=method, model=model, tiles=tiles, chunk=chunk, fill_unobserved=fill_unobserved)
     masked = cube.attrs.get("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
     ds.attrs.update({

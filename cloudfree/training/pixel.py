@@ -296,17 +296,17 @@ def train_pixel(train: list[RealSeries], val: list[RealSeries], out: str | Path,
             with torch.no_grad():
                 mses = [float(_loss(model, b, device)[1]) for b in val_batches]
             psnr = 10 * math.log10(1 / max(np.mean(mses), 1e-12))
-            rec = {"step": step, "train_l1": float(l1), "val_psnr": psnr, "seconds": round(time.time() - t0, 1),
-                   "interp_gain": float(model.interp_gain)}
+            rec = {"step": step, "train_l1": float(l1.detach()), "val_psnr": psnr, "seconds": round(time.time() - t0, 1),
+                   "interp_gain": float(model.interp_gain.detach())}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(json.dumps(rec))
             info = {"step": step, "val_psnr": psnr, "train": [s.name for s in train], "val": [s.name for s in val],
-                    "config": asdict(cfg)}
+                    "train_config": asdict(cfg)}
             if psnr > best:
                 best = psnr
                 save_checkpoint(model, config, out / "best.safetensors", info)
         if done:
             break
-    save_checkpoint(model, config, out / "last.safetensors", {"step": step, "config": asdict(cfg)})
+    save_checkpoint(model, config, out / "last.safetensors", {"step": step, "train_config": asdict(cfg)})
     return {"best_val_psnr": best, "steps": step, "seconds": time.time() - t0}
