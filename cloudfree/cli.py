@@ -184,25 +184,48 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
 
 @app.command()
 def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output folder"),
-         device: str = typer.Option("auto", help="auto | cpu | cuda"),
+         synthetic: bool = typer.Option(False, "--synthetic", help="use the generated SYNTHETIC catalog instead of the "
+                                                                   "bundled real series (for scale runs)"),
+         size: int = typer.Option(300, help="--synthetic only: side of the generated scene in 10 m pixels (multiple of 6)"),
+         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
          method: str = typer.Option("auto", help=METHOD_HELP)) -> None:
-    """Run the whole job on the bundled SYNTHETIC demo catalog with the shipped weights."""
-    from .catalog.demo import DEMO_SPEC, write_demo_catalog
-    from .catalog.sources import DEFAULT_DEMO_DIR
+    """Run the whole job on a REAL Sentinel-2 series bundled with cloudfree (or --synthetic) and write a
+    side-by-side picture: a cloudy input date, the median composite, cloudfree."""
+    common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
+                  chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False,
+                  exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
+    if synthetic:
+        from .catalog.demo import DemoSpec, write_demo_catalog
+        from .catalog.sources import DEFAULT_DEMO_DIR
 
-    items = write_demo_catalog(DEFAULT_DEMO_DIR / "catalog")
-    fc = json.loads(items.read_text())
-    west = min(f["bbox"][0] for f in fc["features"]); south = min(f["bbox"][1] for f in fc["features"])
-    east = max(f["bbox"][2] for f in fc["features"]); north = max(f["bbox"][3] for f in fc["features"])
-    pad = 0.002  # stay inside the synthetic footprint
-    bbox = f"{west + pad},{south + pad},{east - pad},{north - pad}"
-    dates = sorted(f["properties"]["datetime"][:10] for f in fc["features"])
-    console.print(f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {DEMO_SPEC.size}x{DEMO_SPEC.size} px at 10 m) "
-                  f"bbox={bbox} {dates[0]}..{dates[-1]}")
-    run(stac="demo", bbox=bbox, aoi=None, start="2024-06-01", end="2024-08-31", out=out, model=None, method=method,
-        bands=None, period=None, context_days=45, max_dates=12, collection=None, max_cloud=None, crs=None,
-        resolution=None, chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False,
-        exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
+        spec = DemoSpec(size=size)
+        items = write_demo_catalog(DEFAULT_DEMO_DIR / "catalog", spec)
+        fc = json.loads(items.read_text())
+        west = min(f["bbox"][0] for f in fc["features"]); south = min(f["bbox"][1] for f in fc["features"])
+        east = max(f["bbox"][2] for f in fc["features"]); north = max(f["bbox"][3] for f in fc["features"])
+        pad = 0.002  # stay inside the synthetic footprint
+        bbox = f"{west + pad},{south + pad},{east - pad},{north - pad}"
+        dates = sorted(f["properties"]["datetime"][:10] for f in fc["features"])
+        console.print(f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {spec.size}x{spec.size} px at 10 m) "
+                      f"bbox={bbox} {dates[0]}..{dates[-1]}")
+        stac, start, end, period, context, collection = "demo", "2024-06-01", "2024-08-31", None, 45, None
+    else:
+        from importlib import resources
+
+        stac = str(resources.files("cloudfree") / "catalog" / "data" / "worldcereal_0000280849BAC91C" / "collection.json")
+        bbox, start, end, period, context, collection = None, "2019-08-01", "2019-09-30", "month", 20, None
+        console.print("[green]REAL[/] Sentinel-2 L2A series bundled with cloudfree: 72 dates of a 64x64 px patch in "
+                      "northern France/Belgium (10 bands, SCL; Copernicus Sentinel data 2018-2019, see "
+                      "cloudfree/catalog/data/ATTRIBUTION.md); monthly images for Aug-Sep 2019")
+    run(stac=stac, bbox=bbox, aoi=None, start=start, end=end, out=out, period=period, context_days=context,
+        collection=collection, **common)
+    try:
+        from .outputs.compare import write_comparison
+
+        png = write_comparison(out, start, end, period=period, context_days=context, synthetic=synthetic)
+        console.print(f"side by side (cloudy input | median composite | cloudfree): {png}")
+    except Exception as exc:  # the picture is a convenience: say why it is missing, keep the run
+        console.print(f"[yellow]no side-by-side picture: {exc}[/]")
 
 
 @app.command("train")

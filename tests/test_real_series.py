@@ -340,3 +340,17 @@ def test_cube_and_evaluate_take_a_band_subset(catalog, tmp_path):
     r = CliRunner().invoke(app, ["evaluate", "--cube", str(tmp_path / "cube.zarr"), "--bands", "B11",
                                  "--out", str(tmp_path / "rep2")])
     assert r.exit_code == 2 and "has no band B11; it has B04, B08" in " ".join(r.output.split())
+
+
+def test_demo_runs_on_the_bundled_real_series(tmp_path, monkeypatch):
+    """``cloudfree demo``: the real series that ships in the package, the model, a side-by-side PNG."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    r = _invoke("demo", "--out", str(tmp_path / "out"))
+    text = " ".join(r.output.split())
+    assert "REAL Sentinel-2 L2A series bundled" in text and "Dask dashboard: http" in text
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert manifest["method"] == "model" and manifest["synthetic_input"] is False and len(manifest["periods"]) == 2
+    png = tmp_path / "out" / "compare_2019-08.png"
+    assert png.exists() and Image.open(png).size[0] > 3 * 64

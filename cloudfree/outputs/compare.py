@@ -1,0 +1,50 @@
+"""A side-by-side picture a person can judge at a glance: a cloudy input date, the median
+composite, and cloudfree's image, for the first output period of a finished run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_comparison"]
+
+
+def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str | None = None, context_days: int = 30,
+                     synthetic: bool = False, scale: int | None = None) -> Path:
+    """``compare_<period>.png`` in ``out_dir`` from its ``cube.zarr`` and ``mosaic.zarr``."""
+    import xarray as xr
+    from PIL import Image, ImageDraw
+
+    from ..cube.load import open_cube
+    from ..reconstruct.dataset import reconstruct
+    from .files import rgb_image
+
+    out = Path(out_dir)
+    cube = open_cube(out / "cube.zarr")
+    res = xr.open_zarr(out / "mosaic.zarr", decode_coords="all")
+    label = str(res.period.values[0])
+    med = reconstruct(cube, start, end, period=period, method="median", context_days=context_days)
+    dates = json.loads(res.attrs.get("input_dates", "{}")).get(label) or [str(t)[:10] for t in cube.time.values]
+    days = [str(v)[:10] for v in cube.time.values]
+    sub = cube.isel(time=[i for i, d in enumerate(days) if d in set(dates)])
+    frac = sub["clear"].mean(("y", "x")).values
+    t = int(np.argmin(np.abs(frac - 0.4)))  # partly cloudy: clouds and ground both visible
+    panels = [("input " + str(sub.time.values[t])[:10] + f" ({100 * (1 - frac[t]):.0f}% masked)",
+               sub["reflectance"].isel(time=t)),
+              ("median composite", med["reflectance"].isel(time=0)),
+              ("cloudfree (" + res.attrs.get("method", "") + ")", res["reflectance"].isel(time=0))]
+    imgs = [rgb_image(p.compute()) for _, p in panels]
+    h, w = imgs[0].shape[:2]
+    k = scale or max(1, 256 // max(h, w))
+    pad, top = 6, 18
+    canvas = Image.new("RGB", (3 * w * k + 4 * pad, h * k + top + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, ((title, _), img) in enumerate(zip(panels, imgs)):
+        x0 = pad + i * (w * k + pad)
+        canvas.paste(Image.fromarray(img).resize((w * k, h * k), Image.NEAREST), (x0, top))
+        draw.text((x0, 3), title + (" SYNTHETIC" if synthetic and i == 0 else ""), fill="black")
+    path = out / f"compare_{label}.png"
+    canvas.save(path)
+    return path
