@@ -19,11 +19,29 @@ from torch import nn
 
 from ..bands import L2A_BANDS
 
-__all__ = ["PixelTimeGate", "BoundBands", "N_SLOTS", "EDGE_CAP", "cloud_distance"]
+__all__ = ["PixelTimeGate", "BoundBands", "N_SLOTS", "EDGE_CAP", "LOCAL_RADII", "CONTEXT", "cloud_distance",
+           "local_fraction", "context_features"]
 
 N_SLOTS = len(L2A_BANDS)
 EDGE_CAP = 8
-"""Distances to the nearest unusable pixel are capped here (pixels); also the halo they need."""
+"""Distances to the nearest unusable pixel are capped here (pixels)."""
+LOCAL_RADII = (7, 31)
+"""Half-widths (pixels) of the windows whose usable fraction describes a date around a pixel."""
+CONTEXT = max(EDGE_CAP, *LOCAL_RADII)
+"""The margin (pixels) the per-date context features need: blocks read this much around them."""
+
+
+def local_fraction(usable, r: int):
+    """(…, H, W) bool → float32 usable fraction in the (2r+1)² window around each pixel; outside the
+    array counts as usable (the same convention at image edges, block edges and in training)."""
+    import numpy as np
+
+    u = np.asarray(usable, bool)
+    pad = [(0, 0)] * (u.ndim - 2) + [(r + 1, r), (r + 1, r)]
+    c = np.pad(u.astype(np.float64), pad, constant_values=1.0).cumsum(-2).cumsum(-1)
+    k = 2 * r + 1
+    s = c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
+    return (s / k**2).astype(np.float32)
 
 
 def cloud_distance(usable, cap: int = EDGE_CAP):
@@ -91,7 +109,7 @@ class PixelTimeGate(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         # Only relative, generic evidence enters the scores (robust z, time, validity): absolute
         # values would let a network fitted on a few real places memorise them.
-        n_date = 2 * N_SLOTS + 13
+        n_date = 2 * N_SLOTS + 14
         self.date_net = nn.Sequential(nn.Linear(n_date, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.score = nn.Linear(hidden, 1)
         self.interp_gain = nn.Parameter(torch.tensor(1.0))
@@ -108,10 +126,10 @@ class PixelTimeGate(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor, dt: torch.Tensor | None = None, pad: torch.Tensor | None = None,
                 bands=None, present: torch.Tensor | None = None, aux: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``present`` (B,12): x is already in the 12 slots with these bands present (training);
-        otherwise x holds ``bands`` (default all 12) in that order. ``aux`` (B,T,2,H,W): per date
-        the usable fraction of the *whole* image (not of a patch: tiling-invariant) and the distance
-        in pixels to the nearest unusable pixel of that date, capped at :data:`EDGE_CAP` (SCL misses
-        cloud edges: observations next to a flagged cloud are suspect)."""
+        otherwise x holds ``bands`` (default all 12) in that order. ``aux`` (B,T,3,H,W), from
+        :func:`context_features`: per date the usable fraction in windows of 15 and 63 px around
+        the pixel and the distance to the nearest unusable pixel (capped at :data:`EDGE_CAP`: SCL
+        misses cloud edges). Computed over the whole image with a margin, so tiling-invariant."""
         b, t, c, h, w = x.shape
         dev = x.device
         n = h * w
@@ -149,12 +167,14 @@ class PixelTimeGate(nn.Module):
         is_target = (adt < 0.5).float() * vf
         outl = (z.abs() > 3).float().sum(2, keepdim=True) / p4.sum(2, keepdim=True)
         if aux is None:
-            aux = torch.ones(b, t, 2, h, w, device=dev)
-            aux[:, :, 1] = EDGE_CAP
-        frac = aux[:, :, 0:1].float().reshape(b, t, 1, n)
-        edge = (aux[:, :, 1:2].float().reshape(b, t, 1, n) / EDGE_CAP).clamp(0, 1)
+            aux = torch.ones(b, t, 3, h, w, device=dev)
+            aux[:, :, 2] = EDGE_CAP
+        near_frac = aux[:, :, 0:1].float().reshape(b, t, 1, n)
+        frac = aux[:, :, 1:2].float().reshape(b, t, 1, n)
+        edge = (aux[:, :, 2:3].float().reshape(b, t, 1, n) / EDGE_CAP).clamp(0, 1)
         feats = torch.cat([z, p4.expand(b, t, -1, n), vf, dtn, dtn.abs(), torch.exp(-adt / 15.0), torch.exp(-adt / 60.0),
-                           interp, zabs, zblue, outl, is_target, frac, edge, (edge <= 2.0 / EDGE_CAP).float()], dim=2)
+                           interp, zabs, zblue, outl, is_target, frac, near_frac, edge,
+                           (edge <= 2.0 / EDGE_CAP).float()], dim=2)
         hdn = self.date_net(feats.permute(0, 1, 3, 2))  # (B,T,N,H)
         score = self.score(hdn)[..., 0] + self.interp_gain * torch.log(interp[:, :, 0] + 1e-3)  # (B,T,N)
         score = score.masked_fill(~v[:, :, 0], float("-inf"))
@@ -219,3 +239,15 @@ class BoundBands(nn.Module):
 
     def forward(self, x, valid, dt=None, pad=None):
         return self.model(x, valid, dt, pad, bands=self.bands)
+
+
+def context_features(usable, margin: int = 0):
+    """(T, H, W) usable → (T, 3, H - 2m, W - 2m) float32: usable fraction within 7 and 31 px and the
+    capped distance to the nearest unusable pixel, for the core of an array with margin ``m``."""
+    import numpy as np
+
+    u = np.asarray(usable, bool)
+    h, w = u.shape[-2] - 2 * margin, u.shape[-1] - 2 * margin
+    core = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
+    return np.stack([local_fraction(u, LOCAL_RADII[0])[core], local_fraction(u, LOCAL_RADII[1])[core],
+                     cloud_distance(u)[core].astype(np.float32)], 1)

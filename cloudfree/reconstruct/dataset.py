@@ -69,12 +69,10 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, chunk,
                      sub_r.data.name, sub_c.data.name)
     if pixelwise:
-        from ..models.pixel import EDGE_CAP
+        from ..models.pixel import CONTEXT
 
-        # per date, the usable fraction of the whole image (a global statistic: tiling-invariant)
         usable = sub_c.astype(bool) & sub_r.notnull().all("band")
-        frac = usable.mean(("y", "x")).compute().values.astype(np.float32)
-        h, e = 0, EDGE_CAP  # no halo for the model; an EDGE_CAP margin for the cloud distance
+        h, e = 0, CONTEXT  # no halo for the network; a margin for its per-date context features
         xr_ = sub_r.data
         cm = da.pad(usable.data, ((0, 0), (e, e), (e, e)), mode="constant", constant_values=True)
     else:
@@ -87,7 +85,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         for j, (x0, x1) in enumerate(_edges(nx, chunk)):
             ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
             em = cm[:, y0 : y1 + 2 * (h + e), x0 : x1 + 2 * (h + e)].rechunk(-1)
-            fn, extra = (predict_pixels, {"bands": bands, "frac": frac, "margin": e}) if pixelwise else \
+            fn, extra = (predict_pixels, {"bands": bands, "margin": e}) if pixelwise else \
                 (predict_block, {"origin": (y0, x0)})
             row.append(da.map_blocks(fn, ex, em, dt=dt, model=model, cfg=tiles, **extra,
                                      dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,

@@ -138,20 +138,20 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
 
 
 def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig, bands: list[str],
-                   frac: np.ndarray | None = None, margin: int = 0, pixels_per_batch: int = 16384) -> np.ndarray:
-    """A per-pixel model (no spatial context) over one block, no halo: x (T, C, h, w), clear
-    (T, h + 2m, w + 2m) usable mask with a margin of ``margin`` pixels (for the distance to the
-    nearest unusable pixel), ``frac`` (T,) the usable fraction of each date over the whole image.
+                   margin: int = 0, pixels_per_batch: int = 16384) -> np.ndarray:
+    """A per-pixel model (no spatial context in the network) over one block, no halo: x (T, C, h, w),
+    clear (T, h + 2m, w + 2m) usable mask with a margin of ``margin`` pixels for the per-date
+    context features (local usable fractions, distance to the nearest unusable pixel).
     Returns (C, h, w). Rows are batched so memory stays bounded whatever the block size."""
     import torch
 
-    from ..models.pixel import cloud_distance
+    from ..models.pixel import context_features
 
     device = resolve_device(cfg.device)
     net, lock = model_on_device(model, device)
     t, c, h, w = x.shape
     m = margin
-    dist = cloud_distance(clear)[:, m : m + h, m : m + w] if m else None
+    ctx = context_features(clear, m) if m else None
     core = np.ascontiguousarray(clear[:, m : m + h, m : m + w]).astype(bool)
     out = np.empty((c, h, w), np.float32)
     rows = max(1, pixels_per_batch // max(w, 1))
@@ -161,12 +161,7 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
         r1 = min(r0 + rows, h)
         xb = torch.from_numpy(np.ascontiguousarray(x[:, :, r0:r1], dtype=np.float32)).to(device)[None]
         mb = torch.from_numpy(core[:, r0:r1]).to(device)[None]
-        aux = None
-        if frac is not None and dist is not None:
-            a = np.empty((t, 2, r1 - r0, w), np.float32)
-            a[:, 0] = np.asarray(frac, np.float32)[:, None, None]
-            a[:, 1] = dist[:, r0:r1]
-            aux = torch.from_numpy(a).to(device)[None]
+        aux = torch.from_numpy(np.ascontiguousarray(ctx[:, :, r0:r1])).to(device)[None] if ctx is not None else None
         with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
             pred = net(xb, mb, dtt, bands=bands, aux=aux)["output"]
         out[:, r0:r1] = pred[0].float().cpu().numpy()

@@ -61,11 +61,10 @@ class RealSeries:
         sub = self.refl[:, self.present]
         self.targets = clear_targets(sub, self.scl, bands, min_clear=0.9, max_unclassified=0.05, max_haze=0.03)
         self.sources = [s for s in range(len(self.days)) if np.isin(self.scl[s], CLOUD_SHADOW_SCL).mean() > 0.02]
-        from ..models.pixel import cloud_distance
+        from ..models.pixel import context_features
 
         usable = ~np.isin(self.scl, UNUSABLE) & np.isfinite(self.refl[:, self.present]).all(1)
-        self.frac = usable.reshape(len(self.days), -1).mean(1).astype(np.float32)
-        self.dist = cloud_distance(usable)
+        self.ctx = context_features(usable)  # (T, 3, H, W)
         return self
 
 
@@ -129,8 +128,8 @@ class PixelSampler:
         present = np.zeros((b, 12), bool)
         truth = np.zeros((b, 12, p), np.float32)
         hidden = np.zeros((b, p), bool)
-        aux = np.zeros((b, tm, 2, 1, p), np.float32)
-        from ..models.pixel import EDGE_CAP, cloud_distance
+        aux = np.zeros((b, tm, 3, 1, p), np.float32)
+        from ..models.pixel import EDGE_CAP, context_features
 
         for i in range(b):
             for _ in range(20):
@@ -171,18 +170,16 @@ class PixelSampler:
                 series[j] = s.refl[src][:, py, px] * gain
                 scl[j] = s.scl[src][py, px]
             n = len(idx)
-            frac = s.frac[idx].copy()
-            dist = s.dist[idx][:, py, px].astype(np.float32)
+            ctx = s.ctx[idx][:, :, py, px]  # (T, 3, P)
             if not drop:
                 scl_t = s.scl[t].copy()
                 scl_t[cloud] = s.scl[src][cloud]
                 ref_t = np.where(cloud[None], s.refl[src], s.refl[t])[s.present]
                 u = ~np.isin(scl_t, UNUSABLE) & np.isfinite(ref_t).all(0)
-                frac[j] = u.mean()
-                dist[j] = cloud_distance(u)[py, px]
-            aux[i, :n, 0, 0] = frac[:, None]
-            aux[i, :n, 1, 0] = dist
-            aux[i, n:, 1, 0] = EDGE_CAP
+                ctx[j] = context_features(u[None])[0][:, py, px]
+            aux[i, :n, :, 0] = ctx
+            aux[i, n:, :2, 0] = 1.0
+            aux[i, n:, 2, 0] = EDGE_CAP
             x[i, :n, :, 0] = np.nan_to_num(series) * bands[None, :, None]
             valid[i, :n, 0] = ~np.isin(scl, UNUSABLE) & np.isfinite(series[:, bands]).all(1)
             dt[i, :n] = s.days[idx] - s.days[t]
