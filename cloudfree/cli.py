@@ -136,7 +136,8 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     req = SearchRequest(**req_args)
     spec = CubeSpec(**spec_args)
     device = resolve_device(job_args.pop("device"))
-    tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=job_args.pop("batch"), device=device)
+    tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=job_args.pop("batch"), device=device,
+                       pass_through=job_args.pop("pass_through", True))
     job = JobConfig(tiles=tiles, **job_args)
     if job.method not in ("auto", "model", "median", "mosaicking", "least_cloudy", "interpolation"):
         raise ValueError(f"unknown --method {job.method!r}; choose auto, model, median, mosaicking, least_cloudy, interpolation")
@@ -163,6 +164,8 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         patch: int = 256, overlap: int = 16, batch: int = 16,
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
         fill_unobserved: bool = typer.Option(False, help="keep the model's spatial guess where nothing clear was seen"),
+        pass_through: bool = typer.Option(True, help="keep a target date's own clear observation unchanged (the "
+                                                     "default model: unless next to a flagged cloud or off the series)"),
         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
         scheduler: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
         processes: bool = False) -> None:
@@ -171,7 +174,8 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
                    dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
-                        fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch),
+                        fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
+                        pass_through=pass_through),
                    _cluster(scheduler, workers, threads, processes))
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
@@ -192,7 +196,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     """Run the whole job on a REAL Sentinel-2 series bundled with cloudfree (or --synthetic) and write a
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
-                  chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False,
+                  chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False, pass_through=True,
                   exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
     if synthetic:
         from .catalog.demo import DemoSpec, write_demo_catalog

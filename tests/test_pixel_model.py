@@ -40,16 +40,25 @@ def test_output_is_the_same_for_any_tiling_and_patch_size(bands):
         np.testing.assert_allclose(r, runs[0], atol=1e-4, equal_nan=True)
 
 
-def test_clear_target_passes_through_unless_next_to_a_flagged_cloud():
+def test_clear_target_passes_through_unless_next_to_a_flagged_cloud_or_off_the_series():
     cube = _cube()
+    clear = cube["clear"].values.copy()
+    clear[4] = 1
+    clear[4, 10:14, 5:25] = 0  # the target date: clear but for one cloud
+    cube["clear"] = (("time", "y", "x"), clear)
     day = str(cube.time.values[4])[:10]  # a period centred on an acquisition: that date is the target
     ds = cloudfree.reconstruct(cube, day, day, context_days=20).compute()
     out = ds["reflectance"].isel(time=0).values
     target = cube["reflectance"].isel(time=4).values
     usable = cube["clear"].isel(time=4).values.astype(bool)
     far = usable & (cloud_distance(usable) > 3)
-    np.testing.assert_array_equal(out[:, far], target[:, far])
+    assert far.sum() > 300 and (usable & ~far).sum() > 50
+    same = (out[:, far] == target[:, far]).all(0)
+    assert same.mean() > 0.97  # the rest disagree with their series by > 4 robust z (random toy data)
     assert (np.abs(out[:, usable & ~far] - target[:, usable & ~far]).max(0) > 1e-6).mean() > 0.5
+    off = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=TileConfig(pass_through=False)).compute()
+    changed = np.abs(off["reflectance"].isel(time=0).values[:, far] - target[:, far]).max(0) > 1e-6
+    assert changed.mean() > 0.5  # the flag turns it off: the series decides
 
 
 def test_band_aware_checkpoint_serves_subsets_and_says_so(tmp_path):
@@ -81,7 +90,7 @@ def test_trainer_learns_on_real_series(shared_data, tmp_path):
     from cloudfree.training.pixel import PixelTrainConfig, load_real_series, train_pixel
 
     series = load_real_series(str(shared_data / "real-s2-l2a" / "catalog.json"), ["gfmap_optical_cube"])
-    assert series[0].targets and series[0].sources and series[0].dist.shape == series[0].scl.shape
+    assert series[0].targets and series[0].sources and series[0].ctx.shape[2:] == series[0].scl.shape[1:]
     res = train_pixel(series, series, tmp_path, PixelTrainConfig(steps=4, pairs=4, pixels=16, val_every=2),
                       log=lambda s: None)
     assert np.isfinite(res["best_val_psnr"])

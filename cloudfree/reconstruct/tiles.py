@@ -26,6 +26,8 @@ class TileConfig:
     batch: int = 16
     device: str = "auto"
     amp: bool = True
+    pass_through: bool = True
+    """Band-aware per-pixel models: keep the target date's own clear observation (see the model card)."""
 
     @property
     def stride(self) -> int:
@@ -163,6 +165,13 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
         mb = torch.from_numpy(core[:, r0:r1]).to(device)[None]
         aux = torch.from_numpy(np.ascontiguousarray(ctx[:, :, r0:r1])).to(device)[None] if ctx is not None else None
         with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
-            pred = net(xb, mb, dtt, bands=bands, aux=aux)["output"]
+            keep = getattr(net, "pass_through", None)
+            if keep is not None:
+                net.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
+            try:
+                pred = net(xb, mb, dtt, bands=bands, aux=aux)["output"]
+            finally:
+                if keep is not None:
+                    net.pass_through = keep
         out[:, r0:r1] = pred[0].float().cpu().numpy()
     return out
