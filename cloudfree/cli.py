@@ -64,7 +64,7 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
 
 
 @app.command()
-def search(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
+def search(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
            aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
            start: str = typer.Option(...), end: str = typer.Option(...),
            collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None) -> None:
@@ -86,14 +86,15 @@ def _mask(exclude_scl: str):
     return MaskConfig.from_classes(exclude_scl)
 
 
-def _cluster(scheduler, workers, threads, processes):
+def _cluster(scheduler, workers, threads, processes, dashboard_address: str = "127.0.0.1:0"):
     from .cluster import ClusterConfig
 
-    return ClusterConfig(scheduler=scheduler, n_workers=workers, threads_per_worker=threads, processes=processes)
+    return ClusterConfig(scheduler=scheduler, n_workers=workers, threads_per_worker=threads, processes=processes,
+                         dashboard_address=dashboard_address)
 
 
 @app.command()
-def cube(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
+def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
          aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
          start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
          collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None,
@@ -151,7 +152,7 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
 
 
 @app.command()
-def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
+def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
         aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
         start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
         model: Optional[str] = typer.Option(None, help="checkpoint (.safetensors); default: the shipped weights"),
@@ -167,8 +168,10 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
         pass_through: bool = typer.Option(True, help="keep a target date's own clear observation unchanged (the "
                                                      "default model: unless next to a flagged cloud or off the series)"),
         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
-        scheduler: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
-        processes: bool = False) -> None:
+        scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler, e.g. tcp://host:8786"),
+        workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
+        dashboard_address: str = typer.Option("127.0.0.1:0", help="host:port of the local cluster's dashboard "
+                                                                    "(0.0.0.0:8787 to reach it from other machines)")) -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
         res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
@@ -176,7 +179,7 @@ def run(stac: str = typer.Option("demo", help=STAC_HELP), bbox: Optional[str] = 
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through),
-                   _cluster(scheduler, workers, threads, processes))
+                   _cluster(scheduler, workers, threads, processes, dashboard_address))
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
     console.print(f"[green]done[/] ({res['method']}): {out / 'run.json'}")
@@ -197,13 +200,13 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
                   chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False, pass_through=True,
-                  exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False)
+                  exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False,
+                  dashboard_address="127.0.0.1:0")
     if synthetic:
         from .catalog.demo import DemoSpec, write_demo_catalog
-        from .catalog.sources import DEFAULT_DEMO_DIR
 
         spec = DemoSpec(size=size)
-        items = write_demo_catalog(DEFAULT_DEMO_DIR / "catalog", spec)
+        items = write_demo_catalog(out / "catalog", spec)
         fc = json.loads(items.read_text())
         west = min(f["bbox"][0] for f in fc["features"]); south = min(f["bbox"][1] for f in fc["features"])
         east = max(f["bbox"][2] for f in fc["features"]); north = max(f["bbox"][3] for f in fc["features"])
@@ -212,7 +215,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
         dates = sorted(f["properties"]["datetime"][:10] for f in fc["features"])
         console.print(f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {spec.size}x{spec.size} px at 10 m) "
                       f"bbox={bbox} {dates[0]}..{dates[-1]}")
-        stac, start, end, period, context, collection = "demo", "2024-06-01", "2024-08-31", None, 45, None
+        stac, start, end, period, context, collection = str(items), "2024-06-01", "2024-08-31", None, 45, None
     else:
         from importlib import resources
 

@@ -25,12 +25,30 @@ class ClusterConfig:
     dashboard_address: str = "127.0.0.1:0"
 
 
+def dashboard_link(client: Client, config: ClusterConfig) -> str:
+    """A link that opens on the machine that runs the job: the local cluster's dashboard listens on
+    ``config.dashboard_address`` (127.0.0.1 by default), whatever address distributed reports."""
+    link = client.dashboard_link
+    if config.scheduler is None:
+        from urllib.parse import urlparse
+
+        u = urlparse(link)
+        host = config.dashboard_address.rsplit(":", 1)[0] or "127.0.0.1"
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "localhost") else host
+        link = u._replace(netloc=f"{host}:{u.port}").geturl()
+        if host == "127.0.0.1":
+            link += "  (local only; --dashboard-address 0.0.0.0:8787 to reach it from elsewhere)"
+    return link
+
+
 @contextlib.contextmanager
 def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator[Client]:
     """Yield a connected client; the dashboard link is printed so users can watch progress."""
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed sets INFO on import; quiet it
         for name in ("distributed", "bokeh", "tornado"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    # bokeh warns about distributed's own host wildcard: nothing a user can act on
+    logging.getLogger("bokeh.server.util").setLevel(logging.ERROR)
     if config.scheduler:
         client = Client(config.scheduler)
         cluster = None
@@ -46,7 +64,7 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
                                GDAL_HTTP_MAX_RETRY="5", GDAL_HTTP_RETRY_DELAY="1")
     except Exception:  # configure_rio is best effort on exotic clusters
         pass
-    echo(f"Dask dashboard: {client.dashboard_link}")
+    echo(f"Dask dashboard: {dashboard_link(client, config)}")
     try:
         yield client
     finally:

@@ -32,6 +32,13 @@ __all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "available_ban
 
 log = logging.getLogger(__name__)
 
+import warnings  # noqa: E402
+
+from rasterio.errors import NotGeoreferencedWarning  # noqa: E402
+
+# odc-stac reprojects through in-memory arrays that carry no georeference: a warning users cannot act on
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
 
 DEFAULT_UNUSABLE_SCL = (0, 1, 3, 8, 9, 10)
 """SCL classes masked by default: no data, saturated/defective, cloud shadow, cloud medium/high
