@@ -32,7 +32,7 @@ def bench_tile(args) -> dict:
     import torch
 
     from cloudfree.reconstruct.tiles import TileConfig, load_model_cached, predict_block, resolve_device
-    from cloudfree.models.checkpoint import default_weights
+    from cloudfree.models.checkpoint import unet_weights
 
     cfg = TileConfig(patch=args.patch, overlap=args.overlap, batch=args.batch, device=args.device, amp=not args.fp32)
     x, clear = synthetic_series(args.size, args.dates)
@@ -40,18 +40,17 @@ def bench_tile(args) -> dict:
     xe = np.pad(x, ((0, 0), (0, 0), (h, h), (h, h)), mode="reflect")
     ce = np.pad(clear, ((0, 0), (h, h), (h, h)), mode="reflect")
     dt = (np.arange(args.dates) - args.dates // 2).astype(np.float32) * 10
-    info = {None: {"array-location": [(0, 12), (0, args.size), (0, args.size)]}}
-    model_path = str(args.model or default_weights())
+    model_path = str(args.model or unet_weights())  # the halo'd U-Net tile function
     dev = resolve_device(args.device)
     load_model_cached(model_path, dev)
     predict_block(xe[..., : 2 * h + cfg.patch, : 2 * h + cfg.patch], ce[..., : 2 * h + cfg.patch, : 2 * h + cfg.patch], dt=dt,
-                  model_path=model_path, cfg=cfg, block_info={None: {"array-location": [(0, 12), (0, cfg.patch), (0, cfg.patch)]}})
+                  model=model_path, cfg=cfg, origin=(0, 0))
     times = []
     for _ in range(args.repeats):
         if dev.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = predict_block(xe, ce, dt=dt, model_path=model_path, cfg=cfg, block_info=info)
+        out = predict_block(xe, ce, dt=dt, model=model_path, cfg=cfg, origin=(0, 0))
         if dev.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
