@@ -40,6 +40,7 @@ def main(argv=None):
     t.add_argument("--hidden", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    t.add_argument("--synthetic", type=int, default=0, help="add this many SYNTHETIC scenes (seeds 2000+) to training")
     a = ap.parse_args(argv)
     from cloudfree.training.pixel import PixelTrainConfig, RealSeries, load_real_series, train_pixel
 
@@ -56,9 +57,17 @@ def main(argv=None):
     series = [RealSeries.load(p) for p in sorted(Path(a.data).glob("*.npz"))]
     assert TEST not in {s.name for s in series}, "the test collection must never be trained on"
     held = {s.name: set(s.targets[1::3]) for s in series}
+    val = list(series)
+    if a.synthetic:
+        from cloudfree.training.pixel import synthetic_series
+
+        synth = [synthetic_series(2000 + i) for i in range(a.synthetic)]
+        print(f"{len(synth)} SYNTHETIC scenes, {sum(len(s.targets) for s in synth)} clear targets", flush=True)
+        series += synth
+        held.update({s.name: set() for s in synth})
     cfg = PixelTrainConfig(steps=a.steps, pairs=a.pairs, pixels=a.pixels, lr=a.lr, hidden=a.hidden, seed=a.seed,
                            max_minutes=a.minutes)
-    res = train_pixel(series, series, a.out, cfg, device=device,
+    res = train_pixel(series, val, a.out, cfg, device=device,
                       train_filter=lambda s, t: t not in held[s.name], val_filter=lambda s, t: t in held[s.name])
     res["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     Path(a.out, "result.json").write_text(json.dumps(res, indent=1))
