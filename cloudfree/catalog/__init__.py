@@ -1,6 +1,14 @@
-"""Where items come from: STAC API search, static catalogs and item files, the loopback server, the demo."""
+"""Where items come from: STAC API search, static catalogs and item files, the loopback server, the
+bundled real demo series and the SYNTHETIC simulator. Imported lazily, so ``simulate`` needs numpy only."""
 
-from .search import KNOWN_CATALOGS, CatalogError, NoItemsFound, SearchRequest, search
-from .sources import open_catalog
+import importlib
 
 __all__ = ["search", "SearchRequest", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "open_catalog"]
+_WHERE = {"search": "search", "SearchRequest": "search", "CatalogError": "search", "NoItemsFound": "search",
+          "KNOWN_CATALOGS": "search", "open_catalog": "sources"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
