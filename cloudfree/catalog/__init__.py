@@ -3,8 +3,8 @@ bundled real demo series and the SYNTHETIC simulator. Imported lazily, so ``simu
 
 import importlib
 
-__all__ = ["search", "SearchRequest", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "open_catalog"]
-_WHERE = {"search": "search", "SearchRequest": "search", "CatalogError": "search", "NoItemsFound": "search",
+__all__ = ["SearchRequest", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "open_catalog"]
+_WHERE = {"SearchRequest": "search", "CatalogError": "search", "NoItemsFound": "search",
           "KNOWN_CATALOGS": "search", "open_catalog": "sources"}
 
 
