@@ -14,7 +14,6 @@ import numpy as np
 import pystac
 import rasterio
 import xarray as xr
-from rasterio.windows import Window
 
 from ..bands import RGB, S2_BANDS
 
@@ -25,46 +24,29 @@ COG_SCALE = 1e-4
 _INFO = {b.id: b for b in S2_BANDS}
 
 
-def write_cog(ds: xr.Dataset, t: int, path: str | Path, block: int = 512, tags: dict | None = None) -> Path:
-    """One period as a COG: uint16 DN with band scale 1e-4 / offset 0 and nodata 0 in the band
-    metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and QGIS read reflectance), band
-    descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles, overviews.
+def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None) -> Path:
+    """One period as a COG in one pass with rioxarray's COG driver: uint16 DN with band scale 1e-4 /
+    offset 0 and nodata 0 in the band metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and
+    QGIS read reflectance), band descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles,
+    overviews (even for small outputs). Written to ``<name>.part`` and renamed when complete.
 
-    Written block by block into a tiled GeoTIFF, then copied into COG layout with rio-cogeo (which
-    keeps scales, offsets, descriptions and tags): GDAL's COG driver is create-copy only and
-    odc-geo's Dask COG writer cannot store band scale/offset, so this keeps memory bounded and the
-    metadata right.
+    GDAL's COG driver is create-copy: one period's uint16 image is held in memory while it is
+    written (odc-geo's Dask writer would stream, but cannot store band scale/offset).
     """
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
+    import rioxarray  # noqa: F401  (registers .rio)
 
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tiled.tif")
     refl = ds["reflectance"].isel(time=t)
     nb, ny, nx = refl.shape
-    gb = ds.odc.geobox
-    profile = dict(driver="GTiff", width=nx, height=ny, count=nb, dtype="uint16", nodata=0, crs=gb.crs.to_wkt(),
-                   transform=gb.affine, tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
-                   BIGTIFF="IF_SAFER")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        for y0 in range(0, ny, block):
-            for x0 in range(0, nx, block):
-                win = refl.isel(y=slice(y0, y0 + block), x=slice(x0, x0 + block)).values
-                dn = np.where(np.isfinite(win), np.clip(np.round(np.nan_to_num(win) / COG_SCALE), 1, 65535), 0)
-                dst.write(dn.astype(np.uint16), window=Window(x0, y0, win.shape[2], win.shape[1]))
-        dst.scales = (COG_SCALE,) * nb
-        dst.offsets = (0.0,) * nb
-        dst.descriptions = tuple(str(b) for b in ds.band.values)
-        dst.update_tags(period=str(ds.period.values[t]), software="cloudfree", **(tags or {}))
-    prof = cog_profiles.get("deflate")
-    prof.update(blockxsize=256, blockysize=256, predictor=2)
-    part = path.with_name(path.name + ".part")
-    # overviews even for small outputs, but never smaller than one pixel (a 1 px AOI has none)
+    dn = xr.where(np.isfinite(refl), np.clip(np.round(refl / COG_SCALE), 1, 65535), 0).astype(np.uint16).compute()
+    dn.attrs = {"long_name": tuple(str(b) for b in ds.band.values), "scale_factor": COG_SCALE, "add_offset": 0.0}
+    dn = dn.rio.write_nodata(0).rio.write_crs(ds.odc.geobox.crs.to_wkt())
     levels = min(max(2, int(np.ceil(np.log2(max(ny, nx) / 256))) + 1), int(np.floor(np.log2(min(ny, nx)))))
-    cog_translate(str(tmp), str(part), prof, overview_resampling="average", overview_level=levels, quiet=True,
-                  add_mask=False, in_memory=False, web_optimized=False)
+    part = path.with_name(path.name + ".part")
+    dn.rio.to_raster(part, driver="COG", compress="DEFLATE", predictor=2, blocksize=256, bigtiff="IF_SAFER",
+                     overview_resampling="average", overview_count=max(levels, 0),
+                     tags={"period": str(ds.period.values[t]), "software": "cloudfree", **(tags or {})})
     os.replace(part, path)
-    tmp.unlink(missing_ok=True)
     return path
 
 
