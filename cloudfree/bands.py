@@ -126,8 +126,7 @@ def band_source(item_assets: dict, band: str) -> tuple[str, int]:
         if key in item_assets:
             return key, 0
     for key, asset in item_assets.items():
-        extra = asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")
-        for i, eb in enumerate(extra or []):
+        for i, eb in enumerate(_eo_bands(asset)):
             if eb.get("name") in (info.id, info.common_name) and "jp2" not in key:
                 return key, i
     raise KeyError(f"no asset for band {band} ({info.common_name})")
@@ -142,46 +141,9 @@ def load_name(item_assets: dict, band: str) -> str:
     """The name odc-stac loads ``band`` by: the asset key, or the band id inside a multi-band asset
     (odc-stac aliases ``eo:bands`` names)."""
     key, _ = band_source(item_assets, band)
-    asset = item_assets[key]
-    extra = asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")
-    return band if extra and len(extra) > 1 else key
+    return band if len(_eo_bands(item_assets[key])) > 1 else key
 
 
-def item_bands(item, with_scl: bool = True) -> list[str]:
-    """The L2A band ids (canonical order, then ``SCL``) that an item has assets for."""
-    out = []
-    for b in (*L2A_BANDS, SCL) if with_scl else L2A_BANDS:
-        try:
-            asset_key(item.assets, b)
-        except KeyError:
-            continue
-        out.append(b)
-    return out
-
-
-def native_resolution(bands: tuple[str, ...] | list[str]) -> int:
-    """The finest native resolution (m) among ``bands``: the default output grid."""
-    return min(_BY_ID[b].resolution for b in bands)
-
-
-def asset_key(item_assets: dict, band: str) -> str:
-    """Find the asset key that holds ``band`` (ESA id or ``SCL``) in one STAC item's assets.
-
-    Tries the ESA id, the common name, then each asset's ``eo:bands`` name/common name, so both
-    Earth Search (``red``) and Planetary Computer (``B04``) layouts resolve.
-    """
-    if band == SCL:
-        for key in ("SCL", "scl"):
-            if key in item_assets:
-                return key
-        raise KeyError("no SCL (scene classification) asset")
-    info = _BY_ID[band]
-    for key in (info.id, info.common_name, info.id.lower()):
-        if key in item_assets:
-            return key
-    for key, asset in item_assets.items():
-        extra = asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")
-        for eb in extra or []:
-            if eb.get("name") in (info.id, info.common_name) and "jp2" not in key:
-                return key
-    raise KeyError(f"no asset for band {band} ({info.common_name})")
+def _eo_bands(asset) -> list[dict]:
+    """An asset's ``eo:bands`` (pystac Asset or plain dict), empty when absent."""
+    return (asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")) or []

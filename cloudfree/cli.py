@@ -131,7 +131,7 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     from .cube.load import CubeSpec
     from .pipeline import JobConfig, run_job
     from .progress import StageProgress
-    from .reconstruct.dataset import resolve_method  # noqa: F401  (fails early on an unknown method below)
+    from .reconstruct.composites import METHODS
     from .reconstruct.tiles import TileConfig, resolve_device
 
     req = SearchRequest(**req_args)
@@ -140,8 +140,8 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=job_args.pop("batch"), device=device,
                        pass_through=job_args.pop("pass_through", True))
     job = JobConfig(tiles=tiles, **job_args)
-    if job.method not in ("auto", "model", "median", "mosaicking", "least_cloudy", "interpolation"):
-        raise ValueError(f"unknown --method {job.method!r}; choose auto, model, median, mosaicking, least_cloudy, interpolation")
+    if job.method not in ("auto", "model", *METHODS):  # before any search or Dask work
+        raise ValueError(f"unknown --method {job.method!r}; choose auto, model, {', '.join(METHODS)}")
     if device.startswith("cuda") and cluster.threads_per_worker is None:
         from dataclasses import replace
 

@@ -107,17 +107,11 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
                 "periods": res["periods"], "method": method, "method_reason": reason,
                 "model": str(model) if method == "model" else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
-                "device": device, "shape": {k: int(v) for k, v in xr_sizes(out / "mosaic.zarr").items()},
+                "device": device, "shape": res["shape"],
                 "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
                 "synthetic_input": synthetic}
     (out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
-
-
-def xr_sizes(path: Path) -> dict:
-    import xarray as xr
-
-    return dict(xr.open_zarr(path).sizes)
 
 
 def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None, bands=None, method: str = "auto",

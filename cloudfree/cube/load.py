@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import odc.stac
 import pystac
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
+from rasterio.errors import NotGeoreferencedWarning
 
 from ..aoi import AOI, choose_crs
 from ..bands import SCL, band_source, item_bands, load_name, validate_bands
@@ -31,10 +33,6 @@ __all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "available_ban
            "DEFAULT_UNUSABLE_SCL"]
 
 log = logging.getLogger(__name__)
-
-import warnings  # noqa: E402
-
-from rasterio.errors import NotGeoreferencedWarning  # noqa: E402
 
 # odc-stac reprojects through in-memory arrays that carry no georeference: a warning users cannot act on
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)

@@ -10,6 +10,7 @@ clear value. Everything runs through :func:`cloudfree.reconstruct`, as ``cloudfr
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,21 +31,10 @@ def _haze_score(refl: np.ndarray, scl: np.ndarray, bands: list[str]) -> np.ndarr
 
     b = min(range(len(bands)), key=lambda i: L2A_BANDS.index(bands[i]))
     x = np.where(np.isin(scl, CLEAR_SCL), refl[:, b], np.nan)
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(x, axis=0)
         return np.nanmedian(x - med[None], axis=(1, 2))
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
 
 
 def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_clear: float = 0.98,

@@ -84,6 +84,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
             files["stac_item"] = str(item_path)
         periods[label] = files
     result = OutputsResult(status=status, zarr=str(zpath), periods=periods, digest=digest,
+                           shape={k: int(v) for k, v in res.sizes.items()},
                            no_clear_pixels=int(res["no_clear"].sum().compute()))
     if items:
         ic = pystac.ItemCollection(items)
