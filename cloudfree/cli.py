@@ -23,6 +23,21 @@ RESOLUTION_HELP = "output pixel size in metres (default: the finest native resol
 SCL_HELP = ("SCL classes that make a pixel unusable, comma-separated codes 0-11 (default 0,1,3,8,9,10: no data, defective, "
             "cloud shadow, cloud medium/high, cirrus). SCL often labels cloud as 7 (unclassified) or 11 (snow): add 7,11 "
             "where no real snow is expected. The classes used are recorded in every output")
+START_HELP = "first date, YYYY-MM-DD (inclusive)"
+END_HELP = "last date, YYYY-MM-DD (inclusive; not before --start)"
+BBOX_HELP = "west,south,east,north in degrees (EPSG:4326, lon/lat order)"
+AOI_HELP = "area as a GeoJSON file or string (Polygon, MultiPolygon, Feature or FeatureCollection; EPSG:4326)"
+CLOUD_HELP = "drop scenes whose eo:cloud_cover is above this percentage (0-100; default: keep all)"
+CRS_HELP = "output CRS, e.g. EPSG:32632 (default: the UTM zone of the area's centre)"
+CHUNK_HELP = "block side in pixels for the cube and the inference tiles (default: chosen from --memory-limit)"
+MEMORY_HELP = ("memory budget for the run, e.g. 4GB or 2GiB (default 'auto': 80 % of this machine's memory); the block "
+               "size and how many blocks run at once are chosen to stay under it, whatever the area")
+DEVICE_HELP = "where the model runs: auto (cuda if available, else cpu) | cpu | cuda | cuda:N"
+WORKERS_HELP = "local Dask workers (default: 1 worker with threads; 2 with --processes)"
+THREADS_HELP = "threads per local Dask worker (default: all cores; 1 per worker when driving a GPU)"
+PROCESSES_HELP = "local workers as processes instead of threads (each loads its own model; for large CPU runs)"
+SCHEDULER_HELP = "join an existing Dask scheduler, e.g. tcp://host:8786, instead of starting a local cluster"
+DASHBOARD_HELP = "host:port of the local cluster's dashboard (0.0.0.0:8787 to reach it from other machines)"
 METHOD_HELP = ("auto (the model where it serves the bands, else median) | model | median | mosaicking | least_cloudy | "
                "interpolation")
 
@@ -44,6 +59,13 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _interrupted(out: Path | None) -> None:
+    """Ctrl-C: one line saying what is kept and how to go on, no traceback."""
+    where = f"everything finished so far is kept in {out}; " if out else ""
+    console.print(f"[yellow]interrupted:[/] {where}run the same command again to resume where it stopped")
+    raise typer.Exit(code=130)
+
+
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -53,9 +75,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 
 @app.command("demo-data")
 def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="folder for COGs + items.json"),
-              size: int = typer.Option(300, help="side in 10 m pixels (multiple of 6)"),
-              dates: int = typer.Option(24, help="number of acquisition dates"),
-              seed: int = typer.Option(42)) -> None:
+              size: int = typer.Option(300, help="side in 10 m pixels (multiple of 6)", min=6),
+              dates: int = typer.Option(24, help="number of acquisition dates", min=1),
+              seed: int = typer.Option(42, help="random seed (the same seed writes the same catalog)")) -> None:
     """Write the SYNTHETIC demo catalog (COGs + STAC items)."""
     from .catalog.demo import DemoSpec, write_demo_catalog
 
@@ -64,10 +86,11 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
 
 
 @app.command()
-def search(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
-           aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
-           start: str = typer.Option(...), end: str = typer.Option(...),
-           collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None) -> None:
+def search(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
+           aoi: Optional[str] = typer.Option(None, help=AOI_HELP),
+           start: str = typer.Option(..., help=START_HELP), end: str = typer.Option(..., help=END_HELP),
+           collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP),
+           max_cloud: Optional[float] = typer.Option(None, help=CLOUD_HELP, min=0, max=100)) -> None:
     """List the items a search finds."""
     from .catalog.sources import search_items
 
@@ -94,17 +117,24 @@ def _cluster(scheduler, workers, threads, processes, dashboard_address: str = "1
 
 
 @app.command()
-def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
-         aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
-         start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
-         collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None,
+def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
+         aoi: Optional[str] = typer.Option(None, help=AOI_HELP),
+         start: str = typer.Option(..., help=START_HELP), end: str = typer.Option(..., help=END_HELP),
+         out: Path = typer.Option(..., help="cube store to write (a .zarr folder; resumes an interrupted one)"),
+         collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP),
+         max_cloud: Optional[float] = typer.Option(None, help=CLOUD_HELP, min=0, max=100),
          bands: Optional[str] = typer.Option(None, help=BANDS_HELP),
-         crs: Optional[str] = typer.Option(None, help="output CRS (default: the AOI's UTM zone)"),
-         resolution: Optional[float] = typer.Option(None, help=RESOLUTION_HELP), chunk: int = 1024,
-         scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler"),
-         workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
+         crs: Optional[str] = typer.Option(None, help=CRS_HELP),
+         resolution: Optional[float] = typer.Option(None, help=RESOLUTION_HELP, min=0.01),
+         chunk: Optional[int] = typer.Option(None, help=CHUNK_HELP, min=16),
+         memory_limit: str = typer.Option("auto", help=MEMORY_HELP),
+         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
+         workers: Optional[int] = typer.Option(None, help=WORKERS_HELP, min=1),
+         threads: Optional[int] = typer.Option(None, help=THREADS_HELP, min=1),
+         processes: bool = typer.Option(False, help=PROCESSES_HELP),
          skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping"),
-         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP)) -> None:
+         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
+         dashboard_address: str = typer.Option("127.0.0.1:0", help=DASHBOARD_HELP)) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
     from .catalog.search import SearchRequest
     from .catalog.sources import open_catalog, source_id
@@ -115,16 +145,38 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
 
     try:
         req = SearchRequest(_aoi(bbox, aoi, stac), start, end, collection, max_cloud)
-        spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl))
-        with open_catalog(stac) as url, dask_client(_cluster(scheduler, workers, threads, processes), echo=console.print), \
-                tile_progress("cube tiles") as progress:
-            res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac))
+        cluster = _cluster(scheduler, workers, threads, processes, dashboard_address)
+        plan, cluster = _plan(memory_limit, cluster, bands, 1, chunk)
+        spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=_mask(exclude_scl))
+        with open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
+                tile_progress("cube (date x tile)") as progress:
+            res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac),
+                             regions_at_once=4 * plan.in_flight)
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(out)
     console.print(f"cube {res.status}: {res.path} {json.dumps(res.shape)} from {res.n_items} items")
 
 
-def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, cluster, echo_demo: bool = False) -> dict:
+def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk: Optional[int]):
+    """The memory plan (block size, blocks at once) and the cluster with its worker memory limit."""
+    import os
+    from dataclasses import replace
+
+    from .cluster import parse_memory, plan_memory
+
+    threads = cluster.threads_per_worker or os.cpu_count() or 1
+    n_bands = len([b for b in bands.split(",") if b.strip()]) if bands else 12
+    plan = plan_memory(parse_memory(memory_limit), threads=threads, n_bands=n_bands, n_dates=n_dates, chunk=chunk)
+    if cluster.scheduler is None:
+        per_worker = plan.limit // (cluster.n_workers or (2 if cluster.processes else 1))
+        cluster = replace(cluster, memory_limit=str(per_worker))
+    console.print(plan.describe())
+    return plan, cluster
+
+
+def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, cluster, memory_limit: str = "auto") -> dict:
     from .catalog.search import SearchRequest
     from .catalog.sources import open_catalog, source_id
     from .cluster import dask_client
@@ -135,13 +187,18 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     from .reconstruct.tiles import TileConfig, resolve_device
 
     req = SearchRequest(**req_args)
-    spec = CubeSpec(**spec_args)
+    if job_args["method"] not in ("auto", "model", *METHODS):  # before any search or Dask work
+        raise ValueError(f"unknown --method {job_args['method']!r}; choose auto, model, {', '.join(METHODS)}")
+    from .reconstruct.periods import check_period
+
+    check_period(job_args["period_step"])
     device = resolve_device(job_args.pop("device"))
-    tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=job_args.pop("batch"), device=device,
-                       pass_through=job_args.pop("pass_through", True))
-    job = JobConfig(tiles=tiles, **job_args)
-    if job.method not in ("auto", "model", *METHODS):  # before any search or Dask work
-        raise ValueError(f"unknown --method {job.method!r}; choose auto, model, {', '.join(METHODS)}")
+    plan, cluster = _plan(memory_limit, cluster, spec_args.get("bands"), job_args["max_dates"], spec_args.pop("chunk"))
+    spec = CubeSpec(**spec_args, chunk=plan.chunk)
+    batch = job_args.pop("batch")
+    tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,
+                       device=device, pass_through=job_args.pop("pass_through", True))
+    job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, **job_args)
     if device.startswith("cuda") and cluster.threads_per_worker is None:
         from dataclasses import replace
 
@@ -152,26 +209,38 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
 
 
 @app.command()
-def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help="west,south,east,north in degrees (EPSG:4326)"),
-        aoi: Optional[str] = typer.Option(None, help="GeoJSON file or string"),
-        start: str = typer.Option(...), end: str = typer.Option(...), out: Path = typer.Option(...),
+def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
+        aoi: Optional[str] = typer.Option(None, help=AOI_HELP),
+        start: str = typer.Option(..., help=START_HELP), end: str = typer.Option(..., help=END_HELP),
+        out: Path = typer.Option(..., help="output folder (cube.zarr, mosaic.zarr, COGs, PNGs, STAC Items, run.json); "
+                                           "re-running into it resumes"),
         model: Optional[str] = typer.Option(None, help="checkpoint (.safetensors); default: the shipped weights"),
         method: str = typer.Option("auto", help=METHOD_HELP),
         bands: Optional[str] = typer.Option(None, help=BANDS_HELP),
-        period: Optional[str] = typer.Option(None, help="one image (default), 'month', or 'ND' e.g. '16D'"),
-        context_days: int = 30, max_dates: int = 12,
-        collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP), max_cloud: Optional[float] = None,
-        crs: Optional[str] = None, resolution: Optional[float] = typer.Option(None, help=RESOLUTION_HELP), chunk: int = 1024,
-        patch: int = 256, overlap: int = 16, batch: int = 16,
-        device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+        period: Optional[str] = typer.Option(None, help="one image for the whole range (default), 'month', or a step "
+                                                        "in days such as '16D'"),
+        context_days: int = typer.Option(30, help="days before and after each period whose dates may feed it", min=0),
+        max_dates: int = typer.Option(12, help="at most this many dates (nearest the period's centre) per image", min=1),
+        collection: Optional[str] = typer.Option(None, help=COLLECTION_HELP),
+        max_cloud: Optional[float] = typer.Option(None, help=CLOUD_HELP, min=0, max=100),
+        crs: Optional[str] = typer.Option(None, help=CRS_HELP),
+        resolution: Optional[float] = typer.Option(None, help=RESOLUTION_HELP, min=0.01),
+        chunk: Optional[int] = typer.Option(None, help=CHUNK_HELP, min=16),
+        memory_limit: str = typer.Option("auto", help=MEMORY_HELP),
+        patch: int = typer.Option(256, help="spatial models only: patch side in pixels", min=32),
+        overlap: int = typer.Option(16, help="spatial models only: blended overlap between patches in pixels", min=1),
+        batch: Optional[int] = typer.Option(None, help="spatial models only: patches per forward pass (default: from "
+                                                       "--memory-limit, at most 16)", min=1),
+        device: str = typer.Option("auto", help=DEVICE_HELP),
         fill_unobserved: bool = typer.Option(False, help="keep the model's spatial guess where nothing clear was seen"),
         pass_through: bool = typer.Option(True, help="keep a target date's own clear observation unchanged (the "
                                                      "default model: unless next to a flagged cloud or off the series)"),
         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
-        scheduler: Optional[str] = typer.Option(None, help="join an existing Dask scheduler, e.g. tcp://host:8786"),
-        workers: Optional[int] = None, threads: Optional[int] = None, processes: bool = False,
-        dashboard_address: str = typer.Option("127.0.0.1:0", help="host:port of the local cluster's dashboard "
-                                                                    "(0.0.0.0:8787 to reach it from other machines)")) -> None:
+        scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
+        workers: Optional[int] = typer.Option(None, help=WORKERS_HELP, min=1),
+        threads: Optional[int] = typer.Option(None, help=THREADS_HELP, min=1),
+        processes: bool = typer.Option(False, help=PROCESSES_HELP),
+        dashboard_address: str = typer.Option("127.0.0.1:0", help=DASHBOARD_HELP)) -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
         res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
@@ -179,9 +248,11 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through),
-                   _cluster(scheduler, workers, threads, processes, dashboard_address))
+                   _cluster(scheduler, workers, threads, processes, dashboard_address), memory_limit)
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(out)
     console.print(f"[green]done[/] ({res['method']}): {out / 'run.json'}")
     if res.get("items"):
         console.print(f"  STAC ItemCollection of the outputs: {res['items']}")
@@ -193,13 +264,15 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
 def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output folder"),
          synthetic: bool = typer.Option(False, "--synthetic", help="use the generated SYNTHETIC catalog instead of the "
                                                                    "bundled real series (for scale runs)"),
-         size: int = typer.Option(300, help="--synthetic only: side of the generated scene in 10 m pixels (multiple of 6)"),
-         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-         method: str = typer.Option("auto", help=METHOD_HELP)) -> None:
+         size: int = typer.Option(300, help="--synthetic only: side of the generated scene in 10 m pixels (multiple of 6)",
+                                  min=6),
+         device: str = typer.Option("auto", help=DEVICE_HELP),
+         method: str = typer.Option("auto", help=METHOD_HELP),
+         memory_limit: str = typer.Option("auto", help=MEMORY_HELP)) -> None:
     """Run the whole job on a REAL Sentinel-2 series bundled with cloudfree (or --synthetic) and write a
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
-                  chunk=1024, patch=256, overlap=16, batch=16, device=device, fill_unobserved=False, pass_through=True,
+                  chunk=None, memory_limit=memory_limit, patch=256, overlap=16, batch=None, device=device, fill_unobserved=False, pass_through=True,
                   exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False,
                   dashboard_address="127.0.0.1:0")
     if synthetic:
@@ -277,9 +350,13 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
              cube: Optional[Path] = typer.Option(None, help="cube store"),
              sen12mscrts: Optional[Path] = typer.Option(None, help="SEN12MS-CR-TS root; uses its test split"),
              model: Optional[str] = typer.Option(None, help="checkpoint; default: the shipped weights; 'none' = baselines only"),
-             min_clear: float = 0.4, max_dates: int = 12, max_patches: int = 32, device: str = "cpu",
+             min_clear: float = typer.Option(0.4, help="target dates: at least this fraction (0-1) of the window clear",
+                                             min=0, max=1),
+             max_dates: int = typer.Option(12, help="input dates per target (nearest first)", min=2),
+             max_patches: int = typer.Option(32, help="SEN12MS-CR-TS: test patches to score", min=1),
+             device: str = typer.Option("auto", help=DEVICE_HELP),
              bands: Optional[str] = typer.Option(None, help="evaluate these bands of the cube (default: all of its bands)"),
-             window: int = typer.Option(1024, help="evaluate the cube in windows of this many pixels")) -> None:
+             window: int = typer.Option(1024, help="evaluate the cube in windows of this many pixels", min=16)) -> None:
     """Model vs compositing baselines on held-out dates (hidden under real cloud masks)."""
     import numpy as np
 
@@ -288,7 +365,10 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
     from .models import load_checkpoint, read_config
     from .pipeline import default_weights
 
+    from .reconstruct.tiles import resolve_device
+
     try:
+        dev = resolve_device(device)
         net = None
         chosen = validate_bands(bands)
         if cube:
@@ -313,7 +393,7 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
                 console.print(f"[yellow]the shipped model serves bands {', '.join(served)} only: evaluating the "
                               "compositing methods[/]")
             else:
-                net, _ = load_checkpoint(ckpt, map_location=device)
+                net, _ = load_checkpoint(ckpt, map_location=dev)
                 if config.get("band_aware"):
                     from .models.pixel import BoundBands
 
@@ -322,23 +402,34 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
             from .evaluate.protocol import merge_results
             from .training.fit import cube_series
 
-            results = []
-            for series in cube_series(cube, window=window, bands=chosen):  # bounded memory: one window at a time
+            from .progress import tile_progress
+
+            results, windows = [], list(cube_series(cube, window=window, bands=chosen))  # one window in memory each
+            jobs = []
+            for series in windows:
                 frac = series.clear.reshape(len(series.days), -1).mean(1)
-                targets = [int(t) for t in np.flatnonzero(frac >= min_clear)]
-                if targets:
-                    results.append(evaluate_series(series, targets, net, max_dates=max_dates, device=device,
-                                                   dates=ds.time.values))
-            if not results:
+                jobs += [(series, int(t)) for t in np.flatnonzero(frac >= min_clear)]
+            if not jobs:
                 raise ValueError(f"no date is at least {min_clear:.0%} clear in any window of {cube}")
+            with tile_progress("evaluate (window x target date)") as progress:
+                progress(0, len(jobs))
+                for k, (series, t) in enumerate(jobs):
+                    try:
+                        results.append(evaluate_series(series, [t], net, max_dates=max_dates, device=dev,
+                                                       dates=ds.time.values))
+                    except ValueError:  # nothing could be hidden on this date
+                        pass
+                    progress(k + 1, len(jobs))
+            if not results:
+                raise ValueError(f"no target date of {cube} had pixels to hide under another date's clouds")
             res = merge_results(results)
             synthetic = json.loads(ds.attrs.get("synthetic", "false"))
             files = write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""),
-                                 synthetic=synthetic)
+                                 synthetic=synthetic, bands=list(chosen))
         elif sen12mscrts:
             from .evaluate.protocol import evaluate_examples_list
 
-            res = evaluate_examples_list(sen12mscrts, net, max_patches=max_patches, n_inputs=max_dates - 1, device=device)
+            res = evaluate_examples_list(sen12mscrts, net, max_patches=max_patches, n_inputs=max_dates - 1, device=dev)
             files = write_report(res, out, "cloudfree evaluation — SEN12MS-CR-TS test split")
         else:
             raise ValueError("give --cube or --sen12mscrts")

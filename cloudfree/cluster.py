@@ -9,7 +9,100 @@ from dataclasses import dataclass
 
 from distributed import Client, LocalCluster
 
-__all__ = ["ClusterConfig", "dask_client"]
+__all__ = ["ClusterConfig", "dask_client", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
+
+BASE_BYTES = 1000 * 2**20
+"""What one process holds before any block: Python, torch, GDAL, Dask, the model (measured: the
+real demo peaks below 1 GB)."""
+BYTES_PER_PIXEL_VALUE = 8
+"""Bytes per (date, band, pixel) of a block in flight: the float32 block, its rechunked copy, the
+model's input batch and the output (measured; see ``benchmarks/memory.py``)."""
+PATCH_BYTES = 300 * 2**20
+"""Activations per 256² patch of the U-Net in one forward pass (measured: batch 16 → 4 cost 4 GB)."""
+CHUNKS = (2048, 1536, 1024, 768, 512, 384, 256, 128)
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """``"4GB"``, ``"2 GiB"``, ``"500MB"`` or bytes → bytes; ``None``/``"auto"`` → None."""
+    if text is None or text == "auto":
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        n = int(text) if isinstance(text, int) else parse_bytes(str(text))
+    except (ValueError, TypeError):
+        raise ValueError(f"--memory-limit {text!r} is not a size; use e.g. 4GB, 2GiB or 500MB") from None
+    if n < 512 * 2**20:
+        raise ValueError(f"--memory-limit {text} is below 512 MB; cloudfree needs about {BASE_BYTES >> 20} MB "
+                         "before the first block")
+    return n
+
+
+def machine_memory() -> int:
+    """The memory this process may use: the machine's, or the container's cgroup limit if lower."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            v = open(f).read().strip()
+            if v.isdigit():
+                total = min(total, int(v))
+        except OSError:
+            pass
+    return total
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Block size and concurrency that keep one run under ``limit`` bytes whatever the AOI size:
+    the AOI only changes how many blocks there are, never how many are in memory at once."""
+
+    limit: int
+    chunk: int
+    """Spatial block in pixels (cube chunks and inference tiles)."""
+    in_flight: int
+    """Output blocks (period × tile) computed at once."""
+    estimate: int
+    """Estimated peak bytes."""
+    batch: int = 16
+    """Patches per forward pass of a spatial model (U-Net, TerraMind), from what the blocks leave."""
+
+    def describe(self) -> str:
+        return (f"memory budget {self.limit / 2**30:.1f} GiB: blocks of {self.chunk} px, {self.in_flight} at once "
+                f"(estimated peak {self.estimate / 2**30:.1f} GiB; --memory-limit to change)")
+
+
+def block_bytes(chunk: int, n_dates: int, n_bands: int) -> int:
+    """Bytes one block holds in flight (dates × bands × pixels × the measured factor)."""
+    return BYTES_PER_PIXEL_VALUE * n_dates * (n_bands + 1) * chunk * chunk
+
+
+def plan_memory(limit: int | None = None, *, threads: int = 1, n_bands: int = 12, n_dates: int = 12,
+                chunk: int | None = None) -> MemoryPlan:
+    """Choose the block size (unless ``chunk`` is given) and how many blocks run at once so that
+    ``BASE_BYTES + in_flight × block_bytes`` stays under ``limit`` (default: 80 % of the machine).
+    A ``chunk`` given by the user that cannot fit is an error before any work, not a crash later."""
+    limit = limit or int(0.8 * machine_memory())
+    avail = limit - BASE_BYTES
+    if avail <= 0:
+        raise ValueError(f"a memory budget of {limit >> 20} MB leaves nothing for data; cloudfree needs about "
+                         f"{BASE_BYTES >> 20} MB before the first block")
+    in_flight = max(1, threads)
+    candidates = [chunk] if chunk else [c for c in CHUNKS if c >= 256]
+    for k in range(in_flight, 0, -1):  # every core busy on blocks of 256 px or more, else fewer at once
+        for c in candidates:
+            need = k * block_bytes(c, n_dates, n_bands)
+            if need <= avail:
+                batch = int(max(1, min(16, (avail - need) // (k * PATCH_BYTES))))
+                return MemoryPlan(limit, c, k, BASE_BYTES + need, batch)
+    if chunk:
+        fits = next((c for c in CHUNKS if block_bytes(c, n_dates, n_bands) <= avail), CHUNKS[-1])
+        raise ValueError(f"--chunk {chunk} needs about {block_bytes(chunk, n_dates, n_bands) >> 20} MB per block for "
+                         f"{n_dates} dates x {n_bands} bands; the memory budget ({limit >> 20} MB) allows --chunk {fits} "
+                         "(or raise --memory-limit, or lower --max-dates)")
+    c = CHUNKS[-1]
+    return MemoryPlan(limit, c, 1, BASE_BYTES + block_bytes(c, n_dates, n_bands), 1)
 
 
 @dataclass(frozen=True)
@@ -49,13 +142,20 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
             logging.getLogger(name).setLevel(logging.WARNING)
     # bokeh warns about distributed's own host wildcard: nothing a user can act on
     logging.getLogger("bokeh.server.util").setLevel(logging.ERROR)
+    # The memory plan bounds what the blocks hold; Dask's own monitor measures the whole process
+    # (torch, GDAL caches) and would pause a thread worker for good: never pause a local thread worker.
+    logging.getLogger("distributed.worker.memory").setLevel(logging.ERROR)
     if config.scheduler:
         client = Client(config.scheduler)
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=config.n_workers or (2 if config.processes else 1),
-                               threads_per_worker=config.threads_per_worker, memory_limit=config.memory_limit,
-                               processes=config.processes, dashboard_address=config.dashboard_address)
+        import dask
+
+        quiet = {"distributed.worker.memory.pause": False} if not config.processes else {}
+        with dask.config.set(quiet):
+            cluster = LocalCluster(n_workers=config.n_workers or (2 if config.processes else 1),
+                                   threads_per_worker=config.threads_per_worker, memory_limit=config.memory_limit,
+                                   processes=config.processes, dashboard_address=config.dashboard_address)
         client = Client(cluster)
     try:
         import odc.stac

@@ -43,6 +43,9 @@ class JobConfig:
     tiles: TileConfig = field(default_factory=TileConfig)
     fill_unobserved: bool = False
     cog: bool = True
+    blocks_at_once: int = 2
+    """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
+    (see :func:`cloudfree.cluster.plan_memory`)."""
 
 
 def _model_digest(model) -> str | None:
@@ -82,7 +85,8 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
         load_checkpoint(model)  # full load once here: a corrupt file fails now, not inside Dask
     out.mkdir(parents=True, exist_ok=True)
     cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
-                          progress=progress and progress("cube tiles"))
+                          progress=progress and progress("cube (date x tile)"),
+                          regions_at_once=max(1, 4 * job.blocks_at_once))  # one date each: small
     echo(f"cube {cube_res.status}: {cube_res.path}")
     cube = open_cube(out / "cube.zarr")
     zones = request.aoi.utm_zones() if request.aoi is not None else []
@@ -95,11 +99,12 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     tiles = asdict(job.tiles)
     tiles.pop("batch", None)
     device = tiles.pop("device", "")
+    job_fp = {k: v for k, v in asdict(job).items() if k != "blocks_at_once"}  # how, not what: resumable across budgets
     fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
-                   "job": {**asdict(job), "method": method, "tiles": tiles, "model": _model_digest(model)}}
+                   "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
     res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
-                        regions_at_once=1 if str(device).startswith("cuda") else 2,
-                        progress=progress and progress("output tiles"))
+                        regions_at_once=1 if str(device).startswith("cuda") else job.blocks_at_once,
+                        progress=progress and progress("outputs (period x tile)"))
     if res["status"] == "interrupted":
         return {"status": "interrupted"}
     synthetic = json.loads(cube.attrs.get("synthetic", "false"))
@@ -116,22 +121,31 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
 
 def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None, bands=None, method: str = "auto",
         model=None, period: str | None = None, collection: str | None = None, max_cloud_cover: float | None = None,
-        resolution: float | None = None, crs: str | None = None, chunk: int = 1024, exclude_scl=None,
+        resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
-        batch: int = 16, fill_unobserved: bool = False, echo=print) -> dict:
+        batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
+        echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 
     ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
     ``collection.json`` or an item file. Give ``bbox`` (west, south, east, north in degrees) or
     ``aoi`` (GeoJSON). Computes with the active Dask client if there is one (else Dask's threads).
+    ``chunk`` and ``batch`` default to what ``memory_limit`` (default: 80 % of the machine) allows.
     """
+    import os
+
+    from .cluster import parse_memory, plan_memory
+
     area = _area(bbox, aoi, optional=is_static_source(stac))
     req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover)
     mask = MaskConfig.from_classes(exclude_scl) if exclude_scl is not None else MaskConfig()
-    spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=mask)
+    n_bands = len(bands.split(",") if isinstance(bands, str) else bands) if bands else 12
+    plan = plan_memory(parse_memory(memory_limit), threads=os.cpu_count() or 1, n_bands=n_bands, n_dates=max_dates,
+                       chunk=chunk)
+    spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask)
     job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
-                    tiles=TileConfig(patch=patch, overlap=overlap, batch=batch, device=device),
-                    fill_unobserved=fill_unobserved)
+                    tiles=TileConfig(patch=patch, overlap=overlap, batch=batch or plan.batch, device=device),
+                    fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight)
     with open_catalog(stac) as url:
         return run_job(url, req, spec, out, job, echo=echo, source=source_id(stac))
 

@@ -6,16 +6,21 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+
+
+def _bar(**kw) -> Progress:
+    """Label, bar, done/total, elapsed and the remaining time (ETA) once a step has finished."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, **kw)
 
 
 @contextlib.contextmanager
 def tile_progress(label: str) -> Iterator[Callable[[int, int], None]]:
     """Yield an ``on_region(done, total)`` callback that drives a progress bar."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
+    with _bar(transient=False) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -28,8 +33,7 @@ class StageProgress:
     """``progress(label)`` returns an ``on_region`` callback with its own bar (one per stage)."""
 
     def __init__(self) -> None:
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console)
+        self.bar = _bar()
 
     def __enter__(self) -> "StageProgress":
         self.bar.__enter__()

@@ -67,8 +67,8 @@ def check_complete(path: str | Path) -> None:
         raise StoreError(f"{path} is incomplete (an interrupted run); re-run the same command to resume it")
 
 
-def spatial_regions(ds: xr.Dataset, dims: tuple[str, str] = ("y", "x")) -> list[dict[str, slice]]:
-    """One region per spatial chunk of ``ds`` (regions align with the Zarr chunks)."""
+def spatial_regions(ds: xr.Dataset, dims: tuple[str, ...] = ("y", "x")) -> list[dict[str, slice]]:
+    """One region per chunk of ``ds`` along ``dims`` (regions align with the Zarr chunks)."""
     edges = []
     for d in dims:
         chunks = ds.chunks[d]
@@ -90,11 +90,14 @@ def write_by_regions(
     batch: int = 4,
     on_region: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
+    dims: tuple[str, ...] = ("time", "y", "x"),
 ) -> str:
     """Write lazy ``ds`` to ``path`` region by region; returns ``"reused"``, ``"written"`` or ``"resumed"``.
 
-    ``on_region(done, total)`` reports progress; ``stop_after`` (tests) stops after that many
-    regions as if the run were killed.
+    A region is one chunk along ``dims`` (by default one date or period × one spatial tile): the
+    unit of progress and of resumption. ``batch`` regions are computed together, which bounds
+    memory whatever the area. ``on_region(done, total)`` reports progress; ``stop_after`` (tests)
+    stops after that many regions as if the run were killed.
     """
     path = Path(path)
     prog = _progress_dir(path)
@@ -120,7 +123,7 @@ def write_by_regions(
         prog.mkdir(parents=True, exist_ok=True)
     prog.mkdir(parents=True, exist_ok=True)
     done = {p.name for p in prog.iterdir()}
-    regions = spatial_regions(ds)
+    regions = spatial_regions(ds, tuple(d for d in dims if d in ds.dims))
     todo = [r for r in regions if _region_name(r) not in done]
     writable = ds.drop_vars([v for v in ds.variables if not spatial & set(ds[v].dims)])
     writable.attrs = {}

@@ -43,7 +43,14 @@ def test_report_files(series, tmp_path):
     files = write_report(res, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "| median |" in md and "By cloud cover" in md
-    assert len(files["pngs"]) == len(res.examples)
+    (png,) = files["pngs"]  # one grid: rows = input, each method, truth, error; columns = up to 4 targets
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB"))
+    n_rows, n_cols = 1 + len(res.predictions[0]) + 2, min(4, len(res.examples))
+    assert img.shape[0] / img.shape[1] > 0.8 * n_rows / (n_cols + 0.5)  # square cells at native aspect
+    yellow = (img[..., 0] > 200) & (img[..., 1] > 200) & (img[..., 2] < 80)
+    assert yellow.sum() > 50  # the hidden region's outline is drawn in the colour the caption names
     assert set(res.summary["methods"]) == {"least_cloudy", "mosaicking", "median", "interpolation"}
     covers = {r["cover_bin"] for r in res.rows}
     assert covers <= {"0-25%", "25-50%", "50-75%", "75-100%"}

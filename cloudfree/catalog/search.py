@@ -52,6 +52,11 @@ class SearchRequest:
     """Stop after this many items."""
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:  # bad dates fail when the request is made, before any work
+        _validate_dates(self.start, self.end)
+        if self.max_cloud_cover is not None and not 0 <= self.max_cloud_cover <= 100:
+            raise ValueError(f"max cloud cover is a percentage 0-100, got {self.max_cloud_cover}")
+
     def describe(self) -> str:
         w, s, e, n = self.aoi.bbox if self.aoi is not None else (float("nan"),) * 4
         cc = f", eo:cloud_cover <= {self.max_cloud_cover}" if self.max_cloud_cover is not None else ""
@@ -83,9 +88,11 @@ def _validate_dates(start: str, end: str) -> None:
     try:
         s, e = pd.Timestamp(start), pd.Timestamp(end)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got {start!r}, {end!r}") from exc
+        raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}") from None
+    if pd.isna(s) or pd.isna(e):
+        raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}")
     if s > e:
-        raise ValueError(f"start date {start} is after end date {end}")
+        raise ValueError(f"the start date {start} is after the end date {end}; swap them")
 
 
 def search(url: str, request: SearchRequest, *, modifier: Callable | None = None, source: str | None = None) -> list[pystac.Item]:

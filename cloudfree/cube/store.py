@@ -69,13 +69,14 @@ def items_digest(items) -> str:
 
 def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str | Path, *, progress=None,
                patch_url=None, stop_after: int | None = None, skip_bad_assets: bool = False,
-               items: list | None = None, source: str | None = None) -> CubeResult:
+               items: list | None = None, source: str | None = None, regions_at_once: int = 4) -> CubeResult:
     """Write the cube for ``request`` to ``out`` (Zarr v3), reusing a complete store for the same request
     and the same items (``items``: already searched; ``source``: the catalog's name for messages).
 
     A corrupt or unreadable asset stops the run with :class:`AssetReadError` naming it (the store
     stays partial and resumable); ``skip_bad_assets`` fills such reads with nodata instead, so the
-    pixels become "not clear" rather than wrong.
+    pixels become "not clear" rather than wrong. A region is one date × one tile; ``regions_at_once``
+    of them are read together, which bounds memory whatever the area.
     """
     out = Path(out)
     if items is None:
@@ -93,7 +94,8 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     failed = _FailedReads()
     logging.getLogger("odc").addHandler(failed)
     try:
-        status = write_by_regions(ds, out, fingerprint, encoding=CUBE_ENCODING, on_region=progress, stop_after=stop_after)
+        status = write_by_regions(ds, out, fingerprint, encoding=CUBE_ENCODING, on_region=progress, stop_after=stop_after,
+                                  batch=regions_at_once)
     except Exception as exc:
         import rasterio.errors
 

@@ -141,57 +141,91 @@ def _markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rgb(img: np.ndarray) -> np.ndarray:
+def _rgb(img: np.ndarray, bands: list[str] | None = None) -> np.ndarray:
+    """(H, W, 3) true colour from (C, H, W) reflectance; grey from the first band without B02-B04."""
     from ..bands import L2A_BANDS, RGB
 
-    idx = [L2A_BANDS.index(b) for b in RGB] if img.shape[0] == 12 else [0, 0, 0]
-    a = np.clip(np.nan_to_num(img[idx]) * 3.5, 0, 1).transpose(1, 2, 0) ** (1 / 1.2)
-    return a
+    bands = list(bands) if bands else (list(L2A_BANDS) if img.shape[0] == 12 else [])
+    idx = [bands.index(b) for b in RGB] if all(b in bands for b in RGB) else [0, 0, 0]
+    return np.clip(np.nan_to_num(img[idx]) * 3.5, 0, 1).transpose(1, 2, 0) ** (1 / 1.2)
 
 
-def write_quicklooks(res: EvalResult, out: Path, max_inputs: int = 5, synthetic: bool = False) -> list[Path]:
-    """One PNG per example: input dates (cloudy parts hatched red), each method, target, |error|."""
+HIDDEN_COLOUR = "yellow"
+ERROR_VMAX = 0.05
+
+
+def _pick(res: EvalResult, n: int) -> list[int]:
+    """Up to ``n`` examples spread over input cloud cover (least to most cloudy)."""
+    order = sorted(range(len(res.examples)), key=lambda i: input_cloud_cover(res.examples[i]))
+    if len(order) <= n:
+        return order
+    return [order[round(k * (len(order) - 1) / (n - 1))] for k in range(n)] if n > 1 else order[:1]
+
+
+def write_quicklooks(res: EvalResult, out: Path, max_cols: int = 4, synthetic: bool = False,
+                     bands: list[str] | None = None) -> list[Path]:
+    """``evaluation_grid.png``: columns = up to ``max_cols`` targets (spread over cloud cover); rows =
+    the target date's input (hidden pixels outlined in yellow), each method with its PSNR/SSIM on the
+    hidden pixels, the truth, and the model's absolute error (colour bar in reflectance)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    for i, (ex, preds) in enumerate(zip(res.examples, res.predictions)):
-        order = np.argsort(np.abs(ex.dt))[:max_inputs]
-        panels = [(f"input dt={ex.dt[j]:+.0f}d", _rgb(ex.x[j]), ~ex.valid[j]) for j in sorted(order)]
-        panels += [(n, _rgb(p), None) for n, p in preds.items()]
-        tgt = _rgb(ex.target)
-        panels.append(("target (hidden: red)", tgt, ex.hidden))
-        ncol = len(panels) + 1
-        fig, axes = plt.subplots(1, ncol, figsize=(2.2 * ncol, 2.5))
-        for ax, (title, img, overlay) in zip(axes, panels):
-            ax.imshow(img)
-            if overlay is not None:
-                ax.imshow(np.ma.masked_where(~overlay, overlay), cmap="autumn", alpha=0.35, vmin=0, vmax=1)
+    if not res.examples:
+        return []
+    cols = _pick(res, max_cols)
+    methods = list(res.predictions[0])
+    err_key = "model" if "model" in methods else methods[0]
+    rows = ["input"] + methods + ["truth", "error"]
+    h, w = res.examples[0].target.shape[1:]
+    cell = 2.4
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell * len(cols) * max(w / h, 0.5) + 1.2, cell * len(rows)),
+                             squeeze=False, layout="constrained")
+    score = {(r["target"], r["method"]): r for r in res.rows}
+    n_methods = len(methods)
+    im = None
+    for c, i in enumerate(cols):
+        ex, preds = res.examples[i], res.predictions[i]
+        label = res.rows[i * n_methods]["target"]
+        t0 = int(np.argmin(np.abs(ex.dt)))
+        for r, kind in enumerate(rows):
+            ax = axes[r, c]
+            if kind == "input":
+                ax.imshow(_rgb(ex.x[t0], bands))
+                title = f"{label}: input ({input_cloud_cover(ex):.0f}% cloudy)"
+            elif kind == "truth":
+                ax.imshow(_rgb(ex.target, bands))
+                title = "truth (target date)"
+            elif kind == "error":
+                err = np.abs(np.nan_to_num(preds[err_key]) - np.nan_to_num(ex.target)).mean(0)
+                im = ax.imshow(np.where(ex.hidden, err, np.nan), cmap="magma", vmin=0, vmax=ERROR_VMAX)
+                title = f"|error| of {err_key}, hidden pixels"
+            else:
+                ax.imshow(_rgb(preds[kind], bands))
+                m = score.get((label, kind), {})
+                title = f"{kind}: {m.get('psnr', float('nan')):.1f} dB, SSIM {m.get('ssim', float('nan')):.3f}"
+            if kind != "error" and ex.hidden.any() and not ex.hidden.all():
+                ax.contour(ex.hidden.astype(float), levels=[0.5], colors=HIDDEN_COLOUR, linewidths=0.8)
             ax.set_title(title, fontsize=7)
-            ax.axis("off")
-        key = "model" if "model" in preds else next(iter(preds))
-        err = np.abs(np.nan_to_num(preds[key]) - np.nan_to_num(ex.target)).mean(0)
-        axes[-1].imshow(np.where(ex.hidden, err, np.nan), cmap="magma", vmin=0, vmax=0.05)
-        axes[-1].set_title(f"|error| {key} (hidden)", fontsize=7)
-        axes[-1].axis("off")
-        fig.suptitle(f"cloudfree evaluation, target {res.rows[i * len(preds)]['target']}"
-                     + (" — SYNTHETIC data" if synthetic else ""), fontsize=8)
-        fig.tight_layout()
-        p = out / f"example_{i:02d}.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
-    return paths
+            ax.set_xticks([]); ax.set_yticks([])
+    if im is not None:
+        cb = fig.colorbar(im, ax=list(axes[-1]), shrink=0.8, fraction=0.05)
+        cb.set_label("mean |error| over bands (reflectance)", fontsize=7)
+    fig.suptitle(("SYNTHETIC data — " if synthetic else "") + "cloudfree evaluation: hidden pixels outlined in "
+                 f"{HIDDEN_COLOUR}; scores on hidden pixels", fontsize=9)
+    path = out / "evaluation_grid.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [path]
 
 
 def write_report(res: EvalResult, out: str | Path, title: str = "cloudfree evaluation", quicklooks: bool = True,
-                 synthetic: bool = False) -> dict:
+                 synthetic: bool = False, bands: list[str] | None = None) -> dict:
     """``report.json``, ``report.md`` and PNG quicklooks under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps({"summary": res.summary, "rows": res.rows}, indent=1, default=float))
     (out / "report.md").write_text(_markdown(res.summary, title))
-    pngs = write_quicklooks(res, out, synthetic=synthetic) if quicklooks else []
+    pngs = write_quicklooks(res, out, synthetic=synthetic, bands=bands) if quicklooks else []
     return {"json": str(out / "report.json"), "markdown": str(out / "report.md"), "pngs": [str(p) for p in pngs]}

@@ -1,7 +1,7 @@
 """Write what users open: COGs per period, an RGB quicklook PNG, and STAC Items for the outputs.
 
 Everything is read back from the finished output Zarr window by window, so memory stays bounded
-whatever the AOI size; files are written to a temporary name and renamed when complete.
+whatever the AOI size (the quicklook is coarsened lazily to at most 1024 px); files are written to a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -25,28 +25,47 @@ _INFO = {b.id: b for b in S2_BANDS}
 
 
 def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None) -> Path:
-    """One period as a COG in one pass with rioxarray's COG driver: uint16 DN with band scale 1e-4 /
-    offset 0 and nodata 0 in the band metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and
-    QGIS read reflectance), band descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles,
-    overviews (even for small outputs). Written to ``<name>.part`` and renamed when complete.
+    """One period as a COG: uint16 DN with band scale 1e-4 / offset 0 and nodata 0 in the band
+    metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and QGIS read reflectance), band
+    descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles, overviews (even for small outputs).
 
-    GDAL's COG driver is create-copy: one period's uint16 image is held in memory while it is
-    written (odc-geo's Dask writer would stream, but cannot store band scale/offset).
+    Streams: the Zarr is copied block by block into a tiled GeoTIFF, which GDAL's COG driver then
+    copies with overviews, so memory stays flat whatever the area (the whole image is never held).
+    Written to ``<name>.part`` and renamed when complete.
     """
-    import rioxarray  # noqa: F401  (registers .rio)
+    import rasterio.shutil
+    from rasterio.windows import Window
 
     path = Path(path)
     refl = ds["reflectance"].isel(time=t)
     nb, ny, nx = refl.shape
-    dn = xr.where(np.isfinite(refl), np.clip(np.round(refl / COG_SCALE), 1, 65535), 0).astype(np.uint16).compute()
-    dn.attrs = {"long_name": tuple(str(b) for b in ds.band.values), "scale_factor": COG_SCALE, "add_offset": 0.0}
-    dn = dn.rio.write_nodata(0).rio.write_crs(ds.odc.geobox.crs.to_wkt())
+    geobox = ds.odc.geobox
+    cy = refl.chunks[1][0] if refl.chunks else 1024
+    cx = refl.chunks[2][0] if refl.chunks else 1024
     levels = min(max(2, int(np.ceil(np.log2(max(ny, nx) / 256))) + 1), int(np.floor(np.log2(min(ny, nx)))))
+    staging = path.with_name(path.name + ".staging.tif")
     part = path.with_name(path.name + ".part")
-    dn.rio.to_raster(part, driver="COG", compress="DEFLATE", predictor=2, blocksize=256, bigtiff="IF_SAFER",
-                     overview_resampling="average", overview_count=max(levels, 0),
-                     tags={"period": str(ds.period.values[t]), "software": "cloudfree", **(tags or {})})
-    os.replace(part, path)
+    profile = dict(driver="GTiff", width=nx, height=ny, count=nb, dtype="uint16", nodata=0, crs=geobox.crs.to_wkt(),
+                   transform=geobox.affine, tiled=True, blockxsize=256, blockysize=256, compress="ZSTD",
+                   bigtiff="IF_SAFER")
+    try:
+        with rasterio.open(staging, "w", **profile) as dst:
+            for y0 in range(0, ny, cy):
+                for x0 in range(0, nx, cx):
+                    win = refl[:, y0 : y0 + cy, x0 : x0 + cx].values
+                    dn = np.where(np.isfinite(win), np.clip(np.round(win / COG_SCALE), 1, 65535), 0).astype(np.uint16)
+                    dst.write(dn, window=Window(x0, y0, dn.shape[2], dn.shape[1]))
+            dst.scales = (COG_SCALE,) * nb
+            dst.offsets = (0.0,) * nb
+            dst.descriptions = tuple(str(b) for b in ds.band.values)
+            dst.update_tags(period=str(ds.period.values[t]), software="cloudfree", **(tags or {}))
+        rasterio.shutil.copy(staging, part, driver="COG", COMPRESS="DEFLATE", PREDICTOR="2", BLOCKSIZE="256",
+                             BIGTIFF="IF_SAFER", OVERVIEW_RESAMPLING="AVERAGE", OVERVIEW_COUNT=str(max(levels, 0)),
+                             NUM_THREADS="ALL_CPUS")
+        os.replace(part, path)
+    finally:
+        staging.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     return path
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Period", "make_periods"]
+__all__ = ["Period", "make_periods", "check_period"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,13 @@ class Period:
     """Indices into the cube's time axis of the input dates."""
 
 
+def check_period(step: str | None) -> None:
+    """``None``, ``"month"`` or ``"ND"`` with N ≥ 1 — checked before any work."""
+    if step is None or step == "month" or (step.endswith("D") and step[:-1].isdigit() and int(step[:-1]) >= 1):
+        return
+    raise ValueError(f"--period {step!r} must be left out (one image), 'month' or a step in days such as '16D'")
+
+
 def make_periods(times: np.ndarray, start: str, end: str, step: str | None = None, context_days: int = 30,
                  max_dates: int = 12) -> list[Period]:
     """Periods over ``start..end``: one window (``step=None``), months (``"month"``) or N days (``"16D"``).
@@ -31,6 +38,9 @@ def make_periods(times: np.ndarray, start: str, end: str, step: str | None = Non
     Each period takes the ``max_dates`` acquisitions nearest its centre within the period widened by
     ``context_days`` on both sides (the same choice for every tile, so tiles never disagree).
     """
+    check_period(step)
+    if context_days < 0 or max_dates < 1:
+        raise ValueError(f"context_days must be >= 0 and max_dates >= 1, got {context_days}, {max_dates}")
     days = np.asarray(times).astype("datetime64[D]").astype(float)
     s, e = pd.Timestamp(start), pd.Timestamp(end)
     if step is None:
