@@ -152,7 +152,7 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
                 tile_progress("cube (date x tile)") as progress:
             res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac),
                              regions_at_once=4 * plan.in_flight)
-    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
     except KeyboardInterrupt:
         _interrupted(out)
@@ -249,7 +249,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through),
                    _cluster(scheduler, workers, threads, processes, dashboard_address), memory_limit)
-    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
     except KeyboardInterrupt:
         _interrupted(out)
@@ -290,9 +290,9 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
                       f"bbox={bbox} {dates[0]}..{dates[-1]}")
         stac, start, end, period, context, collection = str(items), "2024-06-01", "2024-08-31", None, 45, None
     else:
-        from importlib import resources
+        from .catalog import bundled_catalog
 
-        stac = str(resources.files("cloudfree") / "catalog" / "data" / "worldcereal_0000280849BAC91C" / "collection.json")
+        stac = bundled_catalog()
         bbox, start, end, period, context, collection = None, "2019-08-01", "2019-09-30", "month", 20, None
         console.print("[green]REAL[/] Sentinel-2 L2A series bundled with cloudfree: 72 dates of a 64x64 px patch in "
                       "northern France/Belgium (10 bands, SCL; Copernicus Sentinel data 2018-2019, see "
@@ -340,7 +340,7 @@ def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.
             res = fit_cubes(cube, out, cfg, device=dev, mask_bank=bank, log=console.print)
         else:
             res = fit_sen12mscrts(sen12mscrts, out, cfg, device=dev, log=console.print)
-    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
     console.print(f"trained {res['step']} steps on {res['device']}: {out / 'last.safetensors'}")
 
@@ -433,7 +433,7 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
             files = write_report(res, out, "cloudfree evaluation — SEN12MS-CR-TS test split")
         else:
             raise ValueError("give --cube or --sen12mscrts")
-    except (ValueError, LookupError, RuntimeError, OSError) as exc:
+    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
     console.print((out / "report.md").read_text())
     console.print(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")

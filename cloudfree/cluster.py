@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 
 __all__ = ["ClusterConfig", "dask_client", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
 
-BASE_BYTES = 1000 * 2**20
+BASE_BYTES = 800 * 2**20
 """What one process holds before any block: Python, torch, GDAL, Dask, the model (measured: the
 real demo peaks below 1 GB)."""
 BYTES_PER_PIXEL_VALUE = 8
@@ -32,8 +32,8 @@ def parse_memory(text: str | int | None) -> int | None:
         n = int(text) if isinstance(text, int) else parse_bytes(str(text))
     except (ValueError, TypeError):
         raise ValueError(f"--memory-limit {text!r} is not a size; use e.g. 4GB, 2GiB or 500MB") from None
-    if n < 512 * 2**20:
-        raise ValueError(f"--memory-limit {text} is below 512 MB; cloudfree needs about {BASE_BYTES >> 20} MB "
+    if n < BASE_BYTES + 64 * 2**20:
+        raise ValueError(f"--memory-limit {text} is too small; cloudfree needs about {BASE_BYTES >> 20} MB "
                          "before the first block")
     return n
 
@@ -167,6 +167,10 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
     echo(f"Dask dashboard: {dashboard_link(client, config)}")
     try:
         yield client
+    except KeyboardInterrupt:  # Ctrl-C: cancelled futures are expected, not news; the CLI says one line
+        for name in ("asyncio", "distributed", "tornado", "bokeh"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
     finally:
         client.close()
         if cluster is not None:

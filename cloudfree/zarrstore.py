@@ -103,6 +103,9 @@ def write_by_regions(
     prog = _progress_dir(path)
     state = store_state(path, fingerprint)
     if state == "complete":
+        if on_region:
+            n = len(spatial_regions(ds, tuple(d for d in dims if d in ds.dims)))
+            on_region(n, n)
         return "reused"
     if state == "mismatch":
         raise StoreError(f"{path} was written for a different request; delete it or choose another output path")

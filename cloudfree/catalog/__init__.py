@@ -3,7 +3,18 @@ bundled real demo series and the SYNTHETIC simulator. Imported lazily, so ``simu
 
 import importlib
 
-__all__ = ["SearchRequest", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "open_catalog"]
+__all__ = ["SearchRequest", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "open_catalog", "bundled_catalog"]
+
+BUNDLED = "worldcereal_0000280849BAC91C"
+
+
+def bundled_catalog() -> str:
+    """Path of the REAL Sentinel-2 L2A series shipped with cloudfree (72 dates, 64x64 px at 10 m, northern
+    France/Belgium, 2018-2019; ``data/ATTRIBUTION.md``) as a static STAC ``collection.json``."""
+    from importlib import resources
+
+    return str(resources.files("cloudfree") / "catalog" / "data" / BUNDLED / "collection.json")
+
 _WHERE = {"SearchRequest": "search", "CatalogError": "search", "NoItemsFound": "search",
           "KNOWN_CATALOGS": "search", "open_catalog": "sources"}
 

@@ -83,9 +83,13 @@ def signer_for(url: str) -> Callable | None:
 
 
 def _validate_dates(start: str, end: str) -> None:
+    import re
+
     import pandas as pd
 
     try:
+        if not all(re.match(r"^\d{4}-\d{2}-\d{2}", str(d)) for d in (start, end)):
+            raise ValueError
         s, e = pd.Timestamp(start), pd.Timestamp(end)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}") from None

@@ -167,7 +167,11 @@ def write_quicklooks(res: EvalResult, out: Path, max_cols: int = 4, synthetic: b
     """``evaluation_grid.png``: columns = up to ``max_cols`` targets (spread over cloud cover); rows =
     the target date's input (hidden pixels outlined in yellow), each method with its PSNR/SSIM on the
     hidden pixels, the truth, and the model's absolute error (colour bar in reflectance)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("the evaluation pictures need matplotlib: pip install 'cloudfree[eval]' "
+                          "(or write_report(..., quicklooks=False))") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,0 +1,123 @@
+"""What a new user meets in the first hour: a memory budget that holds, clear words before any work,
+Ctrl-C that keeps everything and resumes, and --help that says units and choices."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from cloudfree.cli import app
+from cloudfree.cluster import BASE_BYTES, block_bytes, parse_memory, plan_memory
+
+
+@pytest.mark.parametrize("limit_gib", [1, 2, 4, 8, 24])
+@pytest.mark.parametrize("threads", [1, 2, 16])
+def test_memory_plan_stays_under_the_budget(limit_gib, threads):
+    plan = plan_memory(limit_gib * 2**30, threads=threads, n_bands=12, n_dates=12)
+    assert plan.estimate <= plan.limit
+    assert plan.estimate == BASE_BYTES + plan.in_flight * block_bytes(plan.chunk, 12, 12)
+    assert 1 <= plan.in_flight <= threads and 1 <= plan.batch <= 16
+    bigger = plan_memory(2 * limit_gib * 2**30, threads=threads, n_bands=12, n_dates=12)
+    assert (bigger.chunk, bigger.in_flight) >= (plan.chunk, plan.in_flight) or bigger.chunk * bigger.in_flight >= plan.chunk
+
+
+def test_memory_words_are_checked():
+    assert parse_memory("auto") is None and parse_memory("2GB") == 2 * 10**9
+    with pytest.raises(ValueError, match="not a size"):
+        parse_memory("lots")
+    with pytest.raises(ValueError, match="too small"):
+        parse_memory("100MB")
+    with pytest.raises(ValueError, match="allows --chunk"):
+        plan_memory(2 * 2**30, threads=2, n_bands=12, n_dates=12, chunk=4096)
+
+
+def _fail(*args: str) -> str:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    return " ".join(r.output.split())
+
+
+def test_bad_words_fail_before_any_work(demo_items, demo_bbox, tmp_path):
+    out = tmp_path / "never"
+    common = ["run", "--stac", str(demo_items), "--bbox", demo_bbox, "--out", str(out)]
+    assert "after the end date" in _fail(*common, "--start", "2024-08-01", "--end", "2024-06-01")
+    assert "YYYY-MM-DD" in _fail(*common, "--start", "June", "--end", "2024-06-01")
+    assert "--period" in _fail(*common, "--start", "2024-06-01", "--end", "2024-08-01", "--period", "weekly")
+    assert "unknown --method" in _fail(*common, "--start", "2024-06-01", "--end", "2024-08-01", "--method", "mean")
+    assert "allows --chunk" in _fail(*common, "--start", "2024-06-01", "--end", "2024-08-01", "--chunk", "8192",
+                                     "--memory-limit", "2GB")
+    assert not out.exists()  # nothing was written for any of them
+
+
+def test_every_option_has_help_and_defaults_agree():
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    devices = {}
+    for name in ("run", "cube", "demo", "evaluate", "search"):
+        for p in cmd.commands[name].params:
+            assert p.help, f"{name} --{p.name} has no description"
+            if p.name == "device":
+                devices[name] = p.default
+            if p.name in ("start", "end"):
+                assert "YYYY-MM-DD" in p.help
+            if p.name == "bbox":
+                assert "west,south,east,north" in p.help
+            if p.name in ("chunk", "patch", "overlap"):
+                assert "pixels" in p.help
+    assert set(devices.values()) == {"auto"}, devices
+    method = next(p for p in cmd.commands["run"].params if p.name == "method")
+    assert all(m in method.help for m in ("auto", "model", "median", "mosaicking", "least_cloudy", "interpolation"))
+
+
+def test_run_under_a_memory_budget_writes_what_it_says(demo_items, demo_bbox, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", "--stac", str(demo_items), "--bbox", demo_bbox, "--start", "2024-06-01",
+                                 "--end", "2024-07-31", "--out", str(out), "--memory-limit", "1GB", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "memory budget 0.9 GiB: blocks of" in text
+    chunk = int(text.split("blocks of ")[1].split(" px")[0])
+    ds = xr.open_zarr(out / "mosaic.zarr")
+    assert ds.chunks["y"][0] == min(chunk, ds.sizes["y"])
+    assert np.isfinite(ds["reflectance"].values).mean() > 0.9
+
+
+def test_ctrl_c_keeps_everything_and_the_rerun_resumes(tmp_path):
+    """A real SIGINT mid-cube: one line, exit 130, no traceback; the same command resumes."""
+    cat = tmp_path / "catalog"
+    subprocess.run([sys.executable, "-m", "cloudfree.cli", "demo-data", "--out", str(cat), "--size", "240",
+                    "--dates", "12"], check=True, capture_output=True)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "cloudfree.cli", "run", "--stac", str(cat / "items.json"), "--start", "2024-06-01",
+           "--end", "2024-08-31", "--out", str(out), "--chunk", "48", "--threads", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    progress = out / "cube.zarr.progress"
+    t0 = time.time()
+    while time.time() - t0 < 120 and not (progress.exists() and len(list(progress.iterdir())) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted:" in err and "run the same command again to resume" in err
+    assert not (out / "run.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "cube resumed" in done.stderr
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "complete"
+
+
+def test_cli_module_runs_as_a_script():
+    r = subprocess.run([sys.executable, "-m", "cloudfree.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "demo" in r.stdout
