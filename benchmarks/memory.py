@@ -58,6 +58,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/cloudfree-memory"))
     ap.add_argument("--processes", action="store_true", help="workers as processes (RSS per worker)")
     args = ap.parse_args()
+    machine = f"{platform.node()} {os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    demo = args.out / "demo"
+    subprocess.run(["rm", "-rf", str(demo)])
+    main_rss, workers, wall, rc = peak_rss([sys.executable, "-m", "cloudfree.cli", "demo", "--out", str(demo), "--device", "cpu"])
+    print(json.dumps({"benchmark": "memory_demo", "data": "REAL (bundled series)", "command": "cloudfree demo",
+                      "peak_rss_main_gib": round(main_rss / 2**30, 3), "wall_s": round(wall, 1), "rc": rc,
+                      "machine": machine, "date": dt.date.today().isoformat(), "commit": commit()}), flush=True)
     cat = args.out / f"catalog_{args.size}" / "items.json"
     if not cat.exists():
         subprocess.run([sys.executable, "-m", "cloudfree.cli", "demo-data", "--out", str(cat.parent), "--size",
@@ -82,8 +89,7 @@ def main() -> None:
             "shape": shape, "dates_in_catalog": args.dates, "memory_limit": args.memory_limit,
             "peak_rss_main_gib": round(main_rss / 2**30, 3),
             "peak_rss_per_worker_gib": sorted(round(v / 2**30, 3) for v in workers.values() if v > 200 * 2**20),
-            "wall_s": round(wall, 1), "rc": rc, "machine": f"{platform.node()} {os.cpu_count()} cores "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB", "date": dt.date.today().isoformat(), "commit": commit()}),
+            "wall_s": round(wall, 1), "rc": rc, "machine": machine, "date": dt.date.today().isoformat(), "commit": commit()}),
             flush=True)
 
 

@@ -13,40 +13,16 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
+from ..blocks import edges as _edges, pad_constant, pad_symmetric
 from .composites import METHODS, composite
 from .periods import Period, make_periods
 from .tiles import TileConfig, predict_block, predict_pixels
 
-__all__ = ["reconstruct", "mosaic", "model_composite", "resolve_method", "pad_symmetric", "FALLBACK_METHOD"]
+__all__ = ["reconstruct", "mosaic", "model_composite", "resolve_method", "FALLBACK_METHOD"]
 
 FALLBACK_METHOD = "median"
 """What ``method="auto"`` uses where the model does not serve the cube's bands: on real series with
 real SCL mistakes the median is the most robust compositing method."""
-
-
-def _symmetric_index(n: int, h: int) -> np.ndarray:
-    """Indices of ``range(n)`` padded by ``h`` on both sides, mirrored with the edge repeated (as
-    dask's ``boundary="reflect"``), for any ``h`` — also when ``h > n`` (a 1-pixel image)."""
-    m = np.mod(np.arange(-h, n + h), 2 * n)
-    return np.where(m < n, m, 2 * n - 1 - m)
-
-
-def pad_symmetric(a: da.Array, axis: int, h: int) -> da.Array:
-    """Mirror-pad a Dask array by ``h`` on both sides of ``axis``: slices where the image is at
-    least ``h`` wide, a gather where it is smaller. Image edges then look like the inside of a
-    larger image to the tile function, whatever the AOI size."""
-    n = a.shape[axis]
-    if n >= h:
-        sl = [slice(None)] * a.ndim
-        left, right = list(sl), list(sl)
-        left[axis] = slice(h - 1, None, -1) if h > 0 else slice(0, 0)
-        right[axis] = slice(n - 1, n - h - 1 if n - h - 1 >= 0 else None, -1)
-        return da.concatenate([a[tuple(left)], a, a[tuple(right)]], axis=axis)
-    return da.take(a, _symmetric_index(n, h), axis=axis)
-
-
-def _edges(n: int, chunk: int) -> list[tuple[int, int]]:
-    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
 
 def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, model, tiles: TileConfig,
@@ -74,7 +50,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         usable = sub_c.astype(bool) & sub_r.notnull().all("band")
         h, e = 0, CONTEXT  # no halo for the network; a margin for its per-date context features
         xr_ = sub_r.data
-        cm = da.pad(usable.data, ((0, 0), (e, e), (e, e)), mode="constant", constant_values=True)
+        cm = pad_constant(usable.data, e, True)
     else:
         h, e = tiles.halo, 0
         xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
