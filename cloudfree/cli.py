@@ -23,6 +23,10 @@ RESOLUTION_HELP = "output pixel size in metres (default: the finest native resol
 SCL_HELP = ("SCL classes that make a pixel unusable, comma-separated codes 0-11 (default 0,1,3,8,9,10: no data, defective, "
             "cloud shadow, cloud medium/high, cirrus). SCL often labels cloud as 7 (unclassified) or 11 (snow): add 7,11 "
             "where no real snow is expected. The classes used are recorded in every output")
+MASK_HELP = ("which cloud mask decides the clear observations: scl (the SCL classes of --exclude-scl), model (a learned "
+             "cloud + shadow mask, ukis-csmask; needs B02,B03,B04,B08 and pip install 'cloudfree[masks]') or both "
+             "(their union); without those bands: SCL, with a warning")
+DILATE_HELP = "grow the unusable pixels by this many pixels (cloud edges and margins the masks leave out)"
 START_HELP = "first date, YYYY-MM-DD (inclusive)"
 END_HELP = "last date, YYYY-MM-DD (inclusive; not before --start)"
 BBOX_HELP = "west,south,east,north in degrees (EPSG:4326, lon/lat order)"
@@ -102,11 +106,11 @@ def search(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = 
         typer.echo(f"{it.id}\t{it.datetime:%Y-%m-%d}\tcloud={it.properties.get('eo:cloud_cover', float('nan')):.1f}%")
 
 
-def _mask(exclude_scl: str):
-    """``--exclude-scl 0,1,3,8,9,10,11`` → MaskConfig (all listed classes are unusable)."""
+def _mask(exclude_scl: str, mask: str = "scl", dilate: int = 0):
+    """``--exclude-scl 0,1,3,8,9,10,11 --mask both --dilate 2`` → MaskConfig."""
     from .cube.load import MaskConfig
 
-    return MaskConfig.from_classes(exclude_scl)
+    return MaskConfig.from_classes(exclude_scl, source=mask, dilate=dilate)
 
 
 def _cluster(scheduler, workers, threads, processes, dashboard_address: str = "127.0.0.1:0"):
@@ -134,6 +138,8 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
          processes: bool = typer.Option(False, help=PROCESSES_HELP),
          skip_bad_assets: bool = typer.Option(False, help="fill unreadable assets with nodata instead of stopping"),
          exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
+         mask: str = typer.Option("scl", help=MASK_HELP),
+         dilate: int = typer.Option(0, help=DILATE_HELP, min=0, max=64),
          dashboard_address: str = typer.Option("127.0.0.1:0", help=DASHBOARD_HELP)) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
     from .catalog.search import SearchRequest
@@ -147,7 +153,7 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
         req = SearchRequest(_aoi(bbox, aoi, stac), start, end, collection, max_cloud)
         cluster = _cluster(scheduler, workers, threads, processes, dashboard_address)
         plan, cluster = _plan(memory_limit, cluster, bands, 1, chunk)
-        spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=_mask(exclude_scl))
+        spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=_mask(exclude_scl, mask, dilate))
         with open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
                 tile_progress("cube (date x tile)") as progress:
             res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac),
@@ -236,6 +242,8 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         pass_through: bool = typer.Option(True, help="keep a target date's own clear observation unchanged (the "
                                                      "default model: unless next to a flagged cloud or off the series)"),
         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
+        mask: str = typer.Option("scl", help=MASK_HELP),
+        dilate: int = typer.Option(0, help=DILATE_HELP, min=0, max=64),
         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
         workers: Optional[int] = typer.Option(None, help=WORKERS_HELP, min=1),
         threads: Optional[int] = typer.Option(None, help=THREADS_HELP, min=1),
@@ -244,7 +252,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
         res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
-                   dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl)), out,
+                   dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl, mask, dilate)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through),
@@ -273,7 +281,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
                   chunk=None, memory_limit=memory_limit, patch=256, overlap=16, batch=None, device=device, fill_unobserved=False, pass_through=True,
-                  exclude_scl="0,1,3,8,9,10", scheduler=None, workers=None, threads=None, processes=False,
+                  exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, scheduler=None, workers=None, threads=None, processes=False,
                   dashboard_address="127.0.0.1:0")
     if synthetic:
         from .catalog.demo import DemoSpec, write_demo_catalog

@@ -112,6 +112,8 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
                 "periods": res["periods"], "method": method, "method_reason": reason,
                 "model": str(model) if method == "model" else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
+                "mask_source": cube.attrs.get("mask_source", "scl"),
+                "mask_config": json.loads(cube.attrs.get("mask_config", "{}")),
                 "device": device, "shape": res["shape"],
                 "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
                 "synthetic_input": synthetic}
@@ -124,7 +126,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
         batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
-        echo=print) -> dict:
+        mask: str = "scl", dilate: int = 0, echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 
     ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
@@ -138,7 +140,8 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
 
     area = _area(bbox, aoi, optional=is_static_source(stac))
     req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover)
-    mask = MaskConfig.from_classes(exclude_scl) if exclude_scl is not None else MaskConfig()
+    mask = MaskConfig.from_classes(exclude_scl if exclude_scl is not None else MaskConfig().unusable, source=mask,
+                                   dilate=dilate)
     n_bands = len(bands.split(",") if isinstance(bands, str) else bands) if bands else 12
     plan = plan_memory(parse_memory(memory_limit), threads=os.cpu_count() or 1, n_bands=n_bands, n_dates=max_dates,
                        chunk=chunk)

@@ -59,13 +59,30 @@ class MaskConfig:
     """No data, saturated/defective."""
     extra: tuple[int, ...] = ()
     """Anything else to exclude, e.g. (7, 11) for unclassified and snow, or (2,) for dark areas."""
+    source: str = "scl"
+    """``scl`` (the classes above), ``model`` (the learned cloud/shadow mask, ukis-csmask) or ``both``
+    (their union). Where the bands the learned mask needs are missing, SCL with a warning."""
+    dilate: int = 0
+    """Grow the unusable pixels by this many pixels (cloud edges and thin margins SCL leaves out)."""
+
+    def __post_init__(self) -> None:
+        from .masks import MASK_SOURCES
+
+        if self.source not in MASK_SOURCES:
+            raise ValueError(f"mask source {self.source!r} must be one of {', '.join(MASK_SOURCES)}")
+        if not 0 <= int(self.dilate) <= 64:
+            raise ValueError(f"dilate is a number of pixels 0-64, got {self.dilate}")
 
     @property
     def unusable(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.cloud + self.shadow + self.invalid + self.extra)))
 
+    def describe(self) -> dict:
+        """What went into the clear mask, for the cube's and the outputs' metadata."""
+        return {"source": self.source, "scl_classes": list(self.unusable), "dilate": int(self.dilate)}
+
     @classmethod
-    def from_classes(cls, classes) -> "MaskConfig":
+    def from_classes(cls, classes, source: str = "scl", dilate: int = 0) -> "MaskConfig":
         """``[0, 1, 3, 8, 9, 10]`` or ``"0,1,3,8,9,10"`` → MaskConfig; unknown codes are an error."""
         from ..bands import SCL_CLASSES
 
@@ -80,7 +97,7 @@ class MaskConfig:
             raise ValueError(f"unknown SCL classes {unknown}; valid codes are 0-11")
         return cls(cloud=tuple(c for c in codes if c in (8, 9, 10)), shadow=tuple(c for c in codes if c == 3),
                    invalid=tuple(c for c in codes if c in (0, 1)),
-                   extra=tuple(c for c in codes if c not in (0, 1, 3, 8, 9, 10)))
+                   extra=tuple(c for c in codes if c not in (0, 1, 3, 8, 9, 10)), source=source, dilate=int(dilate))
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,8 @@ class CubeSpec:
 
     def to_dict(self) -> dict:
         return {"bands": list(self.bands) if self.bands else None, "crs": self.crs, "resolution": self.resolution,
-                "chunk": self.chunk, "mask_unusable": list(self.mask.unusable), "resampling": self.resampling}
+                "chunk": self.chunk, "mask_unusable": list(self.mask.unusable), "resampling": self.resampling,
+                "mask_source": self.mask.source, "mask_dilate": int(self.mask.dilate)}
 
 
 def _where(items: list[pystac.Item]) -> str:
@@ -236,18 +254,44 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     has_data = refl.notnull().all("band")
     if has_scl:
         scl = raw[mapping[SCL]].astype(np.uint8)
-        usable = ~scl.isin(list(spec.mask.unusable)) & has_data
+        scl_bad = scl.isin(list(spec.mask.unusable))
         mask_desc = f"SCL classes {list(spec.mask.unusable)} masked"
     else:
         log.warning("the items of %s have no SCL asset: every pixel with data counts as clear", _where(items))
         scl = xr.zeros_like(raw[mapping[bands[0]]], dtype=np.uint8)
-        usable = has_data
+        scl_bad = xr.zeros_like(scl, dtype=bool)
         mask_desc = "no SCL asset: every pixel with data counts as clear"
+    source, cloud_class = spec.mask.source, None
+    if source != "scl":
+        from .masks import CLOUD, SHADOW, learned_mask
+
+        try:
+            cloud_class = learned_mask(refl, spec.chunk)
+        except LookupError as exc:
+            warnings.warn(f"--mask {source}: {exc}; using SCL only", stacklevel=2)
+            mask_desc += f"; learned mask not used ({exc})"
+            source = "scl"
+    if cloud_class is not None:
+        model_bad = cloud_class.isin([CLOUD, SHADOW])
+        bad = model_bad if source == "model" else (scl_bad | model_bad)
+        mask_desc = (f"learned mask ({cloud_class.attrs['model']}) cloud + shadow" if source == "model" else
+                     f"{mask_desc} + learned mask ({cloud_class.attrs['model']}) cloud + shadow")
+    else:
+        bad = scl_bad
+    if spec.mask.dilate:
+        from .masks import dilate
+
+        bad = dilate(bad, spec.mask.dilate)
+        mask_desc += f", grown by {spec.mask.dilate} px"
+    usable = ~bad & has_data
     clear = usable.astype(np.uint8)
     clear.attrs.update(long_name="clear observation (1) or cloud/shadow/invalid (0)",
-                       unusable_scl_classes=json.dumps(list(spec.mask.unusable) if has_scl else []))
+                       unusable_scl_classes=json.dumps(list(spec.mask.unusable) if has_scl else []),
+                       mask_source=source, mask_dilate=int(spec.mask.dilate))
     scl.attrs.update(long_name="Sentinel-2 scene classification (0 where the items have none)")
     ds = xr.Dataset({"reflectance": refl, "clear": clear, "scl": scl})
+    if cloud_class is not None:
+        ds["cloud_class"] = cloud_class
     ds = ds.assign_coords(spatial_ref=raw.spatial_ref) if "spatial_ref" in raw.coords else ds
     ds.attrs.update({
         "title": "cloudfree Sentinel-2 L2A time cube",
@@ -255,6 +299,8 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
         "item_ids": json.dumps([i.id for i in items]),
         "collections": json.dumps(sorted({i.collection_id or "" for i in items})),
         "mask": mask_desc,
+        "mask_source": source,
+        "mask_config": json.dumps({**spec.mask.describe(), "source": source, "requested_source": spec.mask.source}),
         "masked_scl_classes": json.dumps(list(spec.mask.unusable) if has_scl else []),
         "resolution": float(spec.resolution),
         "synthetic": json.dumps(any(i.properties.get("cloudfree:synthetic") for i in items)),

@@ -152,5 +152,7 @@ def dilate(unusable: xr.DataArray, pixels: int) -> xr.DataArray:
         return np.stack([binary_dilation(b, structure=disk) for b in block.astype(bool)])
 
     data = unusable.data.astype(bool)
+    if min(min(data.chunks[1]), min(data.chunks[2])) < pixels:  # map_overlap needs blocks wider than the halo
+        data = data.rechunk({1: -1, 2: -1})
     grown = data.map_overlap(grow, depth={0: 0, 1: pixels, 2: pixels}, boundary="none", dtype=bool)
     return unusable.copy(data=grown)

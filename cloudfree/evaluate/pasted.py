@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "summarize_settings",
+__all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "learned_classes", "summarize_settings",
            "CLOUD_SHADOW_SCL", "CLEAR_SCL"]
 
 CLEAR_SCL = (4, 5, 6)
@@ -98,12 +98,28 @@ class Setting:
     """Fraction of hidden pixels all methods had a value for (NaN: no clear observation)."""
 
 
+def learned_classes(refl: np.ndarray, bands: list[str]) -> np.ndarray:
+    """(T, H, W) ukis-csmask classes of in-memory reflectance (T, C, H, W), as the cube computes them."""
+    from ..blocks import _symmetric_index
+    from ..cube.masks import HALO, classify, csmask_bands
+
+    need = csmask_bands(bands)
+    if need is None:
+        raise LookupError(f"no learned mask for bands {bands}")
+    sub = refl[:, [bands.index(b) for b in need]]
+    iy, ix = _symmetric_index(sub.shape[2], HALO), _symmetric_index(sub.shape[3], HALO)
+    return np.stack([classify(d[:, iy][:, :, ix], (0, 0)) for d in sub])
+
+
 def score_setting(cube, target: int, source: int, methods: dict[str, dict], *, window_days: int = 45,
-                  dilate: int = 2, mask_classes: tuple[int, ...] | None = None) -> tuple[np.ndarray, dict, dict]:
+                  dilate: int = 2, mask_classes: tuple[int, ...] | None = None, mask_source: str = "scl",
+                  cloud_class: np.ndarray | None = None) -> tuple[np.ndarray, dict, dict]:
     """Paste, reconstruct with every method through :func:`cloudfree.reconstruct`, score.
 
     ``cube`` is an in-memory cube (``reflectance``, ``scl``); ``methods`` maps a name to the
     keyword arguments of :func:`cloudfree.reconstruct` (e.g. ``{"method": "median"}``).
+    ``mask_source`` ``model``/``both`` uses the learned mask (``cloud_class`` of every date, from
+    :func:`learned_classes`; the pasted target's classes are recomputed from its pasted values).
     Returns (hidden mask, predictions, metrics per method).
     """
     from ..cube.load import MaskConfig
@@ -114,7 +130,14 @@ def score_setting(cube, target: int, source: int, methods: dict[str, dict], *, w
     scl = cube["scl"].values
     r, s, hidden = paste(refl, scl, target, source, dilate)
     unusable = list(mask_classes if mask_classes is not None else MaskConfig().unusable)
-    clear = (~np.isin(s, unusable) & np.isfinite(r).all(1)).astype(np.uint8)
+    bad = np.isin(s, unusable)
+    if mask_source != "scl":
+        bands = [str(b) for b in cube.band.values]
+        cls = cloud_class.copy() if cloud_class is not None else learned_classes(refl, bands)
+        cls[target] = learned_classes(r[target : target + 1], bands)[0]
+        model_bad = np.isin(cls, [1, 2])
+        bad = model_bad if mask_source == "model" else (bad | model_bad)
+    clear = (~bad & np.isfinite(r).all(1)).astype(np.uint8)
     mod = cube.copy()
     mod["reflectance"] = (cube["reflectance"].dims, r)
     mod["clear"] = (("time", "y", "x"), clear)

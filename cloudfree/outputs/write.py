@@ -61,10 +61,13 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     input_dates = json.loads(ds.attrs.get("input_dates", "{}"))
     props = {"cloudfree:method": ds.attrs.get("method", ""), "cloudfree:method_reason": ds.attrs.get("method_reason", ""),
              "cloudfree:masked_scl_classes": masked, "cloudfree:mask": ds.attrs.get("mask", ""),
+             "cloudfree:mask_source": ds.attrs.get("mask_source", "scl"),
+             "cloudfree:mask_config": json.loads(ds.attrs.get("mask_config", "{}") or "{}"),
              "cloudfree:synthetic_input": synthetic, "processing:software": {"cloudfree": _version()},
              "description": "Cloud-free composite made by cloudfree" + (" from SYNTHETIC demo data" if synthetic else "")}
     tags = {"cloudfree_fingerprint": digest, "method": props["cloudfree:method"],
-            "masked_scl_classes": json.dumps(masked), "synthetic_input": str(synthetic)}
+            "masked_scl_classes": json.dumps(masked), "synthetic_input": str(synthetic),
+            "mask_source": props["cloudfree:mask_source"]}
     periods: dict[str, dict[str, str]] = {}
     items = []
     for t, label in enumerate(str(v) for v in res.period.values):

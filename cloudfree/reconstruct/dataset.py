@@ -209,6 +209,8 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
         "model": (str(model) if isinstance(model, (str, Path)) else type(model).__name__) if method == "model" else "",
         "masked_scl_classes": masked if isinstance(masked, str) else json.dumps(list(masked)),
         "mask": cube.attrs.get("mask", ""),
+        "mask_source": cube.attrs.get("mask_source", "scl"),
+        "mask_config": cube.attrs.get("mask_config", "{}"),
         "synthetic_input": cube.attrs.get("synthetic", "false"),
         "input_dates": json.dumps({p.label: [str(v)[:10] for v in cube.time.values[list(p.dates)]] for p in periods}),
     })
