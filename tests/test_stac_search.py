@@ -51,7 +51,7 @@ def test_malformed_bbox(bad):
 
 
 def test_bad_dates_fail_before_network():
-    with pytest.raises(ValueError, match="after end"):
+    with pytest.raises(ValueError, match="after the end date"):
         search("http://127.0.0.1:9", SearchRequest(parse_bbox("16,46,16.1,46.1"), "2024-05-01", "2024-02-01"))
 
 
