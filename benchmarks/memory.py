@@ -2,9 +2,11 @@
 
 Writes (or reuses) a SYNTHETIC catalog of ``--size`` pixels, then runs ``cloudfree run`` as a user
 does over AOIs of 1x, 4x and 16x the smallest area (the same dates, bands and model) and samples
-the RSS of the run and of every worker process. Prints one JSON line per area:
+the RSS of the run and of every worker process. The 1x area should hold at least one full block of
+the plan (512 px at 2 GB): smaller areas only have smaller blocks. First the bundled REAL demo.
+Prints one JSON line per run:
 
-    python benchmarks/memory.py --size 1536 --memory-limit 2GB --out /tmp/cloudfree-memory
+    python benchmarks/memory.py --size 2100 --memory-limit 2GB --out /tmp/cloudfree-memory [--processes]
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def peak_rss(cmd: list[str]) -> tuple[int, dict[int, int], float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=1536, help="side of the SYNTHETIC scene in pixels (multiple of 6)")
+    ap.add_argument("--size", type=int, default=2100, help="side of the SYNTHETIC scene in pixels (multiple of 6); "
+                    "the 1x area is a quarter of its side: pick it so that 1x is at least one full block")
     ap.add_argument("--dates", type=int, default=12)
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--out", type=Path, default=Path("/tmp/cloudfree-memory"))
