@@ -71,7 +71,7 @@ def _interrupted(out: Path | None) -> None:
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress messages of Dask and the libraries")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
@@ -320,13 +320,23 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
 def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.safetensors; resumes from it)"),
               cube: list[Path] = typer.Option([], help="cube store(s) from 'cloudfree cube'"),
               sen12mscrts: Optional[Path] = typer.Option(None, help="SEN12MS-CR-TS root (published layout)"),
-              arch: str = typer.Option("timegate_unet", help="timegate_unet | timegate_terramind"),
-              terramind_variant: str = "terramind_v1_tiny",
+              arch: str = typer.Option("timegate_unet", help="timegate_unet | timegate_terramind (the per-pixel default "
+                                                             "model trains with pipelines/train_pixel_model.py)"),
+              terramind_variant: str = typer.Option("terramind_v1_tiny", help="TerraMind backbone in terratorch's registry"),
               terramind_weights: Optional[Path] = typer.Option(None, help="local TerraMind checkpoint (no downloads)"),
-              freeze_encoder: bool = False, width: int = 32,
-              steps: int = 2000, batch: int = 8, crop: int = 128, max_dates: int = 12, lr: float = 1e-3,
-              loss: str = "l1", ssim_weight: float = 0.2, ckpt_every: int = 200, seed: int = 0,
-              workers: int = 0, device: str = "auto",
+              freeze_encoder: bool = typer.Option(False, help="TerraMind: train the head only"),
+              width: int = typer.Option(32, help="U-Net base width (channels)", min=4),
+              steps: int = typer.Option(2000, help="optimiser steps", min=1),
+              batch: int = typer.Option(8, help="examples per step", min=1),
+              crop: int = typer.Option(128, help="training crop side in pixels", min=16),
+              max_dates: int = typer.Option(12, help="input dates per example", min=2),
+              lr: float = typer.Option(1e-3, help="learning rate (AdamW, cosine decay)", min=0),
+              loss: str = typer.Option("l1", help="l1 | l2 on the hidden pixels"),
+              ssim_weight: float = typer.Option(0.2, help="weight of the (1 - SSIM) term", min=0),
+              ckpt_every: int = typer.Option(200, help="validate and checkpoint every this many steps", min=1),
+              seed: int = typer.Option(0, help="random seed"),
+              workers: int = typer.Option(0, help="data-loader worker processes", min=0),
+              device: str = typer.Option("auto", help=DEVICE_HELP),
               mask_bank: Optional[Path] = typer.Option(None, help="CLM.npy of real cloud masks to hide pixels with")) -> None:
     """Train a model from cubes or SEN12MS-CR-TS (no cloud-free targets needed)."""
     from .evaluate.examples import load_mask_bank

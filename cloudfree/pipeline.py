@@ -7,6 +7,7 @@ missing; the run manifest ``run.json`` is written last.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -63,6 +64,37 @@ def _model_digest(model) -> str | None:
     return h.hexdigest()
 
 
+class OutputLockedError(RuntimeError):
+    """Another run is writing into the same output folder."""
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """One run per output folder (an advisory lock the OS drops when the process dies, even by SIGKILL)."""
+    import fcntl
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / ".cloudfree.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise OutputLockedError(f"another cloudfree run (pid {pid}) is writing into {out}; wait for it or choose "
+                                "another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
 def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str | Path, job: JobConfig = JobConfig(),
             *, progress=None, echo=print, stop_after: int | None = None, source: str | None = None) -> dict:
     """Run the whole job into ``out_dir`` from an open STAC API URL; returns the manifest (also
@@ -83,7 +115,13 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
         from .models import load_checkpoint
 
         load_checkpoint(model)  # full load once here: a corrupt file fails now, not inside Dask
-    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        return _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, progress=progress,
+                           echo=echo, stop_after=stop_after, source=source)
+
+
+def _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, *, progress, echo,
+                stop_after, source) -> dict:
     cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
                           progress=progress and progress("cube (date x tile)"),
                           regions_at_once=max(1, 4 * job.blocks_at_once))  # one date each: small
@@ -108,7 +146,17 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     if res["status"] == "interrupted":
         return {"status": "interrupted"}
     synthetic = json.loads(cube.attrs.get("synthetic", "false"))
-    manifest = {"status": "complete", "cube": str(out / "cube.zarr"), "mosaic": res["zarr"], "items": res.get("items"),
+    from .outputs.checks import OutputCheckError, check_outputs
+
+    try:
+        checks = check_outputs(res["zarr"])
+    except OutputCheckError as exc:
+        (out / "run.json").write_text(json.dumps({"status": "failed_checks", "reason": str(exc), "method": method,
+                                                  "mosaic": res["zarr"]}, indent=1))
+        raise
+    for w in checks["warnings"]:
+        echo(f"warning: {w}")
+    manifest = {"status": "complete", "checks": checks, "cube": str(out / "cube.zarr"), "mosaic": res["zarr"], "items": res.get("items"),
                 "periods": res["periods"], "method": method, "method_reason": reason,
                 "model": str(model) if method == "model" else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),

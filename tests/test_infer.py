@@ -66,7 +66,10 @@ def test_outputs_open_with_crs_bounds_resolution(tiled_run):
     assert set(item.assets) == {"zarr", "reflectance", "quicklook"}
     from PIL import Image
 
-    assert Image.open(files["quicklook"]).size == (ds.sizes["x"], ds.sizes["y"])
+    png = np.asarray(Image.open(files["quicklook"]).convert("RGB"))
+    assert png.shape[:2] == (ds.sizes["y"], ds.sizes["x"])
+    banner = png[:3]  # SYNTHETIC inputs: a red banner across the top says so
+    assert ((banner[..., 0] == 200) & (banner[..., 1] == 0)).mean() > 0.5
 
 
 def test_tiled_equals_single_tile(tiled_run):

@@ -32,6 +32,17 @@ def _rustac() -> str:
     return exe
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the server gets SIGTERM when the run that started it dies, even by SIGKILL."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @contextlib.contextmanager
 def serve_stac(*hrefs: str | Path, timeout: float = 30.0) -> Iterator[str]:
     """Start ``rustac serve`` on a free loopback port, yield its URL, stop it on exit."""
@@ -42,7 +53,8 @@ def serve_stac(*hrefs: str | Path, timeout: float = 30.0) -> Iterator[str]:
     cmd = [_rustac(), "serve", *map(str, hrefs), "--create-collections", "--addr", f"127.0.0.1:{port}"]
     if any(str(h).endswith(".parquet") for h in hrefs):
         cmd += ["--use-duckdb", "false"]  # DuckDB downloads an extension at start: fails offline
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

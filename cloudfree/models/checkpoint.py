@@ -93,7 +93,14 @@ def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | No
     if config["arch"] == "timegate_terramind":
         config = {**config, "terramind": {**config["terramind"], "weights": None}}  # weights come from the file
     model = build_model(config)
-    state = load_file(str(path), device=str(map_location))
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except Exception as exc:  # a truncated or garbled file: say which, not safetensors' internals
+        raise CheckpointError(f"{path} cannot be read as safetensors ({exc}); is the file complete?") from exc
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN/inf in {', '.join(bad[:3])}: the file is corrupt (re-download or "
+                              "re-train it)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -94,10 +94,16 @@ def rgb_image(refl: xr.DataArray, max_side: int = 1024, gain: float = 3.5) -> np
     return out
 
 
-def write_quicklook(ds: xr.Dataset, t: int, path: str | Path, label: str = "") -> Path:
-    from PIL import Image
+def write_quicklook(ds: xr.Dataset, t: int, path: str | Path, label: str = "", synthetic: bool = False) -> Path:
+    """RGB quicklook PNG (nodata magenta); a SYNTHETIC banner across the top for generated inputs."""
+    from PIL import Image, ImageDraw
 
     img = Image.fromarray(rgb_image(ds["reflectance"].isel(time=t)))
+    if synthetic:
+        draw = ImageDraw.Draw(img)
+        h = max(12, img.height // 12)
+        draw.rectangle([0, 0, img.width, h], fill=(200, 0, 0))
+        draw.text((4, max(0, h // 2 - 6)), "SYNTHETIC DATA - not a real place", fill=(255, 255, 255))
     path = Path(path)
     img.save(path)
     return path

@@ -73,10 +73,16 @@ def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
     import torch
 
+    import re
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device {device!r} is not a device; choose auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA GPU is available")
+        raise RuntimeError("--device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 

@@ -1,0 +1,114 @@
+"""Nothing silently wrong: corrupt weights, empty results, a second run into the same folder, a killed
+run's STAC server, bad devices — each a clear error with real files, processes and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from cloudfree.catalog import bundled_catalog
+from cloudfree.cli import app
+from cloudfree.models.checkpoint import default_weights
+from cloudfree.outputs.checks import OutputCheckError, check_outputs
+
+RUN = ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31", "--device", "cpu"]
+
+
+def _fails(*args: str) -> str:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    return " ".join(r.output.split())
+
+
+def test_corrupt_weights_fail_before_any_work(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    raw = bytearray(Path(default_weights()).read_bytes())
+    header = int.from_bytes(raw[:8], "little") + 8
+    raw[header + 64 : header + 64 + 4096] = b"\xff" * 4096  # flipped bytes inside the tensor data: NaN weights
+    bad.write_bytes(bytes(raw))
+    msg = _fails(*RUN, "--out", str(tmp_path / "out"), "--model", str(bad))
+    assert "corrupt" in msg and "bad.safetensors" in msg
+    assert not (tmp_path / "out" / "cube.zarr").exists()
+    truncated = tmp_path / "short.safetensors"
+    truncated.write_bytes(bytes(raw[: len(raw) // 2]))
+    assert "not a safetensors file" in _fails(*RUN, "--out", str(tmp_path / "out2"), "--model", str(truncated))
+
+
+def test_every_date_cloudy_is_an_error_not_an_empty_success(tmp_path):
+    msg = _fails(*RUN, "--out", str(tmp_path), "--exclude-scl", "0,1,2,3,4,5,6,7,8,9,10,11", "--method", "median")
+    assert "no pixel had a clear observation" in msg
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed_checks"
+
+
+def test_nan_where_inputs_were_clear_is_caught(tmp_path):
+    r = CliRunner().invoke(app, [*RUN, "--out", str(tmp_path), "--method", "median"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert manifest["checks"]["nan_where_observed"] == 0 and manifest["checks"]["observed"] > 0
+    mosaic = tmp_path / "mosaic.zarr"
+    check_outputs(mosaic)
+    arr = zarr.open_array(str(mosaic / "reflectance"), mode="r+")
+    block = arr[0, :, :8, :8]
+    arr[0, :, :8, :8] = np.full_like(block, np.nan)  # a chunk of lost values where clear_count > 0
+    with pytest.raises(OutputCheckError, match="have no value"):
+        check_outputs(mosaic)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from cloudfree.pipeline import _locked\n"
+        "with _locked(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)"), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        msg = _fails(*RUN, "--out", str(tmp_path))
+        assert f"pid {holder.pid}" in msg and "another cloudfree run" in msg
+    finally:
+        holder.kill()
+        holder.wait()
+    r = CliRunner().invoke(app, [*RUN, "--out", str(tmp_path), "--method", "median"])  # the lock died with it
+    assert r.exit_code == 0, r.output
+
+
+def test_the_local_stac_server_dies_with_a_killed_run(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, os; from cloudfree.catalog.serve import serve_stac\n"
+        "import psutil\n"
+        "with serve_stac(sys.argv[1]) as url:\n"
+        "    print(psutil.Process().children()[0].pid, flush=True); time.sleep(120)"),
+        str(sorted(Path(bundled_catalog()).parent.glob("*/*.json"))[0])],
+        stdout=subprocess.PIPE, text=True)
+    server = int(proc.stdout.readline())
+    assert _alive(server)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(server):
+        time.sleep(0.1)
+    assert not _alive(server), "rustac serve outlived the run that started it"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu"])
+def test_bad_device_is_named(device, tmp_path):
+    msg = _fails(*RUN, "--out", str(tmp_path), "--device", device)
+    assert "--device" in msg
