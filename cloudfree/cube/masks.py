@@ -64,7 +64,7 @@ def _model_files(n_bands: int) -> tuple[Path, Path]:
 
 
 @functools.lru_cache(maxsize=4)
-def _session(n_bands: int, device: str = "cpu"):
+def _session(n_bands: int, device: str = "auto"):
     """(session, mean, std, lock) once per process and model: Dask tasks on a worker share it."""
     import onnxruntime as ort
 
@@ -74,7 +74,7 @@ def _session(n_bands: int, device: str = "cpu"):
     so.intra_op_num_threads = int(os.environ.get("CLOUDFREE_MASK_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
     so.inter_op_num_threads = 1
     providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():  # onnxruntime-gpu: [masks-gpu]
         providers.insert(0, "CUDAExecutionProvider")
     sess = ort.InferenceSession(str(onnx), sess_options=so, providers=providers)
     mean = np.asarray(stats["img"][0], np.float32)[:, None, None]
@@ -88,7 +88,7 @@ def _starts(lo: int, hi: int) -> list[int]:
 
 
 def classify(window: np.ndarray, origin: tuple[int, int] = (0, 0), *, halo: int = HALO, batch: int = 8,
-             device: str = "cpu") -> np.ndarray:
+             device: str = "auto") -> np.ndarray:
     """(C, h + 2·halo, w + 2·halo) reflectance in a model's band order → (h, w) uint8 classes
     (0 clear, 1 cloud, 2 shadow, 255 no data) for the block at global ``origin``."""
     c, hh, ww = window.shape
@@ -116,10 +116,11 @@ def classify(window: np.ndarray, origin: tuple[int, int] = (0, 0), *, halo: int 
     return out
 
 
-def learned_mask(refl: xr.DataArray, chunk: int = 1024, *, device: str = "cpu") -> xr.DataArray:
+def learned_mask(refl: xr.DataArray, chunk: int = 1024, *, device: str = "auto") -> xr.DataArray:
     """``cloud_class(time, y, x)`` uint8 (0 clear, 1 cloud, 2 shadow, 255 no data) from a lazy
     ``reflectance(time, band, y, x)``, one date at a time; raises ``LookupError`` where the bands a
-    mask model needs are missing (callers fall back to SCL and say so)."""
+    mask model needs are missing (callers fall back to SCL and say so). ``device="auto"`` uses CUDA
+    where onnxruntime-gpu sees a GPU on the worker, else the CPU."""
     bands = [str(b) for b in refl.band.values]
     need = csmask_bands(bands)
     if need is None:
