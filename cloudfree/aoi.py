@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import shapely.geometry
+import shapely.errors
 from shapely.geometry.base import BaseGeometry
 
 __all__ = ["AOI", "parse_bbox", "parse_aoi", "utm_epsg"]
@@ -83,14 +84,22 @@ def parse_aoi(aoi: str | dict | Path) -> AOI:
             raise AOIError(f"AOI is not valid GeoJSON: {exc}") from exc
     if not isinstance(obj, dict) or "type" not in obj:
         raise AOIError("AOI GeoJSON must be an object with a 'type'")
-    if obj["type"] == "FeatureCollection":
-        geoms = [shapely.geometry.shape(f["geometry"]) for f in obj.get("features", [])]
-    elif obj["type"] == "Feature":
-        geoms = [shapely.geometry.shape(obj["geometry"])]
-    else:
-        geoms = [shapely.geometry.shape(obj)]
+    feats = obj.get("features", []) if obj["type"] == "FeatureCollection" else [obj] if obj["type"] == "Feature" else None
+    raw = [f.get("geometry") for f in feats] if feats is not None else [obj]
+    if any(g is None for g in raw):
+        raise AOIError("AOI Feature has no geometry (null or missing); give a Polygon or MultiPolygon")
+    try:
+        geoms = [shapely.geometry.shape(g) for g in raw]
+    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise AOIError(f"AOI geometry is not valid GeoJSON ({type(exc).__name__}: {exc})") from None
     if not geoms:
         raise AOIError("AOI FeatureCollection has no features")
+    invalid = [g for g in geoms if not g.is_valid]
+    if invalid:
+        from shapely.validation import explain_validity
+
+        raise AOIError(f"AOI geometry is invalid ({explain_validity(invalid[0])}); fix it, e.g. with shapely's "
+                       "make_valid or QGIS 'Fix geometries'")
     geom = shapely.unary_union(geoms)
     if geom.is_empty or geom.area == 0:
         raise AOIError("AOI geometry is empty or has no area")

@@ -85,7 +85,10 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
     """Write the SYNTHETIC demo catalog (COGs + STAC items)."""
     from .catalog.demo import DemoSpec, write_demo_catalog
 
-    path = write_demo_catalog(out, DemoSpec(size=size, n_dates=dates, seed=seed))
+    try:
+        path = write_demo_catalog(out, DemoSpec(size=size, n_dates=dates, seed=seed))
+    except (ValueError, OSError) as exc:
+        _fail(exc)
     console.print(f"wrote SYNTHETIC demo catalog: {path}")
 
 

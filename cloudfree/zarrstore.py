@@ -19,10 +19,15 @@ import dask
 import xarray as xr
 import zarr
 
-__all__ = ["StoreError", "store_state", "check_complete", "write_by_regions", "spatial_regions"]
+__all__ = ["StoreError", "store_state", "check_complete", "write_by_regions", "spatial_regions", "write_manifest",
+           "verify_manifest"]
 
 COMPLETE = "cloudfree:complete"
 FINGERPRINT = "cloudfree:fingerprint"
+def _manifest(path: Path) -> Path:
+    """``<store>.manifest.json`` beside the store (inside it, Zarr readers would warn about a stray file):
+    size and CRC32 of every chunk file, written when the store completes; reuse verifies against it."""
+    return path.with_name(path.name + ".manifest.json")
 
 warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")  # fixed-width period labels
@@ -67,6 +72,40 @@ def check_complete(path: str | Path) -> None:
         raise StoreError(f"{path} is incomplete (an interrupted run); re-run the same command to resume it")
 
 
+def _chunk_files(path: Path) -> Iterator[Path]:
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.name not in ("zarr.json", ".zattrs", ".zgroup", ".zarray", ".zmetadata"):
+            yield f
+
+
+def write_manifest(path: str | Path) -> None:
+    """Record size and CRC32 of every chunk file of a finished store."""
+    import zlib
+
+    path = Path(path)
+    files = {str(f.relative_to(path)): [f.stat().st_size, zlib.crc32(f.read_bytes())] for f in _chunk_files(path)}
+    tmp = _manifest(path).with_suffix(".part")
+    tmp.write_text(json.dumps(files))
+    tmp.replace(_manifest(path))
+
+
+def verify_manifest(path: str | Path) -> list[str]:
+    """Chunk files missing, added or changed since the store completed (empty: verified)."""
+    import zlib
+
+    path = Path(path)
+    try:
+        want = json.loads(_manifest(path).read_text())
+    except (OSError, ValueError):
+        return [_manifest(path).name + " (missing: the store was not finished by this version)"]
+    have = {str(f.relative_to(path)): f for f in _chunk_files(path)}
+    bad = [k for k in want if k not in have]
+    bad += [k for k in have if k not in want]
+    bad += [k for k, (size, crc) in want.items() if k in have and (have[k].stat().st_size != size or
+                                                                   zlib.crc32(have[k].read_bytes()) != crc)]
+    return bad
+
+
 def spatial_regions(ds: xr.Dataset, dims: tuple[str, ...] = ("y", "x")) -> list[dict[str, slice]]:
     """One region per chunk of ``ds`` along ``dims`` (regions align with the Zarr chunks)."""
     edges = []
@@ -103,6 +142,10 @@ def write_by_regions(
     prog = _progress_dir(path)
     state = store_state(path, fingerprint)
     if state == "complete":
+        changed = verify_manifest(path)
+        if changed:
+            raise StoreError(f"{path} was changed after it was written ({len(changed)} chunk files missing, added or "
+                             f"changed, e.g. {', '.join(changed[:3])}); delete it and re-run to recompute it")
         if on_region:
             n = len(spatial_regions(ds, tuple(d for d in dims if d in ds.dims)))
             on_region(n, n)
@@ -147,6 +190,7 @@ def write_by_regions(
     if interrupted:
         return "interrupted"
     group = zarr.open_group(str(path), mode="r+")
+    write_manifest(path)
     group.attrs[COMPLETE] = True
     zarr.consolidate_metadata(str(path))
     shutil.rmtree(prog, ignore_errors=True)

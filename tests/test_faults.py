@@ -112,3 +112,35 @@ def _alive(pid: int) -> bool:
 def test_bad_device_is_named(device, tmp_path):
     msg = _fails(*RUN, "--out", str(tmp_path), "--device", device)
     assert "--device" in msg
+
+
+@pytest.mark.parametrize("geojson, words", [
+    ('{"type": "Feature", "properties": {}}', "no geometry"),
+    ('{"type": "Feature", "geometry": null, "properties": {}}', "no geometry"),
+    ('{"type": "Polygon", "coordinates": [[[4.0, 51.0], [4.1, 51.1], [4.1, 51.0], [4.0, 51.1], [4.0, 51.0]]]}',
+     "invalid (Self-intersection"),
+    ('{"type": "Polygon", "coordinates": "nope"}', "not valid GeoJSON"),
+])
+def test_broken_geojson_is_named_not_a_traceback(geojson, words, tmp_path):
+    msg = _fails("run", "--stac", bundled_catalog(), "--aoi", geojson, "--start", "2019-08-01", "--end", "2019-08-31",
+                 "--out", str(tmp_path))
+    assert words in msg
+
+
+def test_demo_data_size_is_checked(tmp_path):
+    assert "multiple of 6" in _fails("demo-data", "--out", str(tmp_path), "--size", "7")
+
+
+@pytest.mark.parametrize("damage", ["delete", "swap"])
+def test_a_changed_finished_store_is_never_reused(damage, tmp_path):
+    args = [*RUN, "--out", str(tmp_path), "--method", "median", "--period", "month", "--context-days", "20"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    chunks = sorted((tmp_path / "mosaic.zarr" / "reflectance").rglob("c/*/*/*/*"))
+    assert len(chunks) >= 1
+    if damage == "delete":
+        chunks[0].unlink()
+    else:
+        other = sorted((tmp_path / "mosaic.zarr" / "clear_count").rglob("c/*/*/*"))[0]
+        chunks[0].write_bytes(other.read_bytes())
+    msg = _fails(*args)
+    assert "was changed after it was written" in msg and "mosaic.zarr" in msg

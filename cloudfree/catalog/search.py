@@ -26,6 +26,10 @@ KNOWN_CATALOGS = {
 }
 
 
+STAC_TIMEOUT = (10.0, 60.0)
+"""(connect, read) seconds per STAC request; pystac-client retries failed requests with back-off."""
+
+
 class CatalogError(RuntimeError):
     """The STAC API could not be reached or answered with an error."""
 
@@ -109,7 +113,7 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     modifier = modifier if modifier is not None else signer_for(url)
     where = source or url
     try:
-        client = pystac_client.Client.open(url, modifier=modifier)
+        client = pystac_client.Client.open(url, modifier=modifier, timeout=STAC_TIMEOUT)
     except (APIError, OSError, pystac.STACError, ValueError) as exc:
         raise CatalogError(f"could not open STAC API at {url}: {exc}") from exc
     except Exception as exc:  # requests' ConnectionError and friends

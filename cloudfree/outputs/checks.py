@@ -39,8 +39,9 @@ def check_outputs(zarr_path: str | Path, *, mostly_empty: float = 0.5) -> dict:
         raise OutputCheckError(f"no_clear disagrees with clear_count at {int(disagree)} pixels {where}")
     if int(n_observed) == 0:
         raise OutputCheckError(f"no pixel had a clear observation in any date of the window, so every output value "
-                               f"is nodata {where}. Widen --start/--end or --context-days, or check the mask "
-                               "(--exclude-scl, --mask)")
+                               f"is nodata {where}. Either every date was cloudy there (widen --start/--end or "
+                               "--context-days, or check --exclude-scl / --mask) or the inputs hold no data over "
+                               "the area (check the items' footprints and proj:epsg)")
     if int(nan_observed) > 0.001 * int(n_observed):
         raise OutputCheckError(f"{int(nan_observed)} of {int(n_observed)} pixels with clear observations have no "
                                f"value {where}: the model or an input read failed there (run with --method median "
