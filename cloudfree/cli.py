@@ -247,6 +247,11 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         exclude_scl: str = typer.Option("0,1,3,8,9,10", help=SCL_HELP),
         mask: str = typer.Option("scl", help=MASK_HELP),
         dilate: int = typer.Option(0, help=DILATE_HELP, min=0, max=64),
+        skip_bad_assets: bool = typer.Option(False, help="treat unreadable assets as nodata (listed in run.json and the "
+                                                         "cube) instead of stopping"),
+        max_pixels: float = typer.Option(250e6, help="ask for --yes above this many output pixels (a Sentinel-2 tile at "
+                                                     "10 m is 120 million)", min=1),
+        yes: bool = typer.Option(False, "--yes", help="run even when the area is larger than --max-pixels"),
         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
         workers: Optional[int] = typer.Option(None, help=WORKERS_HELP, min=1),
         threads: Optional[int] = typer.Option(None, help=THREADS_HELP, min=1),
@@ -258,7 +263,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                    dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl, mask, dilate)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
-                        pass_through=pass_through),
+                        pass_through=pass_through, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels),
                    _cluster(scheduler, workers, threads, processes, dashboard_address), memory_limit)
     except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
@@ -460,8 +465,24 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
     console.print(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The ``cloudfree`` command: an unexpected failure is one line (the traceback with ``--verbose``)."""
+    import sys
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if "--verbose" in sys.argv or "-v" in sys.argv:
+            raise
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
+        console.print("run again with --verbose for the full traceback; please report it if the message does not "
+                      "say what to do")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

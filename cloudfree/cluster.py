@@ -134,6 +134,19 @@ def dashboard_link(client: Client, config: ClusterConfig) -> str:
     return link
 
 
+def _report_lost_workers(client: Client, started: set[str], echo) -> None:
+    """Say when workers died during the run: Dask re-ran their tasks elsewhere (the outputs were
+    still checked), but a user should know their cluster lost processes (memory, preemption)."""
+    try:
+        lost = started - set(client.scheduler_info()["workers"])
+    except Exception:
+        return
+    if lost:
+        echo(f"warning: {len(lost)} Dask worker(s) left during the run ({', '.join(sorted(lost))}); their tasks were "
+             "re-run on other workers and the outputs checked. Frequent losses mean too little memory per worker "
+             "(--memory-limit) or a preempted cluster")
+
+
 @contextlib.contextmanager
 def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator[Client]:
     """Yield a connected client; the dashboard link is printed so users can watch progress."""
@@ -166,7 +179,12 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
         pass
     echo(f"Dask dashboard: {dashboard_link(client, config)}")
     try:
+        started = set(client.scheduler_info()["workers"])
+    except Exception:
+        started = set()
+    try:
         yield client
+        _report_lost_workers(client, started, echo)
     except KeyboardInterrupt:  # Ctrl-C: cancelled futures are expected, not news; the CLI says one line
         for name in ("asyncio", "distributed", "tornado", "bokeh"):
             logging.getLogger(name).setLevel(logging.CRITICAL + 1)

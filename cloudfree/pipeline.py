@@ -44,6 +44,10 @@ class JobConfig:
     tiles: TileConfig = field(default_factory=TileConfig)
     fill_unobserved: bool = False
     cog: bool = True
+    max_pixels: float | None = None
+    """Refuse (before any read) an output grid larger than this; None: no limit."""
+    skip_bad_assets: bool = False
+    """Treat unreadable assets as nodata (listed in ``run.json`` and the cube) instead of stopping."""
     blocks_at_once: int = 2
     """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
     (see :func:`cloudfree.cluster.plan_memory`)."""
@@ -109,6 +113,7 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     from .cube.load import band_mapping
 
     band_mapping(items, spec.bands)  # a band the catalog lacks fails here, naming what it has
+    _size_check(items, request, spec, job, echo)
     method, model, reason = resolve_method(job.method, list(spec.bands), job.model, warn=False)
     echo(f"method: {method} ({reason})")
     if method == "model":
@@ -124,9 +129,21 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
                 stop_after, source) -> dict:
     cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
                           progress=progress and progress("cube (date x tile)"),
-                          regions_at_once=max(1, 4 * job.blocks_at_once))  # one date each: small
+                          regions_at_once=max(1, 4 * job.blocks_at_once),  # one date each: small
+                          skip_bad_assets=job.skip_bad_assets)
+    if cube_res.skipped:
+        echo(f"warning: {len(cube_res.skipped)} asset reads failed and were treated as nodata (--skip-bad-assets): "
+             + "; ".join(cube_res.skipped[:3]))
     echo(f"cube {cube_res.status}: {cube_res.path}")
     cube = open_cube(out / "cube.zarr")
+    no_data = _dates_without_data(cube)
+    if len(no_data) == cube.sizes["time"]:
+        raise ValueError(f"the inputs hold no data over the area on any of the {len(no_data)} dates: check the "
+                         "items' footprints and proj:epsg / proj:transform, and the --bbox/--aoi")
+    if no_data:
+        echo(f"warning: no data was read over the area on {len(no_data)} of {cube.sizes['time']} dates "
+             f"({', '.join(no_data[:5])}{' ...' if len(no_data) > 5 else ''}); check those items' footprints and "
+             "proj:epsg — they count as cloudy")
     zones = request.aoi.utm_zones() if request.aoi is not None else []
     echo(f"output CRS {cube.rio.crs} at {spec.resolution:g} m, bands {', '.join(spec.bands)}" +
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
@@ -137,7 +154,7 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     tiles = asdict(job.tiles)
     tiles.pop("batch", None)
     device = tiles.pop("device", "")
-    job_fp = {k: v for k, v in asdict(job).items() if k != "blocks_at_once"}  # how, not what: resumable across budgets
+    job_fp = {k: v for k, v in asdict(job).items() if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels")}  # how, not what: resumable across budgets
     fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
                    "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
     res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
@@ -156,7 +173,8 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
         raise
     for w in checks["warnings"]:
         echo(f"warning: {w}")
-    manifest = {"status": "complete", "checks": checks, "cube": str(out / "cube.zarr"), "mosaic": res["zarr"], "items": res.get("items"),
+    manifest = {"status": "complete", "checks": checks, "dates_without_data": no_data,
+                "skipped_assets": cube_res.skipped, "cube": str(out / "cube.zarr"), "mosaic": res["zarr"], "items": res.get("items"),
                 "periods": res["periods"], "method": method, "method_reason": reason,
                 "model": str(model) if method == "model" else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
@@ -167,6 +185,34 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
                 "synthetic_input": synthetic}
     (out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, echo) -> None:
+    """Print what the run will make (pixels, dates, bytes) and refuse an area above ``job.max_pixels``."""
+    from .cube.load import plan_geobox
+
+    gb = plan_geobox(items, request.aoi, spec)
+    ny, nx = gb.shape
+    px, nb = ny * nx, len(spec.bands)
+    days = len({str(i.datetime)[:10] for i in items})
+    cube_gb = px * nb * days * 2 / 1e9
+    echo(f"size: {ny} x {nx} px ({px / 1e6:.1f} Mpx) at {spec.resolution:g} m, {days} dates, {nb} bands: cube about "
+         f"{cube_gb:.2f} GB on disk before compression")
+    if job.max_pixels is not None and px > job.max_pixels:
+        raise ValueError(f"the area is {px / 1e6:,.0f} million pixels ({ny} x {nx} at {spec.resolution:g} m; a cube of "
+                         f"about {cube_gb:,.0f} GB), above --max-pixels {job.max_pixels / 1e6:,.0f} million: check "
+                         "--bbox (west,south,east,north in degrees) and --resolution, or pass --yes to run it")
+
+
+def _dates_without_data(cube) -> list[str]:
+    """Dates with no pixel of data over the area (e.g. an item with a wrong ``proj:epsg``): from SCL,
+    whose class 0 is "no data", or from the reflectance where the items had no SCL."""
+    if "no SCL asset" in cube.attrs.get("mask", "") or "scl" not in cube:
+        has = cube["reflectance"].notnull().all("band").any(("y", "x"))
+    else:
+        has = (cube["scl"] != 0).any(("y", "x"))
+    has = has.compute().values
+    return [str(t)[:10] for t, h in zip(cube.time.values, has) if not h]
 
 
 def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None, bands=None, method: str = "auto",

@@ -165,7 +165,12 @@ def write_by_regions(
             shutil.rmtree(prog)
         ds.attrs[FINGERPRINT] = json.loads(json.dumps(fingerprint))
         ds.attrs[COMPLETE] = False
-        ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding or {})
+        # metadata is written under a temporary name and renamed: a run killed while creating the store
+        # leaves no half-made store (that would be neither resumable nor recognisably ours)
+        init = path.with_name(path.name + ".init")
+        shutil.rmtree(init, ignore_errors=True)
+        ds.to_zarr(init, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding or {})
+        init.replace(path)
         prog.mkdir(parents=True, exist_ok=True)
     prog.mkdir(parents=True, exist_ok=True)
     done = {p.name for p in prog.iterdir()}

@@ -144,3 +144,82 @@ def test_a_changed_finished_store_is_never_reused(damage, tmp_path):
         chunks[0].write_bytes(other.read_bytes())
     msg = _fails(*args)
     assert "was changed after it was written" in msg and "mosaic.zarr" in msg
+
+
+def test_a_huge_area_needs_yes_and_says_its_size(tmp_path):
+    # 1 x 1 degree at 10 m: ~1e10 pixels — refused before any pixel is read, with the size
+    msg = _fails("run", "--stac", bundled_catalog(), "--bbox", "3.5,50.5,4.5,51.5", "--start", "2019-08-01",
+                 "--end", "2019-08-31", "--out", str(tmp_path), "--max-pixels", "1e6")
+    assert "million pixels" in msg and "--yes" in msg
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_a_date_without_data_is_named_and_all_without_data_is_an_error(tmp_path):
+    """Items whose proj:epsg is wrong read as no data: one such date is named, all of them are an error."""
+    import shutil
+
+    src = Path(bundled_catalog()).parent
+    cat = tmp_path / "cat"
+    shutil.copytree(src, cat)
+    items = sorted(cat.glob("*/*.json"))
+    days = [json.loads(p.read_text())["properties"]["datetime"][:10] for p in items]
+    inside = [p for p, d in zip(items, days) if "2019-08-01" <= d <= "2019-08-31"]
+
+    def break_epsg(path):
+        it = json.loads(path.read_text())
+        for a in it["assets"].values():
+            if "proj:code" in a:
+                a["proj:code"] = "EPSG:32610"  # a zone on the other side of the world
+            if "proj:epsg" in a:
+                a["proj:epsg"] = 32610
+        for k in ("proj:code", "proj:epsg"):
+            if k in it["properties"]:
+                it["properties"][k] = "EPSG:32610" if k == "proj:code" else 32610
+        path.write_text(json.dumps(it))
+
+    w, s_, e, n = json.loads(items[0].read_text())["bbox"]
+    bbox = f"{w + (e - w) * 0.2},{s_ + (n - s_) * 0.2},{e - (e - w) * 0.2},{n - (n - s_) * 0.2}"
+    break_epsg(inside[0])
+    args = ["run", "--stac", str(cat / "collection.json"), "--bbox", bbox, "--start", "2019-08-01", "--end",
+            "2019-08-31", "--method", "median", "--device", "cpu"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "one" / "run.json").read_text())
+    bad_day = json.loads(inside[0].read_text())["properties"]["datetime"][:10]
+    assert manifest["dates_without_data"] == [bad_day]
+    assert "no data was read over the area" in " ".join(r.output.split())
+    for p in items:
+        break_epsg(p)
+    msg = _fails(*args, "--out", str(tmp_path / "all"))
+    assert "no data over the area" in msg
+
+
+def test_a_killed_worker_is_reported_and_the_output_is_identical(tmp_path):
+    import psutil
+    import xarray as xr
+
+    cat = tmp_path / "catalog"
+    subprocess.run([sys.executable, "-m", "cloudfree.cli", "demo-data", "--out", str(cat), "--size", "240",
+                    "--dates", "12"], check=True, capture_output=True)
+    base = [sys.executable, "-m", "cloudfree.cli", "run", "--stac", str(cat / "items.json"), "--start", "2024-06-01",
+            "--end", "2024-08-31", "--chunk", "48", "--processes", "--workers", "2", "--threads", "1",
+            "--device", "cpu", "--method", "median"]
+    calm = subprocess.run([*base, "--out", str(tmp_path / "calm")], capture_output=True, text=True, timeout=600)
+    assert calm.returncode == 0, calm.stderr
+    proc = subprocess.Popen([*base, "--out", str(tmp_path / "hit")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    progress = tmp_path / "hit" / "cube.zarr.progress"
+    t0 = time.time()
+    while time.time() - t0 < 120 and not (progress.exists() and len(list(progress.iterdir())) >= 2):
+        time.sleep(0.05)
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+               if "spawn" in " ".join(c.cmdline()) or "forkserver" in " ".join(c.cmdline())]
+    workers = [w for w in workers if not w.children()] or workers  # the worker, not its nanny
+    assert workers, "no worker process found"
+    workers[0].kill()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "worker(s) left during the run" in " ".join(err.split())
+    a = xr.open_zarr(tmp_path / "calm" / "mosaic.zarr")["reflectance"].values
+    b = xr.open_zarr(tmp_path / "hit" / "mosaic.zarr")["reflectance"].values
+    np.testing.assert_array_equal(a, b)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +12,32 @@ from .load import CubeSpec, load_cube, open_cube
 from ..catalog.search import SearchRequest, search
 from ..zarrstore import store_state, write_by_regions
 
-__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError", "items_digest"]
+__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
 
 
 class AssetReadError(RuntimeError):
     """An asset could not be read (corrupt, truncated, unreachable); says which and what to do."""
+
+
+class OutputWriteError(OSError):
+    """The store could not be written (disk full, no permission, read-only); says where."""
+
+
+_WRITE_ERRNOS = {"ENOSPC", "EACCES", "EROFS", "EDQUOT", "EPERM"}
+
+
+def _write_failure(exc: BaseException, out: Path) -> str | None:
+    """The reason when ``exc`` (or what caused it) is a failure to write under ``out``."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and (errno.errorcode.get(exc.errno or -1) in _WRITE_ERRNOS or
+                                         str(out) in str(getattr(exc, "filename", "") or "")):
+            return exc.strerror or str(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 CUBE_ENCODING = {
     # Reflectance as uint16 on disk (0 = nodata), like L2A itself: (DN * 1e-4) - 0.1 covers [-0.1, 6.4].
@@ -53,6 +74,8 @@ class CubeResult:
     """``written``, ``resumed`` or ``reused``."""
     n_items: int
     shape: dict
+    skipped: list = field(default_factory=list)
+    """Asset reads replaced by nodata (``skip_bad_assets``)."""
 
 
 def items_digest(items) -> str:
@@ -85,6 +108,12 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     fingerprint = {"stac": source or stac_url, "items": items_digest(items),
                    "request": request.to_dict(), "cube": spec.to_dict()}
     if store_state(out, fingerprint) == "complete":
+        from ..zarrstore import StoreError, verify_manifest
+
+        changed = verify_manifest(out)
+        if changed:
+            raise StoreError(f"{out} was changed after it was written ({len(changed)} chunk files missing, added or "
+                             f"changed, e.g. {', '.join(changed[:3])}); delete it and re-run to recompute it")
         ds = open_cube(out)
         return CubeResult(out, "reused", len(ds.time), dict(ds.sizes))
     ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
@@ -99,11 +128,24 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     except Exception as exc:
         import rasterio.errors
 
-        if isinstance(exc, (rasterio.errors.RasterioError, OSError)) or "rasterio" in type(exc).__module__:
-            where = "; ".join(failed.messages[:3]) or _chain(exc)
+        reason = _write_failure(exc, out)
+        if reason:
+            raise OutputWriteError(f"could not write the cube {out}: {reason}. Free space or choose a writable --out; "
+                                   "what was written is kept and a re-run resumes") from exc
+        text = _chain(exc)
+        # across Dask workers the original type can arrive as a plain Exception: match the text too
+        if isinstance(exc, (rasterio.errors.RasterioError, OSError)) or "rasterio" in type(exc).__module__ or \
+                "Rasterio" in text or failed.messages:
+            where = "; ".join(failed.messages[:3]) or text
             raise AssetReadError(f"could not read an asset while building {out}: {where}. The store is kept "
                                  "partial; fix the source or pass --skip-bad-assets to treat it as nodata.") from exc
         raise
     finally:
         logging.getLogger("odc").removeHandler(failed)
-    return CubeResult(out, status, len(items), dict(ds.sizes))
+    if failed.messages:  # --skip-bad-assets: say which reads were replaced by nodata, in the store itself
+        import zarr
+
+        group = zarr.open_group(str(out), mode="r+")
+        group.attrs["cloudfree:skipped_assets"] = sorted(set(failed.messages))[:1000]
+        zarr.consolidate_metadata(str(out))
+    return CubeResult(out, status, len(items), dict(ds.sizes), skipped=sorted(set(failed.messages)))
