@@ -223,3 +223,30 @@ def test_a_killed_worker_is_reported_and_the_output_is_identical(tmp_path):
     a = xr.open_zarr(tmp_path / "calm" / "mosaic.zarr")["reflectance"].values
     b = xr.open_zarr(tmp_path / "hit" / "mosaic.zarr")["reflectance"].values
     np.testing.assert_array_equal(a, b)
+
+
+def test_an_unreadable_asset_is_named_through_the_cluster_and_can_be_skipped(tmp_path):
+    import shutil
+
+    cat = tmp_path / "cat"
+    shutil.copytree(Path(bundled_catalog()).parent, cat)
+    items = sorted(cat.glob("*/*.json"))
+    day = next(p for p in items if json.loads(p.read_text())["properties"]["datetime"][:10] == "2019-08-14")
+    cog = next(day.parent.glob("*B04*.tif"), None) or sorted(day.parent.glob("*.tif"))[1]
+    cog.write_bytes(cog.read_bytes()[:2000])  # truncated: the header survives, the tiles do not
+    args = ["run", "--stac", str(cat / "collection.json"), "--start", "2019-08-01", "--end", "2019-08-31",
+            "--method", "median", "--device", "cpu"]
+    msg = _fails(*args, "--out", str(tmp_path / "stop"))
+    assert "could not read an asset" in msg and "--skip-bad-assets" in msg
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "skip"), "--skip-bad-assets"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "skip" / "run.json").read_text())
+    assert manifest["skipped_assets"] and cog.name in " ".join(manifest["skipped_assets"])
+
+
+def test_a_leftover_half_made_store_does_not_block_the_next_run(tmp_path):
+    (tmp_path / "cube.zarr.init").mkdir()
+    (tmp_path / "cube.zarr.init" / "zarr.json").write_text("{}")  # what a kill during creation leaves
+    r = CliRunner().invoke(app, [*RUN, "--out", str(tmp_path), "--method", "median"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "cube.zarr.init").exists()

@@ -46,16 +46,19 @@ CUBE_ENCODING = {
 
 
 class _FailedReads(logging.Handler):
-    """Collects odc-stac's "Failed to load <asset>" messages so errors can name the asset."""
+    """Collects odc-stac's messages about failed asset reads (errors, or warnings where failures are
+    ignored with ``skip_bad_assets``) so errors and the run's record can name the asset."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         if "Failed to load" in msg:
             self.messages.append(msg.split(" due to ")[0])
+        elif "Ignoring read failure" in msg:
+            self.messages.append("Failed to load " + msg.split(" reading ", 1)[-1].split(" (reason")[0])
 
 
 def _chain(exc: BaseException) -> str:
