@@ -250,3 +250,36 @@ def test_a_leftover_half_made_store_does_not_block_the_next_run(tmp_path):
     r = CliRunner().invoke(app, [*RUN, "--out", str(tmp_path), "--method", "median"])
     assert r.exit_code == 0, r.output
     assert not (tmp_path / "cube.zarr.init").exists()
+
+
+def test_a_stac_server_that_never_answers_times_out(monkeypatch):
+    import socket
+    import threading
+
+    from cloudfree.catalog.search import CatalogError, SearchRequest, search
+
+    monkeypatch.setenv("CLOUDFREE_STAC_TIMEOUT", "1")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(srv.accept()) for _ in range(20)], daemon=True).start()
+    t0 = time.time()
+    with pytest.raises(CatalogError, match="timed out"):
+        search(f"http://127.0.0.1:{srv.getsockname()[1]}", SearchRequest(None, "2024-01-01", "2024-02-01"))
+    assert time.time() - t0 < 30  # bounded: a few retries with back-off, then a clear error
+    srv.close()
+
+
+def test_an_asset_replaced_in_place_is_new_data(tmp_path):
+    import shutil
+
+    from cloudfree.catalog.sources import read_static_items
+    from cloudfree.cube.store import items_digest
+
+    cat = tmp_path / "cat"
+    shutil.copytree(Path(bundled_catalog()).parent, cat)
+    before = items_digest(read_static_items(str(cat / "collection.json")))
+    tif = sorted(cat.glob("*/B04.tif"))[0]
+    tif.write_bytes(tif.read_bytes() + b"\0")  # same href, other bytes
+    assert items_digest(read_static_items(str(cat / "collection.json"))) != before

@@ -26,8 +26,23 @@ KNOWN_CATALOGS = {
 }
 
 
-STAC_TIMEOUT = (10.0, 60.0)
-"""(connect, read) seconds per STAC request; pystac-client retries failed requests with back-off."""
+STAC_TIMEOUT = (10.0, 30.0)
+"""(connect, read) seconds per STAC request (``CLOUDFREE_STAC_TIMEOUT`` overrides the read timeout)."""
+STAC_RETRIES = 3
+"""Retries per STAC request, with exponential back-off (urllib3's), for connection errors and 5xx."""
+
+
+def _stac_io(modifier=None):
+    import os
+
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3.util.retry import Retry
+
+    read = float(os.environ.get("CLOUDFREE_STAC_TIMEOUT", STAC_TIMEOUT[1]))
+    retry = Retry(total=STAC_RETRIES, backoff_factor=1.0, status_forcelist=[429, 500, 502, 503, 504],
+                  allowed_methods=None)
+    timeout = (min(STAC_TIMEOUT[0], read), read)
+    return StacApiIO(timeout=timeout, max_retries=retry), timeout
 
 
 class CatalogError(RuntimeError):
@@ -113,7 +128,8 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     modifier = modifier if modifier is not None else signer_for(url)
     where = source or url
     try:
-        client = pystac_client.Client.open(url, modifier=modifier, timeout=STAC_TIMEOUT)
+        stac_io, timeout = _stac_io()
+        client = pystac_client.Client.open(url, modifier=modifier, stac_io=stac_io, timeout=timeout)  # open() resets it
     except (APIError, OSError, pystac.STACError, ValueError) as exc:
         raise CatalogError(f"could not open STAC API at {url}: {exc}") from exc
     except Exception as exc:  # requests' ConnectionError and friends

@@ -82,15 +82,30 @@ class CubeResult:
 
 
 def items_digest(items) -> str:
-    """A digest of the items a cube is made from (ids, times, asset hrefs): a changed catalog never
-    passes for the one a store was written from."""
+    """A digest of the items a cube is made from (ids, times, ``updated``, asset hrefs, and size and
+    mtime of local asset files): a changed catalog never passes for the one a store was written from."""
     import hashlib
     import json
 
     h = hashlib.sha256()
     for it in items:
-        h.update(json.dumps([it.id, str(it.datetime), sorted((k, a.href) for k, a in it.assets.items())]).encode())
+        h.update(json.dumps([it.id, str(it.datetime), it.properties.get("updated"),
+                             sorted((k, a.href, _stamp(a.href)) for k, a in it.assets.items())]).encode())
     return h.hexdigest()[:16]
+
+
+def _stamp(href: str):
+    """Size and modification time of a local asset (a file replaced in place is new data); None for URLs."""
+    import os
+    from urllib.parse import urlparse
+
+    u = urlparse(href)
+    path = u.path if u.scheme == "file" else href if u.scheme == "" else None
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if st else None
 
 
 def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str | Path, *, progress=None,
@@ -108,8 +123,10 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     if items is None:
         items = search(stac_url, request, source=source)
     spec = spec.resolved(items)
+    from .. import __version__
+
     fingerprint = {"stac": source or stac_url, "items": items_digest(items),
-                   "request": request.to_dict(), "cube": spec.to_dict()}
+                   "request": request.to_dict(), "cube": spec.to_dict(), "cloudfree": __version__}
     if store_state(out, fingerprint) == "complete":
         from ..zarrstore import StoreError, verify_manifest
 
