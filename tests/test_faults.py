@@ -283,3 +283,53 @@ def test_an_asset_replaced_in_place_is_new_data(tmp_path):
     tif = sorted(cat.glob("*/B04.tif"))[0]
     tif.write_bytes(tif.read_bytes() + b"\0")  # same href, other bytes
     assert items_digest(read_static_items(str(cat / "collection.json"))) != before
+
+
+@pytest.mark.parametrize("option", [("--chunk", "1"), ("--chunk", "0"), ("--resolution", "0"), ("--resolution", "-10"),
+                                    ("--max-dates", "0"), ("--context-days", "-5"), ("--max-cloud", "150")])
+def test_numbers_out_of_range_are_named(option, tmp_path):
+    msg = _fails(*RUN, "--out", str(tmp_path), *option)
+    assert option[0] in msg
+
+
+@pytest.mark.parametrize("args", [("--size", "0"), ("--dates", "0")])
+def test_demo_data_numbers_are_checked(args, tmp_path):
+    assert args[0] in _fails("demo-data", "--out", str(tmp_path), *args)
+
+
+def test_an_out_that_is_a_file_is_named(tmp_path):
+    f = tmp_path / "out.txt"
+    f.write_text("not a folder")
+    msg = _fails(*RUN, "--out", str(f), "--method", "median")
+    assert "out.txt" in msg
+
+
+def test_a_full_disk_is_a_write_error_not_an_asset_error(tmp_path):
+    import errno
+
+    from cloudfree.cube.store import _write_failure
+
+    inner = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        try:
+            raise inner
+        except OSError as e:
+            raise Exception("RasterioIOError-looking wrapper") from e
+    except Exception as outer:
+        assert _write_failure(outer, tmp_path) == "No space left on device"
+    assert _write_failure(Exception("RasterioIOError('Read failed')"), tmp_path) is None
+
+
+def test_a_cog_from_another_method_is_rewritten(tmp_path):
+    import rasterio
+
+    args = [*RUN, "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, [*args, "--method", "median"]).exit_code == 0
+    import shutil
+
+    shutil.rmtree(tmp_path / "mosaic.zarr")  # what the mismatch error tells the user to do
+    r = CliRunner().invoke(app, [*args, "--method", "mosaicking"])
+    assert r.exit_code == 0, r.output
+    (label,) = json.loads((tmp_path / "run.json").read_text())["periods"]
+    with rasterio.open(tmp_path / f"cloudfree_{label}.tif") as src:
+        assert src.tags()["method"] == "mosaicking"

@@ -12,7 +12,7 @@ from pathlib import Path
 import dask
 import xarray as xr
 
-__all__ = ["OutputCheckError", "check_outputs"]
+__all__ = ["OutputCheckError", "check_outputs", "check_files"]
 
 VALID_RANGE = (-0.2, 6.5)
 """Reflectance a Sentinel-2 L2A output can hold (the cube's own range, with margin)."""
@@ -20,6 +20,30 @@ VALID_RANGE = (-0.2, 6.5)
 
 class OutputCheckError(RuntimeError):
     """The outputs were written but are wrong; the message says what and where to look."""
+
+
+def check_files(periods: dict[str, dict[str, str]], digest: str) -> None:
+    """Every period's COG opens with its band scale, nodata and this run's fingerprint, and its STAC
+    Item and quicklook exist: what users open must carry what makes it readable."""
+    import json
+
+    import rasterio
+
+    for label, files in periods.items():
+        if "cog" in files:
+            with rasterio.open(files["cog"]) as src:
+                tags = src.tags()
+                if src.nodata != 0 or any(abs(v - 1e-4) > 1e-12 for v in src.scales) or \
+                        tags.get("cloudfree_fingerprint") != digest or not all(src.descriptions):
+                    raise OutputCheckError(f"{files['cog']} lacks its band scale, nodata, descriptions or this run's "
+                                           "fingerprint; delete it and re-run")
+        for key in ("stac_item", "quicklook"):
+            if key in files and not Path(files[key]).stat().st_size:
+                raise OutputCheckError(f"{files[key]} is empty; delete it and re-run")
+        if "stac_item" in files:
+            item = json.loads(Path(files["stac_item"]).read_text())
+            if "cloudfree:method" not in item.get("properties", {}):
+                raise OutputCheckError(f"{files['stac_item']} lacks the cloudfree properties; delete it and re-run")
 
 
 def check_outputs(zarr_path: str | Path, *, mostly_empty: float = 0.5) -> dict:
