@@ -116,11 +116,14 @@ def _mask(exclude_scl: str, mask: str = "scl", dilate: int = 0):
     return MaskConfig.from_classes(exclude_scl, source=mask, dilate=dilate)
 
 
-def _cluster(scheduler, workers, threads, processes, dashboard_address: str = "127.0.0.1:0"):
-    from .cluster import ClusterConfig
+def _cluster(scheduler, workers, threads, processes, dashboard_address: str = "127.0.0.1:0", gpus: Optional[str] = None):
+    from .cluster import ClusterConfig, parse_gpus
 
+    ids = parse_gpus(gpus)
+    if ids and scheduler:
+        raise ValueError("give --gpus (a local cluster, one worker per GPU) or --scheduler (an existing cluster), not both")
     return ClusterConfig(scheduler=scheduler, n_workers=workers, threads_per_worker=threads, processes=processes,
-                         dashboard_address=dashboard_address)
+                         dashboard_address=dashboard_address, gpus=ids)
 
 
 @app.command()
@@ -175,11 +178,12 @@ def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk:
 
     from .cluster import parse_memory, plan_memory
 
-    threads = cluster.threads_per_worker or os.cpu_count() or 1
+    threads = cluster.threads_per_worker or ((os.cpu_count() or 1) // max(1, len(cluster.gpus)) if cluster.gpus
+                                             else os.cpu_count() or 1)
     n_bands = len([b for b in bands.split(",") if b.strip()]) if bands else 12
     plan = plan_memory(parse_memory(memory_limit), threads=threads, n_bands=n_bands, n_dates=n_dates, chunk=chunk)
     if cluster.scheduler is None:
-        per_worker = plan.limit // (cluster.n_workers or (2 if cluster.processes else 1))
+        per_worker = plan.limit // (len(cluster.gpus) or cluster.n_workers or (2 if cluster.processes else 1))
         cluster = replace(cluster, memory_limit=str(per_worker))
     console.print(plan.describe())
     return plan, cluster
@@ -193,7 +197,7 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     from .pipeline import JobConfig, run_job
     from .progress import StageProgress
     from .reconstruct.composites import METHODS
-    from .reconstruct.tiles import TileConfig, resolve_device
+    from .reconstruct.tiles import TileConfig, check_device, resolve_device
 
     req = SearchRequest(**req_args)
     if job_args["method"] not in ("auto", "model", *METHODS):  # before any search or Dask work
@@ -201,18 +205,25 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     from .reconstruct.periods import check_period
 
     check_period(job_args["period_step"])
-    device = resolve_device(job_args.pop("device"))
+    device = job_args.pop("device")
+    if cluster.scheduler or cluster.gpus:
+        # the workers decide: a CPU laptop driving a GPU cluster runs the model on the workers' GPUs
+        check_device(device)
+        where = "on each worker" if device == "auto" else "on the workers"
+    else:
+        device, where = resolve_device(device), "here"
     plan, cluster = _plan(memory_limit, cluster, spec_args.get("bands"), job_args["max_dates"], spec_args.pop("chunk"))
     spec = CubeSpec(**spec_args, chunk=plan.chunk)
     batch = job_args.pop("batch")
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,
                        device=device, pass_through=job_args.pop("pass_through", True))
     job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, **job_args)
-    if device.startswith("cuda") and cluster.threads_per_worker is None:
+    if device.startswith("cuda") and cluster.threads_per_worker is None and not cluster.gpus:
         from dataclasses import replace
 
         cluster = replace(cluster, threads_per_worker=1)  # one thread drives one GPU
-    console.print(f"inference device: {device}")
+    console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
+                                                            if cluster.gpus else ""))
     with open_catalog(stac) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:
         return run_job(url, req, spec, out, job, progress=progress, echo=console.print, source=source_id(stac))
 
@@ -252,6 +263,8 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         max_pixels: float = typer.Option(250e6, help="ask for --yes above this many output pixels (a Sentinel-2 tile at "
                                                      "10 m is 120 million)", min=1),
         yes: bool = typer.Option(False, "--yes", help="run even when the area is larger than --max-pixels"),
+        gpus: Optional[str] = typer.Option(None, help="local GPUs: all, a count, or ids like 0,1 — one Dask worker per "
+                                                      "GPU (pinned with CUDA_VISIBLE_DEVICES, resource GPU=1)"),
         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
         workers: Optional[int] = typer.Option(None, help=WORKERS_HELP, min=1),
         threads: Optional[int] = typer.Option(None, help=THREADS_HELP, min=1),
@@ -264,7 +277,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels),
-                   _cluster(scheduler, workers, threads, processes, dashboard_address), memory_limit)
+                   _cluster(scheduler, workers, threads, processes, dashboard_address, gpus), memory_limit)
     except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from distributed import Client, LocalCluster
 
-__all__ = ["ClusterConfig", "dask_client", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
+__all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
 
 BASE_BYTES = 800 * 2**20
 """What one process holds before any block: Python, torch, GDAL, Dask, the model (measured: the
@@ -116,6 +116,42 @@ class ClusterConfig:
     processes: bool = False
     """Threads share one process (the model and GDAL caches are loaded once); set True for big CPU runs."""
     dashboard_address: str = "127.0.0.1:0"
+    gpus: tuple[str, ...] = ()
+    """Local GPU ids: one worker process per GPU, pinned with ``CUDA_VISIBLE_DEVICES``, carrying the
+    resource ``GPU=1``; the machine's cores are split among them (decode threads beside the one
+    model per worker, whose calls are serialised)."""
+
+
+def parse_gpus(text: str | None) -> tuple[str, ...]:
+    """``--gpus all`` / ``N`` / ``0,2`` → local GPU ids; an error where this machine has fewer GPUs."""
+    if not text:
+        return ()
+    import torch
+
+    n = torch.cuda.device_count()
+    if text == "all":
+        ids = tuple(str(i) for i in range(n))
+    elif text.isdigit():
+        ids = tuple(str(i) for i in range(int(text)))
+    else:
+        ids = tuple(t.strip() for t in text.split(",") if t.strip())
+        if not all(t.isdigit() for t in ids):
+            raise ValueError(f"--gpus {text!r}: give all, a count, or GPU ids like 0,1")
+    if not ids or any(int(i) >= n for i in ids):
+        raise ValueError(f"--gpus {text}: this machine has {n} CUDA GPU(s); for GPUs elsewhere join their cluster "
+                         "with --scheduler")
+    return ids
+
+
+def gpu_worker_specs(gpus: tuple[str, ...], *, threads: int | None = None, memory_limit: str | int = "auto") -> dict:
+    """SpecCluster worker specs: one Nanny per GPU with that GPU alone visible and ``GPU=1``."""
+    import os
+
+    from distributed import Nanny
+
+    per = threads or max(1, (os.cpu_count() or 1) // max(1, len(gpus)))
+    return {f"gpu-{g}": {"cls": Nanny, "options": {"nthreads": per, "resources": {"GPU": 1}, "memory_limit": memory_limit,
+                                                   "env": {"CUDA_VISIBLE_DEVICES": g}}} for g in gpus}
 
 
 def dashboard_link(client: Client, config: ClusterConfig) -> str:
@@ -164,11 +200,19 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
     else:
         import dask
 
-        quiet = {"distributed.worker.memory.pause": False} if not config.processes else {}
+        quiet = {"distributed.worker.memory.pause": False} if not (config.processes or config.gpus) else {}
         with dask.config.set(quiet):
-            cluster = LocalCluster(n_workers=config.n_workers or (2 if config.processes else 1),
-                                   threads_per_worker=config.threads_per_worker, memory_limit=config.memory_limit,
-                                   processes=config.processes, dashboard_address=config.dashboard_address)
+            if config.gpus:
+                from distributed import Scheduler, SpecCluster
+
+                cluster = SpecCluster(
+                    workers=gpu_worker_specs(config.gpus, threads=config.threads_per_worker,
+                                             memory_limit=config.memory_limit),
+                    scheduler={"cls": Scheduler, "options": {"dashboard_address": config.dashboard_address}})
+            else:
+                cluster = LocalCluster(n_workers=config.n_workers or (2 if config.processes else 1),
+                                       threads_per_worker=config.threads_per_worker, memory_limit=config.memory_limit,
+                                       processes=config.processes, dashboard_address=config.dashboard_address)
         client = Client(cluster)
     try:
         import odc.stac

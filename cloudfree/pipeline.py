@@ -120,6 +120,7 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
         from .models import load_checkpoint
 
         load_checkpoint(model)  # full load once here: a corrupt file fails now, not inside Dask
+        _check_visible_on_workers(model)
     with _locked(out):
         return _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, progress=progress,
                            echo=echo, stop_after=stop_after, source=source)
@@ -186,6 +187,25 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
                 "synthetic_input": synthetic}
     (out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _check_visible_on_workers(model) -> None:
+    """Workers load the checkpoint from its path: every worker of the active cluster must see it."""
+    if not isinstance(model, (str, Path)):
+        return
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):  # no cluster: the local threads see what this process sees
+        return
+    import os
+
+    seen = client.run(os.path.exists, str(model))
+    blind = sorted(w for w, ok in seen.items() if not ok)
+    if blind:
+        raise ValueError(f"the model {model} is not visible on {len(blind)} worker(s) ({', '.join(blind[:3])}): put it "
+                         "on a path every worker sees (a shared file system) or pass --model with such a path")
 
 
 def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, echo) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TileConfig", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts", "resolve_device"]
+__all__ = ["TileConfig", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts",
+           "resolve_device", "check_device"]
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,21 @@ def model_on_device(model, device: str):
     return net, lock
 
 
+def check_device(device: str) -> None:
+    """The spelling of ``--device`` (auto, cpu, cuda, cuda:N), checked where the GPUs are not (a client)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device {device!r} is not a device; choose auto, cpu, cuda or cuda:N")
+
+
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
     import torch
 
-    import re
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise ValueError(f"--device {device!r} is not a device; choose auto, cpu, cuda or cuda:N")
+    check_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():

@@ -1,0 +1,52 @@
+"""One worker per GPU, and the device chosen on the workers: tested with real local worker processes
+that carry ``GPU=1`` and a pinned ``CUDA_VISIBLE_DEVICES`` (CPU devices: this machine has no GPU)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, Scheduler, SpecCluster
+from typer.testing import CliRunner
+
+import cloudfree
+from cloudfree.catalog import bundled_catalog
+from cloudfree.cli import app
+from cloudfree.cluster import gpu_worker_specs, parse_gpus
+
+ARGS = dict(period="month", context_days=20, memory_limit="2GB")
+
+
+def test_one_pinned_worker_per_gpu_and_the_same_pixels(tmp_path):
+    specs = gpu_worker_specs(("0", "1"), threads=1, memory_limit="2GB")
+    with SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(2)
+        env = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        assert sorted(env.values()) == ["0", "1"]
+        info = client.scheduler_info()["workers"]
+        assert all(w["resources"] == {"GPU": 1} for w in info.values())
+        # device "auto" is resolved on each worker (CPU here), not on the client
+        spread = cloudfree.run(bundled_catalog(), "2019-08-01", "2019-09-30", tmp_path / "spread", device="auto",
+                               chunk=32, **ARGS)
+        tasks = client.run(lambda dask_worker: len(dask_worker.data) + len(dask_worker.state.log))
+        assert all(n > 0 for n in tasks.values()), "a worker did no work"
+    alone = cloudfree.run(bundled_catalog(), "2019-08-01", "2019-09-30", tmp_path / "alone", device="cpu", chunk=32,
+                          **ARGS)
+    assert spread["method"] == alone["method"] == "model"
+    a = xr.open_zarr(tmp_path / "spread" / "mosaic.zarr")["reflectance"].values
+    b = xr.open_zarr(tmp_path / "alone" / "mosaic.zarr")["reflectance"].values
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_gpus_on_a_machine_without_gpus_is_named(tmp_path):
+    with pytest.raises(ValueError, match="0 CUDA GPU"):
+        parse_gpus("all")
+    r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
+                                 "--out", str(tmp_path), "--gpus", "2"])
+    assert r.exit_code == 2 and "0 CUDA GPU" in r.output
+    r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
+                                 "--out", str(tmp_path), "--gpus", "0,x"])
+    assert r.exit_code == 2 and "GPU ids" in " ".join(r.output.split())
