@@ -40,7 +40,8 @@ DEVICE_HELP = "where the model runs: auto (cuda if available, else cpu) | cpu | 
 WORKERS_HELP = "local Dask workers (default: 1 worker with threads; 2 with --processes)"
 THREADS_HELP = "threads per local Dask worker (default: all cores; 1 per worker when driving a GPU)"
 PROCESSES_HELP = "local workers as processes instead of threads (each loads its own model; for large CPU runs)"
-SCHEDULER_HELP = "join an existing Dask scheduler, e.g. tcp://host:8786, instead of starting a local cluster"
+SCHEDULER_HELP = ("join an existing Dask cluster instead of starting a local one: a scheduler address (tcp://host:8786) or "
+                  "a scheduler file (.json, as dask scheduler --scheduler-file, dask-jobqueue or dask-mpi write)")
 DASHBOARD_HELP = "host:port of the local cluster's dashboard (0.0.0.0:8787 to reach it from other machines)"
 METHOD_HELP = ("auto (the model where it serves the bands, else median) | model | median | mosaicking | least_cloudy | "
                "interpolation")

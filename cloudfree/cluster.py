@@ -195,7 +195,15 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
     # (torch, GDAL caches) and would pause a thread worker for good: never pause a local thread worker.
     logging.getLogger("distributed.worker.memory").setLevel(logging.ERROR)
     if config.scheduler:
-        client = Client(config.scheduler)
+        # an address (tcp://host:8786) or a scheduler file (dask scheduler --scheduler-file, dask-jobqueue, dask-mpi)
+        if config.scheduler.endswith(".json"):
+            import pathlib
+
+            if not pathlib.Path(config.scheduler).exists():
+                raise FileNotFoundError(f"scheduler file {config.scheduler} does not exist (is the scheduler up?)")
+            client = Client(scheduler_file=config.scheduler, timeout="30s")
+        else:
+            client = Client(config.scheduler, timeout="30s")
         cluster = None
     else:
         import dask

@@ -50,3 +50,37 @@ def test_gpus_on_a_machine_without_gpus_is_named(tmp_path):
     r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
                                  "--out", str(tmp_path), "--gpus", "0,x"])
     assert r.exit_code == 2 and "GPU ids" in " ".join(r.output.split())
+
+
+def test_a_cluster_joined_through_a_scheduler_file_with_gpu_resources(tmp_path):
+    """The HPC pattern (dask-jobqueue, dask-mpi): a scheduler and workers started as their own processes,
+    meeting through a scheduler file; the workers carry GPU=1 as they would on a GPU partition."""
+    import subprocess
+    import sys
+    import time
+
+    sched_file = tmp_path / "scheduler.json"
+    bin_ = os.path.join(os.path.dirname(sys.executable), "dask")
+    procs = [subprocess.Popen([bin_, "scheduler", "--scheduler-file", str(sched_file), "--port", "0",
+                               "--dashboard-address", ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        t0 = time.time()
+        while not sched_file.exists() and time.time() - t0 < 60:
+            time.sleep(0.2)
+        procs.append(subprocess.Popen([bin_, "worker", "--scheduler-file", str(sched_file), "--nthreads", "2",
+                                       "--resources", "GPU=1", "--memory-limit", "3GB"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(scheduler_file=str(sched_file)) as c:
+            c.wait_for_workers(1, timeout=60)
+            assert [w["resources"] for w in c.scheduler_info()["workers"].values()] == [{"GPU": 1}]
+        r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
+                                     "--out", str(tmp_path / "out"), "--scheduler", str(sched_file)])
+        assert r.exit_code == 0, r.output
+        text = " ".join(r.output.split())
+        assert "inference device: auto (on each worker)" in text
+        ds = xr.open_zarr(tmp_path / "out" / "mosaic.zarr")
+        assert np.isfinite(ds["reflectance"].values).mean() > 0.9
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+            p.wait(timeout=30)
