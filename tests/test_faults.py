@@ -333,3 +333,19 @@ def test_a_cog_from_another_method_is_rewritten(tmp_path):
     (label,) = json.loads((tmp_path / "run.json").read_text())["periods"]
     with rasterio.open(tmp_path / f"cloudfree_{label}.tif") as src:
         assert src.tags()["method"] == "mosaicking"
+
+
+def test_signing_retries_then_names_what_failed():
+    from cloudfree.catalog.search import CatalogError, with_retries
+
+    calls = []
+
+    def flaky(item):
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("token service busy")
+        return item
+
+    assert with_retries(flaky, "sign", backoff=0.01)("x") == "x" and len(calls) == 3
+    with pytest.raises(CatalogError, match="could not sign after 3 tries: always down"):
+        with_retries(lambda i: (_ for _ in ()).throw(ConnectionError("always down")), "sign", backoff=0.01)("x")

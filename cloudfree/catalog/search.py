@@ -98,7 +98,26 @@ def signer_for(url: str) -> Callable | None:
         import planetary_computer  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
         raise CatalogError("Planetary Computer assets must be signed: pip install 'cloudfree[planetary]'") from exc
-    return planetary_computer.sign_inplace
+    return with_retries(planetary_computer.sign_inplace, "sign Planetary Computer assets")
+
+
+def with_retries(fn: Callable, what: str, attempts: int = 3, backoff: float = 1.0) -> Callable:
+    """``fn`` retried ``attempts`` times with exponential back-off, then a :class:`CatalogError`
+    naming what failed (token services fail transiently; a run should not die on the first blip)."""
+    import functools
+    import time
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        for k in range(attempts):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if k == attempts - 1:
+                    raise CatalogError(f"could not {what} after {attempts} tries: {exc}") from exc
+                time.sleep(backoff * 2**k)
+
+    return wrapped
 
 
 def _validate_dates(start: str, end: str) -> None:
