@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from distributed import Client, LocalCluster
 
-__all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
+__all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
 
 BASE_BYTES = 800 * 2**20
 """What one process holds before any block: Python, torch, GDAL, Dask, the model (measured: the
@@ -152,6 +152,36 @@ def gpu_worker_specs(gpus: tuple[str, ...], *, threads: int | None = None, memor
     per = threads or max(1, (os.cpu_count() or 1) // max(1, len(gpus)))
     return {f"gpu-{g}": {"cls": Nanny, "options": {"nthreads": per, "resources": {"GPU": 1}, "memory_limit": memory_limit,
                                                    "env": {"CUDA_VISIBLE_DEVICES": g}}} for g in gpus}
+
+
+CLUSTER_KINDS = ("local", "slurm", "kubernetes", "gateway")
+
+
+def start_cluster(kind: str, options: dict | None = None, workers: int = 1, address: str | None = None):
+    """A cluster on the engines users run (``pip install 'cloudfree[hpc]'``): ``slurm``
+    (dask-jobqueue's SLURMCluster), ``kubernetes`` (dask-kubernetes' operator, spec from
+    ``make_cluster_spec``) or ``gateway`` (Dask Gateway). Returns the cluster; ``cluster.get_client()``
+    connects to it. Worker resources ``GPU=1`` and GDAL settings come from ``options``."""
+    options = dict(options or {})
+    if kind not in CLUSTER_KINDS[1:]:
+        raise ValueError(f"cluster kind {kind!r}: choose one of {', '.join(CLUSTER_KINDS[1:])}")
+    try:
+        if kind == "slurm":
+            from dask_jobqueue import SLURMCluster
+
+            cluster = SLURMCluster(**options)
+        elif kind == "kubernetes":
+            from dask_kubernetes.operator import KubeCluster, make_cluster_spec
+
+            cluster = KubeCluster(custom_cluster_spec=make_cluster_spec(**options))
+        else:
+            from dask_gateway import Gateway
+
+            cluster = Gateway(address=address).new_cluster(**options)
+    except ImportError as exc:
+        raise ImportError(f"the {kind} cluster needs {exc.name}: pip install 'cloudfree[hpc]'") from None
+    cluster.scale(workers)
+    return cluster
 
 
 def dashboard_link(client: Client, config: ClusterConfig) -> str:

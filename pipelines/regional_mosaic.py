@@ -1,6 +1,10 @@
 """Regional cloud-free mosaic from a YAML/TOML config: the scripted form of ``cloudfree run``.
 
     python pipelines/regional_mosaic.py pipelines/configs/demo.yaml
+    python pipelines/regional_mosaic.py pipelines/configs/cluster-slurm.yaml     # also -kubernetes, -gateway
+
+``cluster.kind`` (local, slurm, kubernetes, gateway) says where it computes; see
+:func:`cloudfree.cluster.start_cluster`.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import yaml
 from cloudfree.aoi import parse_aoi, parse_bbox
 from cloudfree.catalog.search import SearchRequest
 from cloudfree.catalog.sources import open_catalog, source_id
-from cloudfree.cluster import ClusterConfig, dask_client
+from cloudfree.cluster import ClusterConfig, dask_client, start_cluster
 from cloudfree.cube.load import CubeSpec, MaskConfig
 from cloudfree.pipeline import JobConfig, run_job
 from cloudfree.progress import StageProgress, console
-from cloudfree.reconstruct.tiles import TileConfig, resolve_device
+from cloudfree.reconstruct.tiles import TileConfig, check_device, resolve_device
 
 
 def load_config(path: str | Path) -> dict:
@@ -34,13 +38,24 @@ def main(path: str) -> dict:
     if "exclude_scl" in cube:
         cube["mask"] = MaskConfig.from_classes(cube.pop("exclude_scl"))
     spec = CubeSpec(**{"chunk": 1024, **cube})
+    cl = dict(c.get("cluster", {}))
+    kind = cl.pop("kind", "local")
     tiles = dict(c.get("tiles", {}))
-    tiles["device"] = resolve_device(tiles.get("device", "auto"))
+    device = tiles.get("device", "auto")
+    if kind == "local" and not cl.get("scheduler"):
+        tiles["device"] = resolve_device(device)
+    else:
+        check_device(device)  # resolved on each worker
     job = JobConfig(method=c.get("method", "auto"), model=c.get("model"), period_step=c.get("period"),
                     context_days=c.get("context_days", 30), max_dates=c.get("max_dates", 12), tiles=TileConfig(**tiles))
-    cluster = ClusterConfig(**c.get("cluster", {}))
     stac = c["stac"]
-    with open_catalog(stac) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:
+    if kind == "local":
+        context = dask_client(ClusterConfig(**cl), echo=console.print)
+    else:
+        cluster = start_cluster(kind, cl.get("options"), cl.get("workers", 1), cl.get("address"))
+        console.print(f"{kind} cluster: {cluster.dashboard_link}")
+        context = cluster.get_client()
+    with open_catalog(stac) as url, context, StageProgress() as progress:
         manifest = run_job(url, req, spec, c["out"], job, progress=progress, echo=console.print, source=source_id(stac))
     console.print(f"outputs: {Path(c['out']) / 'run.json'}")
     return manifest

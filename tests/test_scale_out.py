@@ -84,3 +84,48 @@ def test_a_cluster_joined_through_a_scheduler_file_with_gpu_resources(tmp_path):
         for p in procs[::-1]:
             p.terminate()
             p.wait(timeout=30)
+
+
+def _config(name: str) -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "pipelines" / "configs" / name).read_text())
+
+
+def test_the_slurm_config_renders_a_gpu_job_script():
+    """dask-jobqueue renders the sbatch script offline: one GPU per job, the worker carries GPU=1."""
+    from dask_jobqueue import SLURMCluster
+
+    c = _config("cluster-slurm.yaml")
+    assert c["cluster"]["kind"] == "slurm" and c["tiles"]["device"] == "auto"
+    with SLURMCluster(**c["cluster"]["options"]) as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script
+    assert "export GDAL_HTTP_MAX_RETRY=5" in script and "#SBATCH --cpus-per-task=16" in script
+
+
+def test_the_kubernetes_config_makes_a_gpu_cluster_spec():
+    from dask_kubernetes.operator import make_cluster_spec
+
+    c = _config("cluster-kubernetes.yaml")
+    spec = make_cluster_spec(**c["cluster"]["options"])
+    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert worker["args"][:4] == ["dask", "worker", "--resources", "GPU=1"]
+    assert {"name": "GDAL_HTTP_MAX_RETRY", "value": "5"} in worker["env"]
+
+
+def test_the_gateway_config_and_unknown_kinds():
+    import inspect
+
+    from dask_gateway import Gateway
+
+    from cloudfree.cluster import start_cluster
+
+    c = _config("cluster-gateway.yaml")
+    assert c["cluster"]["kind"] == "gateway" and isinstance(c["cluster"]["options"], dict)
+    assert "address" in inspect.signature(Gateway.__init__).parameters
+    with pytest.raises(ValueError, match="choose one of slurm, kubernetes, gateway"):
+        start_cluster("yarn")
