@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from real_quality import _commit, _machine  # noqa: E402
+from real_quality import _commit, _machine, emit  # noqa: E402
 
 SOURCES = ("scl", "model", "both")
 
@@ -150,12 +150,7 @@ def main(argv=None) -> dict:
             "fallback_collections": fallback, "flagged_per_date": per_date, "downstream": summary,
             "downstream_by_collection": by_collection, "n_settings": {k: len(v) for k, v in settings.items()},
             "speed": None if a.no_speed else speed(), "seconds": round(time.time() - t0, 1)}
-    text = json.dumps(line, default=float)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n")
-    return line
+    return emit(line, a.out)
 
 
 if __name__ == "__main__":

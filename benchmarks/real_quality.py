@@ -39,6 +39,16 @@ def _commit() -> str:
         return "unknown"
 
 
+def emit(line: dict, out: str | None) -> dict:
+    """Print the result as one JSON line and write it to ``out`` (if given)."""
+    text = json.dumps(line, default=float)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    return line
+
+
 def _machine() -> str:
     try:
         import torch
@@ -108,12 +118,7 @@ def main(argv=None) -> dict:
             "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
             "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
             "settings": [s.__dict__ for s in settings]}
-    text = json.dumps(line, default=float)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n")
-    return line
+    return emit(line, a.out)
 
 
 if __name__ == "__main__":
