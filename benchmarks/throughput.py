@@ -106,7 +106,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fp32", action="store_true")
     args = ap.parse_args()
-    print(json.dumps(bench_tile(args) if args.mode == "tile" else bench_pipeline(args)))
+    res = bench_tile(args) if args.mode == "tile" else bench_pipeline(args)
+    from real_quality import _commit, _machine
+
+    res.update(machine=_machine(), date=time.strftime("%Y-%m-%d"), commit=_commit(), data="SYNTHETIC",
+               model=str(args.model or ("default PixelTimeGate" if args.mode == "pipeline" else "unet_synthetic")))
+    print(json.dumps(res))
 
 
 if __name__ == "__main__":
