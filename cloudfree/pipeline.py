@@ -219,9 +219,9 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
     cube_gb = px * nb * days * 2 / 1e9
     import os
 
-    # measured: the default model through the whole pipeline, 0.083 Mpx/s on 2 CPU cores
+    # measured: the default model through the whole pipeline, 0.091 Mpx/s on 2 CPU cores
     # (benchmarks/results/pipeline_cpu_2core.jsonl); a rough guide that scales with cores, not a promise
-    cpu_s = px / (0.04e6 * (os.cpu_count() or 1))
+    cpu_s = px / (0.045e6 * (os.cpu_count() or 1))
     took = "under a minute" if cpu_s < 60 else f"roughly {cpu_s / 60:.0f} min"
     echo(f"size: {ny} x {nx} px ({px / 1e6:.2g} Mpx) at {spec.resolution:g} m, {days} dates, {nb} bands: cube about "
          f"{cube_gb:.2g} GB on disk before compression; {took} per output image on this machine's CPU (less on a GPU)")
