@@ -16,7 +16,8 @@ BASE_BYTES = 800 * 2**20
 real demo peaks below 1 GB)."""
 BYTES_PER_PIXEL_VALUE = 8
 """Bytes per (date, band, pixel) of a block in flight: the float32 block, its rechunked copy, the
-model's input batch and the output (measured; see ``benchmarks/memory.py``)."""
+model's input batch and the output. About 4.4 was measured for the default model (a 768-px block of
+12 dates × 13 layers added 0.4 GB); 8 leaves a 2× margin (``benchmarks/memory.py``)."""
 PATCH_BYTES = 300 * 2**20
 """Activations per 256² patch of the U-Net in one forward pass (measured: batch 16 → 4 cost 4 GB)."""
 CHUNKS = (2048, 1536, 1024, 768, 512, 384, 256, 128)

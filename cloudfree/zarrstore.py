@@ -20,7 +20,7 @@ import xarray as xr
 import zarr
 
 __all__ = ["StoreError", "store_state", "check_complete", "write_by_regions", "spatial_regions", "write_manifest",
-           "verify_manifest"]
+           "verify_manifest", "require_unchanged"]
 
 COMPLETE = "cloudfree:complete"
 FINGERPRINT = "cloudfree:fingerprint"
@@ -106,6 +106,14 @@ def verify_manifest(path: str | Path) -> list[str]:
     return bad
 
 
+def require_unchanged(path: str | Path) -> None:
+    """Raise :class:`StoreError` unless a complete store still matches its manifest: ``reused`` means verified."""
+    changed = verify_manifest(path)
+    if changed:
+        raise StoreError(f"{path} was changed after it was written ({len(changed)} chunk files missing, added or "
+                         f"changed, e.g. {', '.join(changed[:3])}); delete it and re-run to recompute it")
+
+
 def spatial_regions(ds: xr.Dataset, dims: tuple[str, ...] = ("y", "x")) -> list[dict[str, slice]]:
     """One region per chunk of ``ds`` along ``dims`` (regions align with the Zarr chunks)."""
     edges = []
@@ -142,10 +150,7 @@ def write_by_regions(
     prog = _progress_dir(path)
     state = store_state(path, fingerprint)
     if state == "complete":
-        changed = verify_manifest(path)
-        if changed:
-            raise StoreError(f"{path} was changed after it was written ({len(changed)} chunk files missing, added or "
-                             f"changed, e.g. {', '.join(changed[:3])}); delete it and re-run to recompute it")
+        require_unchanged(path)
         if on_region:
             n = len(spatial_regions(ds, tuple(d for d in dims if d in ds.dims)))
             on_region(n, n)

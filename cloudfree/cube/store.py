@@ -30,13 +30,10 @@ def _write_failure(exc: BaseException, out: Path) -> str | None:
     """The reason when ``exc`` (or what caused it) is a failure to write under ``out``."""
     import errno
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and (errno.errorcode.get(exc.errno or -1) in _WRITE_ERRNOS or
-                                         str(out) in str(getattr(exc, "filename", "") or "")):
-            return exc.strerror or str(exc)
-        exc = exc.__cause__ or exc.__context__
+    for e in _causes(exc):
+        if isinstance(e, OSError) and (errno.errorcode.get(e.errno or -1) in _WRITE_ERRNOS or
+                                       str(out) in str(getattr(e, "filename", "") or "")):
+            return e.strerror or str(e)
     return None
 
 CUBE_ENCODING = {
@@ -61,13 +58,17 @@ class _FailedReads(logging.Handler):
             self.messages.append("Failed to load " + msg.split(" reading ", 1)[-1].split(" (reason")[0])
 
 
-def _chain(exc: BaseException) -> str:
-    parts, seen = [], set()
+def _causes(exc: BaseException | None):
+    """``exc`` and what caused it, each once."""
+    seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        parts.append(str(exc))
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return " <- ".join(parts)
+
+
+def _chain(exc: BaseException) -> str:
+    return " <- ".join(str(e) for e in _causes(exc))
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,9 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     fingerprint = {"stac": source or stac_url, "items": items_digest(items),
                    "request": request.to_dict(), "cube": spec.to_dict(), "cloudfree": __version__}
     if store_state(out, fingerprint) == "complete":
-        from ..zarrstore import StoreError, verify_manifest
+        from ..zarrstore import require_unchanged
 
-        changed = verify_manifest(out)
-        if changed:
-            raise StoreError(f"{out} was changed after it was written ({len(changed)} chunk files missing, added or "
-                             f"changed, e.g. {', '.join(changed[:3])}); delete it and re-run to recompute it")
+        require_unchanged(out)
         ds = open_cube(out)
         return CubeResult(out, "reused", len(ds.time), dict(ds.sizes))
     ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
