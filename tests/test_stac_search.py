@@ -85,3 +85,36 @@ def test_unknown_stac_argument_is_clear():
     with pytest.raises(ValueError, match="neither a URL"):
         with open_catalog("no-such-catalog"):
             pass
+
+
+@pytest.mark.parametrize("req", [
+    ("2024-03-15", "2024-04-15", None, None),
+    ("2024-03-01", "2024-12-31", 20, None),
+    ("2024-03-21", "2024-03-21", None, None),  # a one-day window holds that day's item
+    ("2024-03-01", "2024-12-31", None, "tri"),
+])
+def test_static_search_in_process_matches_the_api(stac_url, demo_items, demo_bbox, req, tmp_path):
+    """A static file is searched without a server, and finds exactly what a STAC API finds; the
+    same holds for an NDJSON item file."""
+    import json
+
+    start, end, cc, shape = req
+    w, s, e, n = map(float, demo_bbox.split(","))
+    area = parse_aoi(json.dumps({"type": "Polygon", "coordinates": [[[w, s], [e, s], [w, n], [w, s]]]})) \
+        if shape else parse_bbox(demo_bbox)
+    request = SearchRequest(area, start, end, max_cloud_cover=cc)
+    api = [i.id for i in search(stac_url, request)]
+    assert api
+    assert [i.id for i in search(str(demo_items), request)] == api
+    nd = tmp_path / "items.ndjson"
+    nd.write_text("\n".join(json.dumps(f) for f in json.loads(demo_items.read_text())["features"]))
+    found = search(str(nd), request)
+    assert [i.id for i in found] == api
+    assert all(a.href.startswith("/") and __import__("os").path.exists(a.href) for a in found[0].assets.values())
+
+
+def test_static_search_names_the_collections_it_has(demo_items, demo_bbox):
+    with pytest.raises(NoItemsFound, match=r"collection 'landsat' not found .*sentinel-2-l2a \(bands: .*B04"):
+        search(str(demo_items), SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-12-31", collection="landsat"))
+    with pytest.raises(NoItemsFound, match="2030-01-01..2030-02-01"):
+        search(str(demo_items), SearchRequest(parse_bbox(demo_bbox), "2030-01-01", "2030-02-01"))

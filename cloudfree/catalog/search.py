@@ -1,7 +1,8 @@
-"""Search a STAC API for Sentinel-2 L2A items over an AOI and a date range.
+"""Search a STAC API or a static STAC file for Sentinel-2 L2A items over an AOI and a date range.
 
-The bundled demo catalog, a local file served on loopback and the public catalogs all go through
-:func:`search`, so there is one code path to test.
+APIs (Earth Search, Planetary Computer, any URL) go through pystac-client; static catalogs,
+collections and item files (the bundled and demo catalogs included) are searched in this process
+with the same rules, so a GPU host or a notebook needs no server. Both end in :func:`search`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pystac_client.exceptions import APIError
 
 from ..aoi import AOI
 
-__all__ = ["SearchRequest", "search", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "signer_for"]
+__all__ = ["SearchRequest", "search", "search_static", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "signer_for"]
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,35 @@ def _validate_dates(start: str, end: str) -> None:
 def search(url: str, request: SearchRequest, *, modifier: Callable | None = None, source: str | None = None) -> list[pystac.Item]:
     """Search ``url`` and return items sorted by time (``source``: the name users gave, for messages).
 
+    ``url`` is a STAC API, or a static catalog, collection or item file (JSON, NDJSON), searched in
+    this process with the same rules (see :func:`search_static`): no server, no subprocess.
     Scene cloud cover is filtered on the client when the server does not conform to the Query or
     Filter extension (e.g. ``rustac serve``), because such servers silently return nothing.
     """
     _validate_dates(request.start, request.end)
+    from .sources import is_static_source
+
+    if is_static_source(url) and url.lower().endswith(".parquet"):
+        from .serve import serve_stac
+
+        with serve_stac(url) as api:
+            items, collection = _search_api(api, request, modifier=modifier, source=source or url)
+    elif is_static_source(url):
+        items, collection = search_static(url, request, source=source)
+    else:
+        items, collection = _search_api(url, request, modifier=modifier, source=source)
+    if request.max_cloud_cover is not None:
+        items = [i for i in items if i.properties.get("eo:cloud_cover", 0.0) <= request.max_cloud_cover]
+    items.sort(key=lambda i: (i.datetime, i.id))
+    if request.limit:
+        items = items[: request.limit]
+    if not items:
+        raise NoItemsFound(f"no items found at {source or url} for {replace(request, collection=collection).describe()}")
+    log.info("found %d items for %s", len(items), request.describe())
+    return items
+
+
+def _search_api(url: str, request: SearchRequest, *, modifier, source) -> tuple[list[pystac.Item], str]:
     modifier = modifier if modifier is not None else signer_for(url)
     where = source or url
     try:
@@ -154,7 +180,7 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     except Exception as exc:  # requests' ConnectionError and friends
         raise CatalogError(f"could not reach STAC API at {url}: {exc}") from exc
     collections = [c.id for c in client.get_collections()] if _lists_collections(client) else None
-    collection = _choose_collection(client, where, request.collection, collections)
+    collection = _choose_collection(lambda c: _collection_bands(client, c), where, request.collection, collections)
     conforms = client.conforms_to("QUERY") if hasattr(client, "conforms_to") else False
     kwargs: dict = {"collections": [collection], "datetime": f"{request.start}/{request.end}"}
     if request.aoi is not None:
@@ -166,26 +192,68 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     if request.max_cloud_cover is not None and conforms:
         kwargs["query"] = {"eo:cloud_cover": {"lte": request.max_cloud_cover}}
     try:
-        items = list(client.search(**kwargs, max_items=None).items())
-    except APIError as exc:
+        return list(client.search(**kwargs, max_items=None).items()), collection
+    except Exception as exc:  # APIError, requests' errors
         raise CatalogError(f"STAC search failed at {url}: {exc}") from exc
-    except Exception as exc:
-        raise CatalogError(f"STAC search failed at {url}: {exc}") from exc
-    if request.max_cloud_cover is not None:
-        items = [i for i in items if i.properties.get("eo:cloud_cover", 0.0) <= request.max_cloud_cover]
-    items.sort(key=lambda i: (i.datetime, i.id))
-    if request.limit:
-        items = items[: request.limit]
-    if not items:
-        raise NoItemsFound(f"no items found at {where} for {replace(request, collection=collection).describe()}")
-    log.info("found %d items for %s", len(items), request.describe())
-    return items
+
+
+def _utc(value):
+    import pandas as pd
+
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _day_range(start: str, end: str):
+    """Inclusive UTC bounds; a date-only end covers its whole day (as STAC APIs read ``a/b``)."""
+    import pandas as pd
+
+    hi = _utc(end)
+    return _utc(start), (hi + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1) if len(str(end)) <= 10 else hi)
+
+
+def _item_span(item: pystac.Item):
+    p = item.properties
+    return _utc(p.get("start_datetime") or p["datetime"]), _utc(p.get("end_datetime") or p["datetime"])
+
+
+def search_static(stac: str, request: SearchRequest, *, source: str | None = None) -> tuple[list[pystac.Item], str | None]:
+    """Items of a static catalog/collection/item file matching ``request`` (collection, dates,
+    footprint intersecting the AOI), read with pystac in this process; ``(items, collection)``.
+
+    Same rules as a STAC API search: an inclusive date range, the ``sentinel-2-l2a`` collection
+    where the file has several and no choice was made, an unknown collection is an error that lists
+    what the file holds.
+    """
+    from shapely.geometry import box, shape
+
+    from .sources import read_static_items
+
+    items = read_static_items(stac)
+    collections = sorted({i.collection_id for i in items if i.collection_id})
+    by_coll = {c: [i for i in items if i.collection_id == c] for c in collections}
+
+    def bands(c):
+        from ..bands import item_bands
+
+        return ", ".join(item_bands(by_coll[c][0]))
+
+    collection = _choose_collection(bands, source or stac, request.collection, collections or None) \
+        if collections else None
+    if collection is not None and collections:
+        items = by_coll.get(collection, [])
+    lo, hi = _day_range(request.start, request.end)
+    items = [i for i in items if _item_span(i)[1] >= lo and _item_span(i)[0] <= hi]
+    if request.aoi is not None:
+        area = request.aoi.geometry
+        items = [i for i in items if (shape(i.geometry) if i.geometry else box(*i.bbox)).intersects(area)]
+    return items, collection
 
 
 DEFAULT_COLLECTION = "sentinel-2-l2a"
 
 
-def _choose_collection(client, url: str, wanted: str | None, collections: list[str] | None) -> str:
+def _choose_collection(bands_of: Callable[[str], str], url: str, wanted: str | None, collections: list[str] | None) -> str:
     """The collection to search; an unknown one is an error that lists what the catalog has."""
     if collections is None:
         return wanted or DEFAULT_COLLECTION
@@ -197,7 +265,7 @@ def _choose_collection(client, url: str, wanted: str | None, collections: list[s
     if wanted in collections:
         return wanted
     raise NoItemsFound(f"collection {wanted!r} not found at {url}; the catalog has "
-                       + "; ".join(f"{c} (bands: {_collection_bands(client, c)})" for c in collections[:12])
+                       + "; ".join(f"{c} (bands: {bands_of(c)})" for c in collections[:12])
                        + (f" and {len(collections) - 12} more" if len(collections) > 12 else "")
                        + ". Choose one with --collection.")
 

@@ -1,5 +1,6 @@
-"""Resolve ``--stac`` to a STAC API URL: a URL, a short name, a local or remote static catalog or
-item file (served on loopback so it goes through the very same pystac-client search), or the demo.
+"""Resolve ``--stac`` to what :func:`~cloudfree.catalog.search.search` takes: a STAC API URL (a
+URL or a short name), a static catalog or item file (JSON/NDJSON: searched in this process, no
+server; stac-geoparquet: served on loopback by ``rustac``, the ``parquet`` extra), or the demo.
 
 Static catalogs and collections are walked with pystac (relative or ``file://`` hrefs, nested
 children); every asset href is made absolute against the file it comes from before the items are
@@ -18,8 +19,6 @@ from urllib.parse import urlparse
 import pystac
 
 from .search import KNOWN_CATALOGS, CatalogError
-from .serve import serve_stac
-
 __all__ = ["open_catalog", "search_items", "DEFAULT_DEMO_DIR", "read_static_items", "is_static_source", "source_id"]
 
 DEFAULT_DEMO_DIR = Path("cloudfree-demo")
@@ -78,6 +77,15 @@ def read_static_items(stac: str) -> list[pystac.Item]:
     href = str(path.resolve()) if path is not None else stac
     if path is not None and not path.exists():
         raise FileNotFoundError(f"STAC file {path} does not exist")
+    if href.lower().endswith(".ndjson"):
+        try:
+            lines = pystac.StacIO.default().read_text(href).splitlines()
+            items = [_absolute(pystac.Item.from_dict(json.loads(ln)), href) for ln in lines if ln.strip()]
+        except Exception as exc:
+            raise CatalogError(f"could not read STAC item file {stac}: {exc}") from exc
+        if not items:
+            raise CatalogError(f"{stac} holds no items")
+        return items
     try:
         d = pystac.StacIO.default().read_json(href)
     except Exception as exc:
@@ -104,23 +112,28 @@ def read_static_items(stac: str) -> list[pystac.Item]:
 
 @contextlib.contextmanager
 def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
-    """Yield a STAC API URL for ``stac``.
+    """Yield what :func:`~cloudfree.catalog.search.search` takes for ``stac``.
 
-    ``demo`` writes (once) and serves the SYNTHETIC demo catalog; a static catalog, collection or
-    item file is served with ``rustac serve`` for the duration of the block, so every source is
-    searched by the same pystac-client code (bbox, dates, collection, cloud cover).
+    ``demo`` writes (once) the SYNTHETIC demo catalog and yields its item file; static catalogs,
+    collections and JSON/NDJSON item files are yielded as they are (searched in this process);
+    stac-geoparquet is served with ``rustac serve`` for the duration of the block.
     """
     if stac == "demo":
         from .demo import write_demo_catalog
 
-        items = write_demo_catalog(demo_dir / "catalog")
-        with tempfile.TemporaryDirectory(prefix="cloudfree-stac-") as tmp, serve_stac(*_served(str(items), tmp)) as url:
-            yield url
+        yield str(write_demo_catalog(demo_dir / "catalog"))
     elif stac in KNOWN_CATALOGS:
         yield KNOWN_CATALOGS[stac]
-    elif is_static_source(stac):
+    elif is_static_source(stac) and urlparse(stac).path.lower().endswith(".parquet"):
+        from .serve import serve_stac
+
         with tempfile.TemporaryDirectory(prefix="cloudfree-stac-") as tmp, serve_stac(*_served(stac, tmp)) as url:
             yield url
+    elif is_static_source(stac):
+        path = _local_path(stac)
+        if path is not None and not path.exists():
+            raise FileNotFoundError(f"STAC file {path} does not exist")
+        yield str(path.resolve()) if path is not None else stac
     elif stac.startswith(("http://", "https://")):
         yield stac.rstrip("/")
     else:
