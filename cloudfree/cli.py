@@ -38,7 +38,7 @@ MEMORY_HELP = ("memory budget for the run, e.g. 4GB or 2GiB (default 'auto': 80 
                "size and how many blocks run at once are chosen to stay under it, whatever the area")
 DEVICE_HELP = "where the model runs: auto (cuda if available, else cpu) | cpu | cuda | cuda:N"
 WORKERS_HELP = "local Dask workers (default: 1 worker with threads; 2 with --processes)"
-THREADS_HELP = "threads per local Dask worker (default: all cores; 1 per worker when driving a GPU)"
+THREADS_HELP = "threads per local Dask worker (default: all cores, split among GPU workers with --gpus; reads and decodes use them all while the GPU work of a worker is serialised)"
 PROCESSES_HELP = "local workers as processes instead of threads (each loads its own model; for large CPU runs)"
 SCHEDULER_HELP = ("join an existing Dask cluster instead of starting a local one: a scheduler address (tcp://host:8786) or "
                   "a scheduler file (.json, as dask scheduler --scheduler-file, dask-jobqueue or dask-mpi write)")
@@ -219,10 +219,6 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,
                        device=device, pass_through=job_args.pop("pass_through", True))
     job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, **job_args)
-    if device.startswith("cuda") and cluster.threads_per_worker is None and not cluster.gpus:
-        from dataclasses import replace
-
-        cluster = replace(cluster, threads_per_worker=1)  # one thread drives one GPU
     console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
                                                             if cluster.gpus else ""))
     with open_catalog(stac) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:

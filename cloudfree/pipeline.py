@@ -159,7 +159,7 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
                    "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
     res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
-                        regions_at_once=1 if str(device).startswith("cuda") else job.blocks_at_once,
+                        regions_at_once=job.blocks_at_once,
                         progress=progress and progress("outputs (period x tile)"))
     if res["status"] == "interrupted":
         return {"status": "interrupted"}

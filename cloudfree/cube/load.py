@@ -309,10 +309,21 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
 
 
 def open_cube(path: str | Path) -> xr.Dataset:
-    """Open a cube store lazily with its CRS decoded (reflectance as float32)."""
+    """Open a cube store lazily with its CRS decoded: ``reflectance`` as float32, and ``dn``, the
+    same values as stored (uint16 with ``scale``/``offset``/``fill`` attributes), which the
+    model path sends to the GPU undecoded."""
     from ..zarrstore import check_complete
 
     check_complete(path)
     ds = xr.open_zarr(path, decode_coords="all")
     ds["reflectance"] = ds["reflectance"].astype(np.float32)
+    raw = xr.open_zarr(path, decode_coords="all", mask_and_scale=False)["reflectance"]
+    if raw.dtype == np.uint16 and "scale_factor" in raw.attrs:
+        # the stored digital numbers, for the model's device-side decode (half the bytes of float32)
+        a = raw.attrs
+        ds["dn"] = raw.copy(data=raw.data)
+        ds["dn"].attrs = {"long_name": "reflectance as stored: reflectance = dn * scale + offset, fill = no data",
+                          "scale": float(a["scale_factor"]), "offset": float(a.get("add_offset", 0.0)),
+                          "fill": int(a.get("_FillValue", 0))}
+        ds["dn"].encoding = {}
     return ds

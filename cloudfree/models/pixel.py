@@ -251,3 +251,29 @@ def context_features(usable, margin: int = 0):
     core = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
     return np.stack([local_fraction(u, LOCAL_RADII[0])[core], local_fraction(u, LOCAL_RADII[1])[core],
                      cloud_distance(u)[core].astype(np.float32)], 1)
+
+
+def context_features_torch(usable: "torch.Tensor", margin: int = 0) -> "torch.Tensor":
+    """:func:`context_features` on the device the mask lives on (the GPU path: no host round trip).
+    (T, H, W) bool → (T, 3, H - 2m, W - 2m) float32, equal to the numpy version."""
+    import torch.nn.functional as F
+
+    u = usable.bool()
+    t, hh, ww = u.shape
+    h, w = hh - 2 * margin, ww - 2 * margin
+    feats = []
+    for r in LOCAL_RADII:  # windowed sums from integer cumulative sums: exact, any size
+        k = 2 * r + 1
+        c = F.pad(u.to(torch.int32), (r + 1, r, r + 1, r), value=1).cumsum(-2).cumsum(-1)
+        s = c[:, k:, k:] - c[:, :-k, k:] - c[:, k:, :-k] + c[:, :-k, :-k]
+        feats.append((s.float() / float(k * k))[:, margin : margin + h, margin : margin + w])
+    # chessboard distance to the nearest unusable pixel, capped: repeated 3x3 max-pool dilation
+    cur = (~u).float()[:, None]
+    dist = torch.full((t, 1, hh, ww), float(EDGE_CAP), device=u.device)
+    dist = torch.where(cur > 0, torch.zeros_like(dist), dist)
+    for k in range(1, EDGE_CAP):
+        nxt = F.max_pool2d(cur, 3, stride=1, padding=1)
+        dist = torch.where((nxt > 0) & (cur == 0), torch.full_like(dist, float(k)), dist)
+        cur = nxt
+    feats.append(dist[:, 0, margin : margin + h, margin : margin + w])
+    return torch.stack(feats, 1)

@@ -25,13 +25,27 @@ FALLBACK_METHOD = "median"
 real SCL mistakes the median is the most robust compositing method."""
 
 
+def _decoding(dn: xr.DataArray | None) -> tuple[float, float, int] | None:
+    """(scale, offset, fill) of a stored-DN array, or None."""
+    if dn is None:
+        return None
+    return float(dn.attrs["scale"]), float(dn.attrs["offset"]), int(dn.attrs["fill"])
+
+
+def usable_mask(refl: xr.DataArray, clear: xr.DataArray, dn: xr.DataArray | None = None) -> xr.DataArray:
+    """Clear and with data in every band; from the stored DN where given (no float decode needed)."""
+    has = (dn != _decoding(dn)[2]).all("band") if dn is not None else refl.notnull().all("band")
+    return clear.astype(bool) & has
+
+
 def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, model, tiles: TileConfig,
-                    chunk: int) -> xr.DataArray:
+                    chunk: int, dn: xr.DataArray | None = None) -> xr.DataArray:
     """(band, y, x) model output for one period, lazily; refl (time, band, y, x), clear (time, y, x).
 
     The image is mirror-padded by one patch (the halo) and every output block of ``chunk`` pixels
     takes its halo'd window of the padded image, so any size from one pixel up runs and edges
     behave like the inside. The patch grid is global, so the result does not depend on ``chunk``.
+    ``dn``: the cube's stored digital numbers; a per-pixel model then decodes them on its device.
     """
     sub_r = refl.isel(time=list(period.dates))
     sub_c = clear.isel(time=list(period.dates))
@@ -47,9 +61,10 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     if pixelwise:
         from ..models.pixel import CONTEXT
 
-        usable = sub_c.astype(bool) & sub_r.notnull().all("band")
+        sub_dn = dn.isel(time=list(period.dates)) if dn is not None else None
+        usable = usable_mask(sub_r, sub_c, sub_dn)
         h, e = 0, CONTEXT  # no halo for the network; a margin for its per-date context features
-        xr_ = sub_r.data
+        xr_ = sub_dn.data if sub_dn is not None else sub_r.data
         cm = pad_constant(usable.data, e, True)
     else:
         h, e = tiles.halo, 0
@@ -61,7 +76,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         for j, (x0, x1) in enumerate(_edges(nx, chunk)):
             ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
             em = cm[:, y0 : y1 + 2 * (h + e), x0 : x1 + 2 * (h + e)].rechunk(-1)
-            fn, extra = (predict_pixels, {"bands": bands, "margin": e}) if pixelwise else \
+            fn, extra = (predict_pixels, {"bands": bands, "margin": e, "decode": _decoding(dn)}) if pixelwise else \
                 (predict_block, {"origin": (y0, x0)})
             row.append(da.map_blocks(fn, ex, em, dt=dt, model=model, cfg=tiles, **extra,
                                      dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,
@@ -136,15 +151,17 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     and ``period_end`` coordinates."""
     model = model if model is not None else model_path
     refl, clear = cube["reflectance"], cube["clear"]
+    dn = cube["dn"] if "dn" in cube else None
     imgs, counts = [], []
     for p in periods:
         if method == "model":
             if model is None:
                 raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
-            img = model_composite(refl, clear, p, model, tiles, chunk)
+            img = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
         else:
             img = composite(method, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)), p.target_day)
-        usable = clear.isel(time=list(p.dates)).astype(bool) & refl.isel(time=list(p.dates)).notnull().all("band")
+        sel = list(p.dates)
+        usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
         n = usable.sum("time").astype(np.uint16)
         if not fill_unobserved:
             img = img.where(n > 0)  # never invent a value where nothing clear was seen

@@ -29,6 +29,9 @@ class TileConfig:
     amp: bool = True
     pass_through: bool = True
     """Band-aware per-pixel models: keep the target date's own clear observation (see the model card)."""
+    compile: bool = False
+    """Per-pixel models on a GPU: run through ``torch.compile`` (compiled once per worker process;
+    if compilation fails the worker warns once and stays eager)."""
 
     @property
     def stride(self) -> int:
@@ -151,39 +154,125 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
     return (acc / wsum).cpu().numpy().astype(np.float32)
 
 
+_LOCAL = threading.local()
+_COMPILED: dict[int, object] = {}
+
+
+def _compiled(net):
+    """``torch.compile(net)`` once per process (dynamic shapes: the last row batch is smaller);
+    None once compilation has failed here."""
+    import torch
+
+    key = id(net)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(net, dynamic=True)
+    return _COMPILED[key]
+
+
+def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
+    """The model call, compiled where asked and possible, eager otherwise (with one warning)."""
+    fn = _compiled(net) if cfg.compile and device.startswith("cuda") else None
+    if fn is not None:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # an inductor/triton failure must not fail the run
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); running eager", stacklevel=2)
+            _COMPILED[id(net)] = None
+    return net(*args, **kwargs)
+
+
+def _stream(device: str):
+    """This thread's CUDA stream: uploads, compute and downloads of one block run on it, so one
+    thread's copies overlap another's compute (PyTorch's pool streams do not sync with others)."""
+    import torch
+
+    streams = _LOCAL.__dict__.setdefault("streams", {})
+    if device not in streams:
+        streams[device] = torch.cuda.Stream(device=device)
+    return streams[device]
+
+
+def _upload(arr: np.ndarray, device: str):
+    """``arr`` on ``device`` in its own dtype (uint16 DN stays 2 bytes), through this thread's
+    reused pinned staging buffer, on the current stream."""
+    import torch
+
+    arr = np.ascontiguousarray(arr)
+    if not device.startswith("cuda"):
+        return torch.from_numpy(arr)
+    buf = getattr(_LOCAL, "staging", None)
+    if buf is None or buf.numel() < arr.nbytes:
+        torch.cuda.current_stream(device).synchronize()  # the old buffer may still feed a copy
+        buf = _LOCAL.staging = torch.empty(max(arr.nbytes, 1 << 20), dtype=torch.uint8, pin_memory=True)
+    else:
+        torch.cuda.current_stream(device).synchronize()
+    host = buf[: arr.nbytes].numpy().view(arr.dtype).reshape(arr.shape)
+    np.copyto(host, arr)
+    return torch.from_numpy(host).to(device, non_blocking=True)
+
+
 def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig, bands: list[str],
-                   margin: int = 0, pixels_per_batch: int = 16384) -> np.ndarray:
+                   margin: int = 0, pixels_per_batch: int | None = None,
+                   decode: tuple[float, float, int] | None = None) -> np.ndarray:
     """A per-pixel model (no spatial context in the network) over one block, no halo: x (T, C, h, w),
     clear (T, h + 2m, w + 2m) usable mask with a margin of ``margin`` pixels for the per-date
     context features (local usable fractions, distance to the nearest unusable pixel).
-    Returns (C, h, w). Rows are batched so memory stays bounded whatever the block size."""
+    Returns (C, h, w). Rows are batched so memory stays bounded whatever the block size.
+
+    ``decode=(scale, offset, fill)``: x holds the stored digital numbers (uint16), decoded to
+    reflectance on the device (``fill`` = no data): half the bytes of float32 cross the bus and no
+    CPU pass converts them. On a GPU the block goes up once through a pinned buffer on this thread's
+    stream, the context features are computed there, and the result comes back through pinned memory.
+    """
+    import contextlib
+
     import torch
 
-    from ..models.pixel import context_features
+    from ..models.pixel import context_features, context_features_torch
 
     device = resolve_device(cfg.device)
     net, lock = model_on_device(model, device)
     t, c, h, w = x.shape
     m = margin
-    ctx = context_features(clear, m) if m else None
-    core = np.ascontiguousarray(clear[:, m : m + h, m : m + w]).astype(bool)
-    out = np.empty((c, h, w), np.float32)
-    rows = max(1, pixels_per_batch // max(w, 1))
-    dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
-    use_amp = cfg.amp and device.startswith("cuda")
-    for r0 in range(0, h, rows):
-        r1 = min(r0 + rows, h)
-        xb = torch.from_numpy(np.ascontiguousarray(x[:, :, r0:r1], dtype=np.float32)).to(device)[None]
-        mb = torch.from_numpy(core[:, r0:r1]).to(device)[None]
-        aux = torch.from_numpy(np.ascontiguousarray(ctx[:, :, r0:r1])).to(device)[None] if ctx is not None else None
-        with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
+    cuda = device.startswith("cuda")
+    ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
+    rows = max(1, ppb // max(w, 1))
+    use_amp = cfg.amp and cuda
+    with (torch.cuda.stream(_stream(device)) if cuda else contextlib.nullcontext()), torch.inference_mode():
+        xd = _upload(x, device)
+        ud = _upload(np.asarray(clear, bool), device)
+        def reflectance(block):  # per row batch: CPU memory stays that of the stored block
+            if decode is None:
+                return block.float()
+            scale, offset, fill = decode
+            return torch.where(block == fill, torch.tensor(float("nan"), device=device), block.float() * scale + offset)
+
+        if m:
+            ctx = context_features_torch(ud, m) if cuda else torch.from_numpy(context_features(clear, m))
+        else:
+            ctx = None
+        core = ud[:, m : m + h, m : m + w]
+        dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
+        out = torch.empty((c, h, w), dtype=torch.float32, device=device)
+        with lock, torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
             keep = getattr(net, "pass_through", None)
             if keep is not None:
                 net.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
             try:
-                pred = net(xb, mb, dtt, bands=bands, aux=aux)["output"]
+                for r0 in range(0, h, rows):
+                    r1 = min(r0 + rows, h)
+                    aux = ctx[None, :, :, r0:r1] if ctx is not None else None
+                    pred = _forward(net, cfg, device, reflectance(xd[:, :, r0:r1])[None], core[None, :, r0:r1], dtt,
+                                    bands=bands, aux=aux)["output"]
+                    out[:, r0:r1] = pred[0].float()
             finally:
                 if keep is not None:
                     net.pass_through = keep
-        out[:, r0:r1] = pred[0].float().cpu().numpy()
-    return out
+        if not cuda:
+            return out.numpy()
+        host = torch.empty((c, h, w), dtype=torch.float32, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        torch.cuda.current_stream(device).synchronize()
+    return host.numpy()
