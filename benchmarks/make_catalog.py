@@ -88,6 +88,9 @@ def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int 
             "s2:processing_baseline": "05.10", "cloudfree:synthetic": True,
             "description": "SYNTHETIC Sentinel-2 L2A-like scene (mirror-tiled) made by benchmarks/make_catalog.py"},
             collection="sentinel-2-l2a")
+        item.stac_extensions = ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                                "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"]
         for b in [*S2_BANDS, None]:
             f = 2 if b is None else res_px[b.resolution]
             name = "SCL" if b is None else b.id

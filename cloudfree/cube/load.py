@@ -177,7 +177,12 @@ def plan_geobox(items: list[pystac.Item], aoi: AOI | None, spec: CubeSpec):
     if spec.bands is None or spec.resolution is None:
         spec = spec.resolved(items)
     if aoi is None:
-        return odc.stac.output_geobox(list(odc.stac.parse_items(items)), crs=spec.crs, resolution=spec.resolution)
+        gb = odc.stac.output_geobox(list(odc.stac.parse_items(items)), crs=spec.crs, resolution=spec.resolution)
+        if gb is None:
+            raise ValueError(f"the items of {_where(items)} carry no usable projection metadata (the projection "
+                             "extension's proj:epsg/proj:code, proj:shape, proj:transform), so their own grid is "
+                             "unknown: give --bbox or --aoi")
+        return gb
     crs = choose_crs(aoi, spec.crs)
     zones = aoi.utm_zones()
     if spec.crs is None and len(zones) > 1:
