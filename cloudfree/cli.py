@@ -260,6 +260,9 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         max_pixels: float = typer.Option(250e6, help="ask for --yes above this many output pixels (a Sentinel-2 tile at "
                                                      "10 m is 120 million)", min=1),
         yes: bool = typer.Option(False, "--yes", help="run even when the area is larger than --max-pixels"),
+        stream: bool = typer.Option(False, "--stream", help="compute the outputs straight from the assets block by "
+                                                            "block without storing cube.zarr (less disk and I/O; "
+                                                            "resumes per output block; a complete cube is reused)"),
         gpus: Optional[str] = typer.Option(None, help="local GPUs: all, a count, or ids like 0,1 — one Dask worker per "
                                                       "GPU (pinned with CUDA_VISIBLE_DEVICES, resource GPU=1)"),
         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
@@ -273,7 +276,8 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                    dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl, mask, dilate)), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
-                        pass_through=pass_through, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels),
+                        pass_through=pass_through, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels,
+                        stream=stream),
                    _cluster(scheduler, workers, threads, processes, dashboard_address, gpus), memory_limit)
     except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
@@ -299,7 +303,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
                   chunk=None, memory_limit=memory_limit, patch=256, overlap=16, batch=None, device=device, fill_unobserved=False, pass_through=True,
-                  exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, skip_bad_assets=False, max_pixels=250e6, yes=False,
+                  exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, skip_bad_assets=False, max_pixels=250e6, yes=False, stream=False,
                   gpus=None, scheduler=None, workers=None, threads=None, processes=False,
                   dashboard_address="127.0.0.1:0")
     if synthetic:

@@ -51,6 +51,10 @@ class JobConfig:
     blocks_at_once: int = 2
     """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
     (see :func:`cloudfree.cluster.plan_memory`)."""
+    stream: bool = False
+    """Compute the outputs straight from the assets (read → mask → infer → write per block) without
+    storing ``cube.zarr``; a complete cube store for the same request is still reused. Resumes
+    per output block. Dates without data are then judged from the items' footprints only."""
 
 
 def _model_digest(model) -> str | None:
@@ -128,16 +132,28 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
 
 def _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, *, progress, echo,
                 stop_after, source) -> dict:
-    cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
-                          progress=progress and progress("cube (date x tile)"),
-                          regions_at_once=max(1, 4 * job.blocks_at_once),  # one date each: small
-                          skip_bad_assets=job.skip_bad_assets)
-    if cube_res.skipped:
-        echo(f"warning: {len(cube_res.skipped)} asset reads failed and were treated as nodata (--skip-bad-assets): "
-             + "; ".join(cube_res.skipped[:3]))
-    echo(f"cube {cube_res.status}: {cube_res.path}")
-    cube = open_cube(out / "cube.zarr")
-    no_data = _dates_without_data(cube)
+    from .cube.store import asset_reads, cube_fingerprint, lazy_cube
+    from .zarrstore import store_state
+
+    cube_fp = cube_fingerprint(source or stac_url, items, search_req, spec)
+    streaming = job.stream and store_state(out / "cube.zarr", cube_fp) != "complete"
+    reads = contextlib.nullcontext(None)
+    if streaming:
+        cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets)
+        cube.attrs["cloudfree:fingerprint"] = json.loads(json.dumps(cube_fp))  # as a store keeps it
+        echo("cube streamed: read from the assets block by block, no cube.zarr (--stream)")
+        no_data = _dates_outside_footprints(items, cube)
+        reads = asset_reads(out / "mosaic.zarr", "computing")
+        skipped: list = []
+    else:
+        cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
+                              progress=progress and progress("cube (date x tile)"),
+                              regions_at_once=max(1, 4 * job.blocks_at_once),  # one date each: small
+                              skip_bad_assets=job.skip_bad_assets)
+        echo(f"cube {cube_res.status}: {cube_res.path}")
+        cube = open_cube(out / "cube.zarr")
+        no_data = _dates_without_data(cube)
+        skipped = cube_res.skipped
     if len(no_data) == cube.sizes["time"]:
         raise ValueError(f"the inputs hold no data over the area on any of the {len(no_data)} dates: check the "
                          "items' footprints and proj:epsg / proj:transform, and the --bbox/--aoi")
@@ -155,12 +171,18 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     tiles = asdict(job.tiles)
     tiles.pop("batch", None)
     device = tiles.pop("device", "")
-    job_fp = {k: v for k, v in asdict(job).items() if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels")}  # how, not what: resumable across budgets
+    job_fp = {k: v for k, v in asdict(job).items() if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}  # how, not what: resumable across budgets
     fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
                    "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
-    res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
-                        regions_at_once=job.blocks_at_once,
-                        progress=progress and progress("outputs (period x tile)"))
+    with reads as failed:
+        res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
+                            regions_at_once=job.blocks_at_once,
+                            progress=progress and progress("outputs (period x tile)"))
+    if failed is not None:
+        skipped = sorted(set(failed.messages))
+    if skipped:
+        echo(f"warning: {len(skipped)} asset reads failed and were treated as nodata (--skip-bad-assets): "
+             + "; ".join(skipped[:3]))
     if res["status"] == "interrupted":
         return {"status": "interrupted"}
     synthetic = json.loads(cube.attrs.get("synthetic", "false"))
@@ -176,7 +198,8 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     for w in checks["warnings"]:
         echo(f"warning: {w}")
     manifest = {"status": "complete", "checks": checks, "dates_without_data": no_data,
-                "skipped_assets": cube_res.skipped, "cube": str(out / "cube.zarr"), "mosaic": res["zarr"], "items": res.get("items"),
+                "skipped_assets": skipped,
+                "cube": None if streaming else str(out / "cube.zarr"), "streamed": streaming, "mosaic": res["zarr"], "items": res.get("items"),
                 "periods": res["periods"], "method": method, "method_reason": reason,
                 "model": str(model) if method == "model" else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
@@ -231,6 +254,23 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
                          "--bbox (west,south,east,north in degrees) and --resolution, or pass --yes to run it")
 
 
+def _dates_outside_footprints(items, cube) -> list[str]:
+    """Dates none of whose items' footprints touch the output grid (a streaming run reads no cube
+    first, so this is judged from the metadata; a wrong proj:epsg still shows as empty outputs)."""
+    from shapely.geometry import box, shape
+
+    from .cube.load import _solar_day
+
+    extent = cube.odc.geobox.extent.to_crs("EPSG:4326").geom
+    hit: dict[str, bool] = {}
+    for it in items:
+        day = str(_solar_day(it))
+        geom = shape(it.geometry) if it.geometry else box(*it.bbox)
+        hit[day] = hit.get(day, False) or geom.intersects(extent)
+    days = [str(t)[:10] for t in cube.time.values.astype("datetime64[D]")]
+    return [d for d in days if not hit.get(d, True)]
+
+
 def _dates_without_data(cube) -> list[str]:
     """Dates with no pixel of data over the area (e.g. an item with a wrong ``proj:epsg``): from SCL,
     whose class 0 is "no data", or from the reflectance where the items had no SCL."""
@@ -247,7 +287,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
         batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
-        mask: str = "scl", dilate: int = 0, echo=print) -> dict:
+        mask: str = "scl", dilate: int = 0, stream: bool = False, echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 
     ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
@@ -269,7 +309,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask)
     job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                     tiles=TileConfig(patch=patch, overlap=overlap, batch=batch or plan.batch, device=device),
-                    fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight)
+                    fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight, stream=stream)
     with open_catalog(stac) as url:
         return run_job(url, req, spec, out, job, echo=echo, source=source_id(stac))
 

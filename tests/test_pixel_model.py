@@ -96,3 +96,43 @@ def test_trainer_learns_on_real_series(shared_data, tmp_path):
     assert np.isfinite(res["best_val_psnr"])
     net, info = load_checkpoint(tmp_path / "best.safetensors")
     assert info["config"]["arch"] == "pixel_timegate" and "gfmap_optical_cube" in info["train"]
+
+
+def test_device_context_features_equal_the_numpy_ones():
+    """The GPU path computes the context features with torch; they must be the same numbers."""
+    import numpy as np
+    import torch
+
+    from cloudfree.models.pixel import context_features, context_features_torch
+
+    rng = np.random.default_rng(3)
+    u = rng.random((5, 140, 120)) > 0.15
+    u[:, 40:90, 20:70] = False
+    u[2] = True  # a fully clear date: distance capped everywhere
+    for margin in (0, 31):
+        np.testing.assert_array_equal(context_features_torch(torch.from_numpy(u), margin).numpy(),
+                                      context_features(u, margin))
+
+
+def test_stored_dn_decoded_on_the_device_give_the_same_pixels():
+    """The model path sends the cube's uint16 DN and decodes them where the model runs: the output
+    equals the one from float reflectance, including no-data (DN 0) pixels."""
+    import numpy as np
+
+    from cloudfree.models import default_weights
+    from cloudfree.models.pixel import CONTEXT
+    from cloudfree.reconstruct.tiles import TileConfig, predict_pixels
+
+    rng = np.random.default_rng(4)
+    t, c, h, w = 6, 4, 20, 24
+    dn = rng.integers(1000, 4000, (t, c, h, w), dtype=np.uint16)
+    dn[1, :, :5, :5] = 0
+    refl = np.where(dn == 0, np.nan, dn.astype(np.float32) * np.float32(1e-4) + np.float32(-0.1)).astype(np.float32)
+    clear = rng.random((t, h + 2 * CONTEXT, w + 2 * CONTEXT)) > 0.2
+    clear[1, CONTEXT : CONTEXT + 5, CONTEXT : CONTEXT + 5] = False
+    kw = dict(dt=np.linspace(-40, 40, t).astype(np.float32), model=default_weights(), cfg=TileConfig(device="cpu"),
+              bands=["B02", "B03", "B04", "B08"], margin=CONTEXT)
+    a = predict_pixels(refl, clear, **kw)
+    b = predict_pixels(dn, clear, decode=(1e-4, -0.1, 0), **kw)
+    np.testing.assert_allclose(b, a, atol=1e-6)
+    assert np.isfinite(a).all()

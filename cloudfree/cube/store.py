@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from .load import CubeSpec, load_cube, open_cube
 from ..catalog.search import SearchRequest, search
 from ..zarrstore import store_state, write_by_regions
 
-__all__ = ["CubeResult", "build_cube", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
+__all__ = ["CubeResult", "build_cube", "lazy_cube", "asset_reads", "cube_fingerprint", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
 
 
 class AssetReadError(RuntimeError):
@@ -109,6 +110,51 @@ def _stamp(href: str):
     return [st.st_size, st.st_mtime_ns] if st else None
 
 
+def cube_fingerprint(source: str, items, request: SearchRequest, spec: CubeSpec) -> dict:
+    """What a cube is made from: equal fingerprints, equal cubes (stored or streamed)."""
+    from .. import __version__
+
+    return {"stac": source, "items": items_digest(items), "request": request.to_dict(), "cube": spec.to_dict(),
+            "cloudfree": __version__}
+
+
+def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, skip_bad_assets: bool = False):
+    """The cube exactly as :func:`build_cube` stores it (reflectance clipped to what the store
+    encodes), lazily: what a streaming run computes its outputs from."""
+    ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
+    refl = ds["reflectance"].clip(-0.1, 6.4)
+    ds["reflectance"] = refl.where(ds["reflectance"].notnull())
+    return ds.chunk({"time": 1, "band": -1, "y": spec.chunk, "x": spec.chunk})
+
+
+@contextlib.contextmanager
+def asset_reads(out: Path, doing: str):
+    """Collect odc-stac's failed-read messages while ``out`` is written from assets (yields the
+    collector) and turn a failure into :class:`OutputWriteError` (the store) or
+    :class:`AssetReadError` (an input), each naming what failed."""
+    failed = _FailedReads()
+    logging.getLogger("odc").addHandler(failed)
+    try:
+        yield failed
+    except Exception as exc:
+        import rasterio.errors
+
+        reason = _write_failure(exc, out)
+        if reason:
+            raise OutputWriteError(f"could not write {out}: {reason}. Free space or choose a writable --out; "
+                                   "what was written is kept and a re-run resumes") from exc
+        text = _chain(exc)
+        # across Dask workers the original type can arrive as a plain Exception: match the text too
+        if isinstance(exc, (rasterio.errors.RasterioError, OSError)) or "rasterio" in type(exc).__module__ or \
+                "Rasterio" in text or failed.messages:
+            where = "; ".join(failed.messages[:3]) or text
+            raise AssetReadError(f"could not read an asset while {doing} {out}: {where}. The store is kept "
+                                 "partial; fix the source or pass --skip-bad-assets to treat it as nodata.") from exc
+        raise
+    finally:
+        logging.getLogger("odc").removeHandler(failed)
+
+
 def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str | Path, *, progress=None,
                patch_url=None, stop_after: int | None = None, skip_bad_assets: bool = False,
                items: list | None = None, source: str | None = None, regions_at_once: int = 4) -> CubeResult:
@@ -124,42 +170,17 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     if items is None:
         items = search(stac_url, request, source=source)
     spec = spec.resolved(items)
-    from .. import __version__
-
-    fingerprint = {"stac": source or stac_url, "items": items_digest(items),
-                   "request": request.to_dict(), "cube": spec.to_dict(), "cloudfree": __version__}
+    fingerprint = cube_fingerprint(source or stac_url, items, request, spec)
     if store_state(out, fingerprint) == "complete":
         from ..zarrstore import require_unchanged
 
         require_unchanged(out)
         ds = open_cube(out)
         return CubeResult(out, "reused", len(ds.time), dict(ds.sizes))
-    ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
-    refl = ds["reflectance"].clip(-0.1, 6.4)
-    ds["reflectance"] = refl.where(ds["reflectance"].notnull())
-    ds = ds.chunk({"time": 1, "band": -1, "y": spec.chunk, "x": spec.chunk})
-    failed = _FailedReads()
-    logging.getLogger("odc").addHandler(failed)
-    try:
+    ds = lazy_cube(items, request, spec, patch_url=patch_url, skip_bad_assets=skip_bad_assets)
+    with asset_reads(out, "building") as failed:
         status = write_by_regions(ds, out, fingerprint, encoding=CUBE_ENCODING, on_region=progress, stop_after=stop_after,
                                   batch=regions_at_once)
-    except Exception as exc:
-        import rasterio.errors
-
-        reason = _write_failure(exc, out)
-        if reason:
-            raise OutputWriteError(f"could not write the cube {out}: {reason}. Free space or choose a writable --out; "
-                                   "what was written is kept and a re-run resumes") from exc
-        text = _chain(exc)
-        # across Dask workers the original type can arrive as a plain Exception: match the text too
-        if isinstance(exc, (rasterio.errors.RasterioError, OSError)) or "rasterio" in type(exc).__module__ or \
-                "Rasterio" in text or failed.messages:
-            where = "; ".join(failed.messages[:3]) or text
-            raise AssetReadError(f"could not read an asset while building {out}: {where}. The store is kept "
-                                 "partial; fix the source or pass --skip-bad-assets to treat it as nodata.") from exc
-        raise
-    finally:
-        logging.getLogger("odc").removeHandler(failed)
     if failed.messages:  # --skip-bad-assets: say which reads were replaced by nodata, in the store itself
         import zarr
 

@@ -29,10 +29,14 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None
     metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and QGIS read reflectance), band
     descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles, overviews (even for small outputs).
 
-    Streams: the Zarr is copied block by block into a tiled GeoTIFF, which GDAL's COG driver then
-    copies with overviews, so memory stays flat whatever the area (the whole image is never held).
+    Streams: the Zarr is copied block by block (read and converted on all cores, a bounded number
+    ahead) into a tiled GeoTIFF, which GDAL's COG driver then copies with overviews, compressing on
+    all cores, so memory stays flat whatever the area (the whole image is never held).
     Written to ``<name>.part`` and renamed when complete.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
     import rasterio.shutil
     from rasterio.windows import Window
 
@@ -48,12 +52,20 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None
     profile = dict(driver="GTiff", width=nx, height=ny, count=nb, dtype="uint16", nodata=0, crs=geobox.crs.to_wkt(),
                    transform=geobox.affine, tiled=True, blockxsize=256, blockysize=256, compress="ZSTD",
                    bigtiff="IF_SAFER")
+    windows = [(y0, x0) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
+
+    def block(w):  # read and convert one Zarr block in this thread, outside any Dask client
+        y0, x0 = w
+        with dask.config.set(scheduler="synchronous"):
+            win = refl[:, y0 : y0 + cy, x0 : x0 + cx].values
+        return w, np.where(np.isfinite(win), np.clip(np.round(win / COG_SCALE), 1, 65535), 0).astype(np.uint16)
+
+    threads = os.cpu_count() or 1
     try:
-        with rasterio.open(staging, "w", **profile) as dst:
-            for y0 in range(0, ny, cy):
-                for x0 in range(0, nx, cx):
-                    win = refl[:, y0 : y0 + cy, x0 : x0 + cx].values
-                    dn = np.where(np.isfinite(win), np.clip(np.round(win / COG_SCALE), 1, 65535), 0).astype(np.uint16)
+        with rasterio.open(staging, "w", **profile, num_threads="ALL_CPUS") as dst, \
+                ThreadPoolExecutor(threads) as pool:
+            for i in range(0, len(windows), 2 * threads):  # bounded read-ahead: memory stays flat
+                for (y0, x0), dn in pool.map(block, windows[i : i + 2 * threads]):
                     dst.write(dn, window=Window(x0, y0, dn.shape[2], dn.shape[1]))
             dst.scales = (COG_SCALE,) * nb
             dst.offsets = (0.0,) * nb

@@ -79,6 +79,10 @@ METHODS = {
 }
 
 
+COMPOSITE_TASK_VALUES = 64 * 2**20
+"""Input values (time × band × pixels) per compositing task: what bounds its memory."""
+
+
 def composite(method: str, reflectance, clear, target_day: float):
     """Lazy xarray version: ``reflectance(time, band, y, x)``, ``clear(time, y, x)`` → ``(band, y, x)``.
 
@@ -103,8 +107,12 @@ def composite(method: str, reflectance, clear, target_day: float):
         return np.moveaxis(out, 0, -1)
 
     if reflectance.chunks is not None:
-        reflectance = reflectance.chunk({"time": -1, "band": -1})
-        clear = clear.chunk({"time": -1})
+        # every date and band of a block in one task: bound the block so that a task (and numpy's
+        # nanmedian temporaries, ~4x) stays near 256 MB whatever the output chunk
+        nt, nb = reflectance.sizes["time"], reflectance.sizes["band"]
+        side = int(max(128, min(reflectance.chunks[-1][0], np.sqrt(COMPOSITE_TASK_VALUES / max(1, nt * nb)))))
+        reflectance = reflectance.chunk({"time": -1, "band": -1, "y": side, "x": side})
+        clear = clear.chunk({"time": -1, "y": side, "x": side})
     return xr.apply_ufunc(core, reflectance, clear, input_core_dims=[["time", "band"], ["time"]],
                           output_core_dims=[["band"]], dask="parallelized", output_dtypes=[np.float32]
                           ).transpose("band", "y", "x")
