@@ -9,6 +9,7 @@ The model is loaded once per worker process (cached), batched, and run under bf1
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -156,6 +157,34 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
 
 _LOCAL = threading.local()
 _COMPILED: dict[int, object] = {}
+GPU_BLOCKS_AT_ONCE = 2
+"""Blocks resident on one GPU at a time (one uploading while one computes): what bounds GPU memory
+when many CPU threads feed one device (16 threads x 2048² blocks peaked at 75 GB on an H100)."""
+_GPU_SLOTS: dict[str, "queue.Queue"] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _gpu_slot(device: str):
+    """One of :data:`GPU_BLOCKS_AT_ONCE` slots of ``device``, each with its own CUDA stream: a
+    block's upload, compute and download run on the slot's stream, so one block's copies overlap
+    another's compute, and PyTorch's per-stream memory caches stay as few as the slots."""
+    import queue
+
+    import torch
+
+    with _SLOTS_LOCK:
+        if device not in _GPU_SLOTS:
+            q: queue.Queue = queue.Queue()
+            for _ in range(GPU_BLOCKS_AT_ONCE):
+                q.put(torch.cuda.Stream(device=device))
+            _GPU_SLOTS[device] = q
+    stream = _GPU_SLOTS[device].get()
+    try:
+        with torch.cuda.stream(stream):
+            yield stream
+    finally:
+        _GPU_SLOTS[device].put(stream)
 
 
 def _compiled(net):
@@ -183,20 +212,9 @@ def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
     return net(*args, **kwargs)
 
 
-def _stream(device: str):
-    """This thread's CUDA stream: uploads, compute and downloads of one block run on it, so one
-    thread's copies overlap another's compute (PyTorch's pool streams do not sync with others)."""
-    import torch
-
-    streams = _LOCAL.__dict__.setdefault("streams", {})
-    if device not in streams:
-        streams[device] = torch.cuda.Stream(device=device)
-    return streams[device]
-
-
 def _upload(arr: np.ndarray, device: str):
     """``arr`` on ``device`` in its own dtype (uint16 DN stays 2 bytes), through this thread's
-    reused pinned staging buffer, on the current stream."""
+    reused pinned staging buffer, on the current stream (the caller's GPU slot)."""
     import torch
 
     arr = np.ascontiguousarray(arr)
@@ -223,11 +241,10 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
 
     ``decode=(scale, offset, fill)``: x holds the stored digital numbers (uint16), decoded to
     reflectance on the device (``fill`` = no data): half the bytes of float32 cross the bus and no
-    CPU pass converts them. On a GPU the block goes up once through a pinned buffer on this thread's
-    stream, the context features are computed there, and the result comes back through pinned memory.
+    CPU pass converts them. On a GPU the block goes up once through a pinned buffer on its slot's
+    stream (see :func:`_gpu_slot`), the context features are computed there, and the result comes
+    back through pinned memory.
     """
-    import contextlib
-
     import torch
 
     from ..models.pixel import context_features, context_features_torch
@@ -240,7 +257,7 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
     rows = max(1, ppb // max(w, 1))
     use_amp = cfg.amp and cuda
-    with (torch.cuda.stream(_stream(device)) if cuda else contextlib.nullcontext()), torch.inference_mode():
+    with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
         xd = _upload(x, device)
         ud = _upload(np.asarray(clear, bool), device)
         def reflectance(block):  # per row batch: CPU memory stays that of the stored block
