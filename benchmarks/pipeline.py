@@ -56,11 +56,11 @@ def _rss_sampler(pid: int, stop: threading.Event, peak: dict) -> None:
         stop.wait(0.25)
 
 
-def run_once(args: list[str], out: Path) -> dict:
+def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
     """One ``cloudfree run`` into an empty ``out``: wall seconds, stages, peak RSS, GPU use."""
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "cloudfree.cli", "run", *args, "--out", str(out)]
+    cmd = [sys.executable, "-m", "cloudfree.cli", *(["--verbose"] if verbose else []), "run", *args, "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
@@ -72,7 +72,7 @@ def run_once(args: list[str], out: Path) -> dict:
     stages, tail = {}, []
     for line in proc.stdout:
         now = round(time.perf_counter() - t0, 2)
-        tail = (tail + [line.rstrip()])[-30:]
+        tail = (tail + [line.rstrip()])[-80:]
         for key in ("method:", "cube ", "mosaic ", "inference device"):
             if line.startswith(key) and key.strip() not in stages:
                 stages[key.strip(": ")] = now
@@ -119,10 +119,11 @@ def main() -> None:
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--skip-median", action="store_true")
     ap.add_argument("--label", default="")
+    ap.add_argument("--verbose", action="store_true", help="full tracebacks from the runs")
     a, extra = ap.parse_known_args()
     common = ["--stac", a.stac, "--start", a.start, "--end", a.end, *extra]
     spec = json.loads((Path(a.stac).parent / "spec.json").read_text()) if (Path(a.stac).parent / "spec.json").exists() else {}
-    runs = {"run": run_once(common, a.out / "run")}
+    runs = {"run": run_once(common, a.out / "run", a.verbose)}
     if not a.skip_median:
         runs["median"] = run_once([*common, "--method", "median"], a.out / "median")
     px = runs["run"]["shape"]["y"] * runs["run"]["shape"]["x"]
