@@ -294,6 +294,8 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     ``collection.json`` or an item file. Give ``bbox`` (west, south, east, north in degrees) or
     ``aoi`` (GeoJSON). Computes with the active Dask client if there is one (else Dask's threads).
     ``chunk`` and ``batch`` default to what ``memory_limit`` (default: 80 % of the machine) allows.
+    ``stream=True`` computes the outputs from the assets without storing ``cube.zarr`` (see
+    :attr:`JobConfig.stream`).
     """
     import os
 

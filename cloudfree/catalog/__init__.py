@@ -1,4 +1,4 @@
-"""Where items come from: STAC API search, static catalogs and item files, the loopback server, the
+"""Where items come from: STAC API search, static catalogs and item files (searched in-process), the
 bundled real demo series and the SYNTHETIC simulator. Imported lazily, so ``simulate`` needs numpy only."""
 
 import importlib

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -115,8 +114,8 @@ def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
     """Yield what :func:`~cloudfree.catalog.search.search` takes for ``stac``.
 
     ``demo`` writes (once) the SYNTHETIC demo catalog and yields its item file; static catalogs,
-    collections and JSON/NDJSON item files are yielded as they are (searched in this process);
-    stac-geoparquet is served with ``rustac serve`` for the duration of the block.
+    collections and item files are yielded as absolute paths (JSON/NDJSON are searched in this
+    process; stac-geoparquet is served by ``rustac serve`` for the duration of its search).
     """
     if stac == "demo":
         from .demo import write_demo_catalog
@@ -124,11 +123,6 @@ def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
         yield str(write_demo_catalog(demo_dir / "catalog"))
     elif stac in KNOWN_CATALOGS:
         yield KNOWN_CATALOGS[stac]
-    elif is_static_source(stac) and urlparse(stac).path.lower().endswith(".parquet"):
-        from .serve import serve_stac
-
-        with tempfile.TemporaryDirectory(prefix="cloudfree-stac-") as tmp, serve_stac(*_served(stac, tmp)) as url:
-            yield url
     elif is_static_source(stac):
         path = _local_path(stac)
         if path is not None and not path.exists():
@@ -142,30 +136,10 @@ def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
                          "(.json/.geojson/.ndjson/.parquet)")
 
 
-def _served(stac: str, tmpdir: str) -> list[str]:
-    """Files for ``rustac serve``: ndjson/parquet as they are; JSON sources as one ItemCollection
-    with absolute asset hrefs in ``tmpdir``."""
-    path = _local_path(stac)
-    if path is not None and path.suffix.lower() in _SERVED_SUFFIXES:
-        if not path.exists():
-            raise FileNotFoundError(f"STAC file {path} does not exist")
-        return [str(path)]
-    items = read_static_items(stac)
-    tmp = Path(tmpdir) / "items.json"
-    fc = {"type": "FeatureCollection", "features": [it.to_dict(include_self_link=False, transform_hrefs=False) for it in items]}
-    for f in fc["features"]:
-        f["links"] = [ln for ln in f.get("links", []) if ln.get("rel") not in ("root", "parent", "collection", "self")]
-        for a in f["assets"].values():  # file:// URIs: a bare path would be joined to the server's URL
-            if a["href"].startswith("/"):
-                a["href"] = Path(a["href"]).as_uri()
-    tmp.write_text(json.dumps(fc))
-    return [str(tmp)]
-
-
 def search_items(stac: str, start: str, end: str, *, bbox=None, aoi=None, collection: str | None = None,
                  max_cloud_cover: float | None = None, limit: int | None = None) -> list[pystac.Item]:
     """Items over an area and dates from any source ``--stac`` takes, sorted by time (asset hrefs
-    absolute, so they stay readable after the loopback server of a static catalog is gone).
+    absolute, so they stay readable from any working directory).
 
     Give ``bbox`` (west, south, east, north in degrees, as a sequence or ``"w,s,e,n"``) or ``aoi``
     (GeoJSON dict, string or file).
