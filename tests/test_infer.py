@@ -214,3 +214,19 @@ def test_streaming_run_equals_the_cube_run_and_resumes(tiled_run, stac_url, req,
     logs = []
     run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, job, echo=logs.append)
     assert any(line.startswith("mosaic reused") for line in logs)
+
+
+def test_streamed_run_names_dates_whose_items_miss_the_area(demo_items, demo_bbox):
+    """A streamed run reads no cube first, so dates without data come from the footprints: an item
+    moved elsewhere is named, the others are not."""
+    from cloudfree.catalog.sources import read_static_items
+    from cloudfree.cube.store import lazy_cube
+    from cloudfree.pipeline import _dates_outside_footprints
+
+    items = read_static_items(str(demo_items))[:4]
+    far = items[2]
+    far.geometry = {"type": "Polygon", "coordinates": [[[10, 40], [10.1, 40], [10.1, 40.1], [10, 40.1], [10, 40]]]}
+    far.bbox = [10, 40, 10.1, 40.1]
+    req = SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-04-01")
+    cube = lazy_cube(items, req, CubeSpec(chunk=40))
+    assert _dates_outside_footprints(items, cube) == [str(far.datetime.date())]

@@ -238,12 +238,12 @@ def search_static(stac: str, request: SearchRequest, *, source: str | None = Non
 
         return ", ".join(item_bands(by_coll[c][0]))
 
-    collection = _choose_collection(bands, source or stac, request.collection, collections or None) \
-        if collections else None
-    if collection is not None and collections:
-        items = by_coll.get(collection, [])
+    collection = None
+    if collections:  # items without a collection id are all searched
+        collection = _choose_collection(bands, source or stac, request.collection, collections)
+        items = by_coll[collection]
     lo, hi = _day_range(request.start, request.end)
-    items = [i for i in items if _item_span(i)[1] >= lo and _item_span(i)[0] <= hi]
+    items = [i for i, (t0, t1) in ((i, _item_span(i)) for i in items) if t1 >= lo and t0 <= hi]
     if request.aoi is not None:
         area = request.aoi.geometry
         items = [i for i in items if (shape(i.geometry) if i.geometry else box(*i.bbox)).intersects(area)]

@@ -324,11 +324,11 @@ def open_cube(path: str | Path) -> xr.Dataset:
     ds["reflectance"] = ds["reflectance"].astype(np.float32)
     raw = xr.open_zarr(path, decode_coords="all", mask_and_scale=False)["reflectance"]
     if raw.dtype == np.uint16 and "scale_factor" in raw.attrs:
-        # the stored digital numbers, for the model's device-side decode (half the bytes of float32)
+        # the stored digital numbers, for the model's device-side decode (half the bytes of float32);
+        # plain attributes, not xarray's encoding keys (xarray refuses those in attrs when writing)
         a = raw.attrs
-        ds["dn"] = raw.copy(data=raw.data)
-        ds["dn"].attrs = {"long_name": "reflectance as stored: reflectance = dn * scale + offset, fill = no data",
-                          "scale": float(a["scale_factor"]), "offset": float(a.get("add_offset", 0.0)),
-                          "fill": int(a.get("_FillValue", 0))}
-        ds["dn"].encoding = {}
+        ds["dn"] = xr.DataArray(raw.data, coords=raw.coords, dims=raw.dims, attrs={
+            "long_name": "reflectance as stored: reflectance = dn * scale + offset, fill = no data",
+            "scale": float(a["scale_factor"]), "offset": float(a.get("add_offset", 0.0)),
+            "fill": int(a.get("_FillValue", 0))})
     return ds

@@ -36,7 +36,6 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import dask
     import rasterio.shutil
     from rasterio.windows import Window
 
@@ -56,8 +55,7 @@ def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None
 
     def block(w):  # read and convert one Zarr block in this thread, outside any Dask client
         y0, x0 = w
-        with dask.config.set(scheduler="synchronous"):
-            win = refl[:, y0 : y0 + cy, x0 : x0 + cx].values
+        win = refl[:, y0 : y0 + cy, x0 : x0 + cx].compute(scheduler="synchronous").values
         return w, np.where(np.isfinite(win), np.clip(np.round(win / COG_SCALE), 1, 65535), 0).astype(np.uint16)
 
     threads = os.cpu_count() or 1

@@ -220,12 +220,10 @@ def _upload(arr: np.ndarray, device: str):
     arr = np.ascontiguousarray(arr)
     if not device.startswith("cuda"):
         return torch.from_numpy(arr)
+    torch.cuda.current_stream(device).synchronize()  # the buffer may still feed this stream's last copy
     buf = getattr(_LOCAL, "staging", None)
     if buf is None or buf.numel() < arr.nbytes:
-        torch.cuda.current_stream(device).synchronize()  # the old buffer may still feed a copy
         buf = _LOCAL.staging = torch.empty(max(arr.nbytes, 1 << 20), dtype=torch.uint8, pin_memory=True)
-    else:
-        torch.cuda.current_stream(device).synchronize()
     host = buf[: arr.nbytes].numpy().view(arr.dtype).reshape(arr.shape)
     np.copyto(host, arr)
     return torch.from_numpy(host).to(device, non_blocking=True)
