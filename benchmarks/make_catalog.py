@@ -16,9 +16,12 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _SCENE = {}
 
@@ -127,7 +130,10 @@ def main() -> None:
     a = ap.parse_args()
     t0 = time.perf_counter()
     res = make_catalog(a.out, a.size, a.dates, a.base, workers=a.workers)
-    print(json.dumps({"benchmark": "make_catalog", **res, "wall_s": round(time.perf_counter() - t0, 2)}))
+    from real_quality import _commit  # the commit, honouring CLOUDFREE_COMMIT on copies without .git
+
+    print(json.dumps({"benchmark": "make_catalog", "machine": f"{os.cpu_count()} CPU cores", "date": time.strftime("%Y-%m-%d"),
+                      "commit": _commit(), **res, "wall_s": round(time.perf_counter() - t0, 2)}))
 
 
 if __name__ == "__main__":
