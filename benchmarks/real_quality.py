@@ -72,6 +72,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--catalog", default=str(ROOT.parent / "shared" / "data" / "real-s2-l2a" / "catalog.json"))
     ap.add_argument("--collections", default="all")
     ap.add_argument("--model", default=None, help="checkpoint for the default method (default: the shipped weights)")
+    ap.add_argument("--terramind", default=None,
+                    help="also score this pixel_terramind checkpoint (the TerraMind path) as method 'terramind'")
     ap.add_argument("--max-targets", type=int, default=8)
     ap.add_argument("--sources", type=int, default=3, help="cloud sources per target")
     ap.add_argument("--window-days", type=int, default=45)
@@ -84,6 +86,8 @@ def main(argv=None) -> dict:
     collections = sorted({i.collection_id for i in items}) if a.collections == "all" else a.collections.split(",")
     methods = {"default": {"method": "auto", "model": a.model, "device": a.device},
                **{m: {"method": m} for m in ("median", "interpolation", "mosaicking", "least_cloudy")}}
+    if a.terramind:
+        methods["terramind"] = {"method": "model", "model": a.terramind, "device": a.device}
     settings: list[Setting] = []
     resolved: dict[str, str] = {}
     t0 = time.time()
@@ -117,10 +121,21 @@ def main(argv=None) -> dict:
     summary = summarize_settings(settings, model="default")
     test = summarize_settings([s for s in settings if s.collection == TEST_COLLECTION], model="default") \
         if any(s.collection == TEST_COLLECTION for s in settings) else None
+    extra = {}
+    if a.terramind:  # the TerraMind path against the same bar (and against the default model)
+        extra["terramind"] = a.terramind
+        extra["terramind_summary"] = summarize_settings(settings, model="terramind")
+        t_set = [s for s in settings if s.collection == TEST_COLLECTION]
+        extra["terramind_test_summary"] = summarize_settings(t_set, model="terramind") if t_set else None
+        d = [s.scores["terramind"]["psnr"] - s.scores["default"]["psnr"] for s in t_set]
+        from cloudfree.evaluate.pasted import _mean_se
+
+        extra["terramind_minus_default_psnr_test"] = _mean_se(d)
     line = {"benchmark": "real_quality", "data": "real (../shared/data/real-s2-l2a)", "machine": _machine(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
             "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
             "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
+            **extra,
             "settings": [s.__dict__ for s in settings]}
     return emit(line, a.out)
 

@@ -136,3 +136,46 @@ def test_stored_dn_decoded_on_the_device_give_the_same_pixels():
     b = predict_pixels(dn, clear, decode=(1e-4, -0.1, 0), **kw)
     np.testing.assert_allclose(b, a, atol=1e-6)
     assert np.isfinite(a).all()
+
+
+def _terramind_checkpoint(path: Path) -> Path:
+    """A pixel_terramind checkpoint around the shipped per-pixel model, its decoder made active."""
+    pytest.importorskip("terratorch")
+    from cloudfree.models import build_model, save_checkpoint
+    from cloudfree.training.terramind import TerraMindTrainConfig, terramind_config
+
+    pixel, info = load_checkpoint(default_weights())
+    cfg = terramind_config(info["config"], TerraMindTrainConfig(decoder_width=16))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.pixel.load_state_dict(pixel.state_dict())
+    with torch.no_grad():  # trained decoders are not zero: make the correction non-trivial
+        model.fuse[-1].weight.normal_(0, 0.05)
+    return save_checkpoint(model, cfg, path)
+
+
+def test_terramind_path_runs_on_a_band_subset_and_keeps_the_target_own_pixels(tmp_path):
+    ckpt = _terramind_checkpoint(tmp_path / "tm.safetensors")
+    bands = ("B05", "B06", "B07", "B8A", "B11", "B12")
+    cube = _cube(bands, h=40, w=36)
+    clear = cube["clear"].values.copy()
+    clear[4] = 1
+    clear[4, 20:30, 8:24] = 0  # the target's own cloud, where other dates see the ground
+    cube["clear"] = (("time", "y", "x"), clear)
+    day = str(cube.time.values[4])[:10]
+    tiles = TileConfig(patch=64, overlap=8, device="cpu")
+    ds = cloudfree.reconstruct(cube, day, day, context_days=20, method="model", model=ckpt, tiles=tiles).compute()
+    base = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=tiles).compute()
+    out, ref = ds["reflectance"].isel(time=0).values, base["reflectance"].isel(time=0).values
+    target = cube["reflectance"].isel(time=4).values
+    assert out.shape == (len(bands), 40, 36) and (np.isfinite(out) == np.isfinite(ref)).all() and np.isfinite(ref).mean() > 0.9
+    usable = clear[4].astype(bool)
+    far = usable & (cloud_distance(usable) > 3)
+    kept = (ref[:, far] == target[:, far]).all(0)
+    assert kept.mean() > 0.9
+    # passed through untouched (up to the float rounding of blending overlapping patches)
+    np.testing.assert_allclose(out[:, far][:, kept], target[:, far][:, kept], rtol=0, atol=1e-6)
+    hidden = ~usable & np.isfinite(ref).all(0)
+    assert hidden.sum() > 100
+    assert np.abs(out[:, hidden] - ref[:, hidden]).max() > 1e-4  # the spatial correction acts where it must
+    assert ds.attrs["method"] == "model"

@@ -163,8 +163,10 @@ def _bin(cover: float) -> str:
 def summarize_settings(settings: list[Setting], model: str = "model") -> dict:
     """Means per method; paired PSNR differences model − best compositing method per setting (mean,
     standard error, win rate), overall, per collection and per cloud-cover bin."""
+    from ..reconstruct.composites import METHODS as COMPOSITING
+
     methods = sorted({m for s in settings for m in s.scores})
-    comp = [m for m in methods if m != model]
+    comp = [m for m in methods if m != model and m in COMPOSITING]  # other models are not the bar
 
     def agg(group: list[Setting]) -> dict:
         out: dict = {"n": len(group), "methods": {}}

@@ -90,7 +90,7 @@ def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | No
         raise CheckpointError(f"{path} holds a {config['arch']!r} model, not {arch!r}")
     if bands is not None and not serves(config, bands):
         raise CheckpointError(f"{path} was trained on bands {config['bands']}, but the data has {list(bands)}")
-    if config["arch"] == "timegate_terramind":
+    if config["arch"] in ("timegate_terramind", "pixel_terramind"):
         config = {**config, "terramind": {**config["terramind"], "weights": None}}  # weights come from the file
     model = build_model(config)
     try:

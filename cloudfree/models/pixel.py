@@ -92,7 +92,9 @@ class PixelTimeGate(nn.Module):
 
     ``forward(x, valid, dt, pad=None, bands=None)``: x (B,T,C,H,W) reflectance in the order of
     ``bands`` (default: the 12 L2A bands; NaN allowed where invalid), valid (B,T,H,W), dt (B,T)
-    days to the target. Returns ``output`` (B,C,H,W), ``weights`` (B,T,H,W), ``coverage``.
+    days to the target. Returns ``output`` (B,C,H,W), ``weights`` (B,T,H,W), ``coverage`` and
+    ``kept`` (B,1,H,W): 1 where the target's own observation passed through unchanged, and
+    ``temporal``: the temporal estimate before that pass-through.
     """
 
     receptive_field = 0
@@ -191,6 +193,7 @@ class PixelTimeGate(nn.Module):
         wts, wmed = allw[:, :t], allw[:, t:]
         out_n = (wts[:, :, None] * xn).sum(1) + wmed * med  # (B,12,N)
         out = out_n * self.std.view(1, -1, 1) + self.mean.view(1, -1, 1)
+        temporal = out
         if self.pass_through:
             # The target's own clear observation is kept unchanged, unless it disagrees with the
             # pixel's series beyond ``pass_z`` robust z (haze SCL called clear) or lies within
@@ -200,13 +203,17 @@ class PixelTimeGate(nn.Module):
             ti = tgt.argmax(1)  # (B,N)
             own = xs.gather(1, ti[:, None, None, :].expand(-1, 1, N_SLOTS, -1))[:, 0]
             out = torch.where(has[:, None], own, out)
+        else:
+            has = torch.zeros_like(any_valid[:, 0])
         out = torch.where(any_valid, out, torch.zeros_like(out))
+        kept = has.float().reshape(b, 1, h, w)
+        temporal = torch.where(any_valid, temporal, torch.zeros_like(temporal)).reshape(b, N_SLOTS, h, w)
         if idx is not None:
             out = out[:, idx]
             return {"output": out.reshape(b, c, h, w), "weights": wts.reshape(b, t, h, w),
-                    "coverage": any_valid.float().reshape(b, 1, h, w)}
+                    "coverage": any_valid.float().reshape(b, 1, h, w), "kept": kept, "temporal": temporal[:, idx]}
         return {"output": out.reshape(b, N_SLOTS, h, w), "weights": wts.reshape(b, t, h, w),
-                "coverage": any_valid.float().reshape(b, 1, h, w)}
+                "coverage": any_valid.float().reshape(b, 1, h, w), "kept": kept, "temporal": temporal}
 
 
 def _interp_weights(dt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from .timegate import TimeGate
 
 __all__ = ["build_model", "default_config", "ARCHITECTURES"]
 
-ARCHITECTURES = ("timegate_unet", "timegate_terramind", "pixel_timegate")
+ARCHITECTURES = ("timegate_unet", "timegate_terramind", "pixel_timegate", "pixel_terramind")
 
 
 def default_config(arch: str = "timegate_unet", **overrides) -> dict:
@@ -39,6 +39,10 @@ def build_model(config: dict):
         from .pixel import PixelTimeGate
 
         return PixelTimeGate(config["norm"]["mean"], config["norm"]["std"], **config["pixel"])
+    if arch == "pixel_terramind":
+        from .terramind import PixelTerraMind
+
+        return PixelTerraMind(config["norm"]["mean"], config["norm"]["std"], config["pixel"], **config["terramind"])
     n_bands = len(config["bands"])
     tg = TimeGate(n_bands, **config["timegate"])
     n_in = n_bands + tg.n_features

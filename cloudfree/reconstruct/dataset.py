@@ -77,7 +77,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
             ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
             em = cm[:, y0 : y1 + 2 * (h + e), x0 : x1 + 2 * (h + e)].rechunk(-1)
             fn, extra = (predict_pixels, {"bands": bands, "margin": e, "decode": _decoding(dn)}) if pixelwise else \
-                (predict_block, {"origin": (y0, x0)})
+                (predict_block, {"origin": (y0, x0), "bands": bands})
             row.append(da.map_blocks(fn, ex, em, dt=dt, model=model, cfg=tiles, **extra,
                                      dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,
                                      meta=np.empty((0, 0, 0), np.float32),

@@ -112,12 +112,13 @@ def patch_starts(lo: int, hi: int, cfg: TileConfig) -> list[int]:
 
 
 def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig,
-                  origin: tuple[int, int]) -> np.ndarray:
+                  origin: tuple[int, int], bands: list[str] | None = None) -> np.ndarray:
     """Predict the core of one halo-extended block.
 
     x: (T, C, h + 2H, w + 2H) reflectance (NaN = no data); clear: (T, h + 2H, w + 2H); ``origin``:
     the core's first (row, col) in the whole image; ``model``: checkpoint path or ``nn.Module``.
-    Returns (C, h, w) float32 reflectance for the block's core.
+    A band-aware model (``pixel_terramind``) also gets ``bands`` and its per-date context features,
+    computed over the halo'd block. Returns (C, h, w) float32 reflectance for the block's core.
     """
     import torch
 
@@ -137,13 +138,28 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
     jobs = [(py, px) for py in patch_starts(y0, y1, cfg) for px in patch_starts(x0, x1, cfg)]
     dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)
     use_amp = cfg.amp and device.startswith("cuda")
+    aware = getattr(model, "band_aware", False)
+    if aware:
+        from ..models.pixel import context_features
+
+        usable = np.asarray(clear, bool) & np.isfinite(x).all(1)
+        aux_all = torch.from_numpy(context_features(usable)).to(device)
+        keep = model.pass_through
     for i in range(0, len(jobs), cfg.batch):
         chunk = jobs[i : i + cfg.batch]
         sl = [(py - y0 + halo, px - x0 + halo) for py, px in chunk]  # into the extended block
         xb = torch.stack([xb_all[:, :, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
         mb = torch.stack([mb_all[:, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
         with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
-            pred = model(xb, mb, dtt.expand(len(chunk), t))["output"]
+            if aware:
+                model.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
+                auxb = torch.stack([aux_all[:, :, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
+                try:
+                    pred = model(xb, mb, dtt.expand(len(chunk), t), bands=bands, aux=auxb)["output"]
+                finally:
+                    model.pass_through = keep
+            else:
+                pred = model(xb, mb, dtt.expand(len(chunk), t))["output"]
         pred = pred.float()
         for (py, px), p in zip(chunk, pred):
             # Clip the patch to the core and accumulate with its feather weights.

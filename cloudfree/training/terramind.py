@@ -1,0 +1,213 @@
+"""Training the band-aware TerraMind refinement (``pixel_terramind``) on real series.
+
+Same protocol as :mod:`cloudfree.training.pixel` (real clouds and SCL pasted onto truly clear
+dates, random windows, date caps, band subsets, dropped targets), but on crops: the TerraMind
+encoder needs spatial context. The per-pixel model inside is frozen (the shipped default), so only
+the encoder, decoder and γ learn; crops come from the mirror-padded series, as inference sees its
+halo'd, mirror-padded blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..bands import L2A_BANDS
+from ..evaluate.pasted import CLEAR_SCL, CLOUD_SHADOW_SCL, _dilate
+from .pixel import UNUSABLE, PixelSampler, RealSeries
+
+__all__ = ["PatchSampler", "TerraMindTrainConfig", "train_terramind", "terramind_config"]
+
+
+class PatchSampler(PixelSampler):
+    """Batches of pasted crops: ``(x (B,T,12,S,S), valid (B,T,S,S), dt (B,T), present (B,12),
+    truth (B,12,S,S), hidden (B,S,S), aux (B,T,3,S,S))``."""
+
+    def __init__(self, series: list[RealSeries], rng: np.random.Generator, *, batch: int = 8, size: int = 64,
+                 t_max: int = 24, target_filter=None):
+        super().__init__(series, rng, pairs=batch, pixels=1, t_max=t_max, target_filter=target_filter)
+        self.size = size
+
+    def _example(self):
+        rng = self.rng
+        for _ in range(50):
+            s = self.series[rng.choice(len(self.series), p=self.p)]
+            cand = [t for t in s.targets if self.target_filter(s, t)]
+            if not cand:
+                continue
+            t = cand[rng.integers(len(cand))]
+            near = [q for q in s.sources if q != t and abs(s.days[q] - s.days[t]) <= 120]
+            if near:
+                src = near[rng.integers(len(near))]
+                return s, t, src
+        raise RuntimeError("no (target, source) pair passes the filter")
+
+    def batch(self):
+        from ..models.pixel import EDGE_CAP, context_features
+
+        rng = self.rng
+        b, tm, k = self.pairs, self.t_max, self.size
+        x = np.zeros((b, tm, 12, k, k), np.float32)
+        valid = np.zeros((b, tm, k, k), bool)
+        dt = np.zeros((b, tm), np.float32)
+        present = np.zeros((b, 12), bool)
+        truth = np.zeros((b, 12, k, k), np.float32)
+        hidden = np.zeros((b, k, k), bool)
+        aux = np.zeros((b, tm, 3, k, k), np.float32)
+        aux[:, :, :2] = 1.0
+        aux[:, :, 2] = EDGE_CAP
+        for i in range(b):
+            s, t, src = self._example()
+            cloud = _dilate(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
+            hid = cloud & np.isin(s.scl[t], CLEAR_SCL) & np.isfinite(s.refl[t][s.present]).all(0) & \
+                np.isfinite(s.refl[src][s.present]).all(0)
+            window = rng.uniform(15, 75)
+            idx = np.flatnonzero(np.abs(s.days - s.days[t]) <= window)
+            drop = rng.random() < 0.25
+            if drop:
+                idx = idx[idx != t]
+            cap = int(rng.choice([4, 6, 8, 12, 16, tm]))
+            if len(idx) > min(cap, tm):
+                order = np.argsort(np.abs(s.days[idx] - s.days[t]), kind="stable")[: min(cap, tm)]
+                idx = np.sort(idx[order])
+            bands = self._bands(s.present)
+            gain = rng.uniform(0.8, 1.25)
+            series = s.refl[idx] * gain  # (T,12,H,W)
+            scl = s.scl[idx].copy()
+            ctx = s.ctx[idx].copy()
+            if not drop:
+                j = int(np.flatnonzero(idx == t)[0])
+                series[j] = np.where(cloud[None], s.refl[src], s.refl[t]) * gain
+                scl[j] = np.where(cloud, s.scl[src], s.scl[t])
+                u = ~np.isin(scl[j], UNUSABLE) & np.isfinite(series[j][s.present]).all(0)
+                ctx[j] = context_features(u[None])[0]
+            n = len(idx)
+            h, w = s.scl.shape[-2:]
+            # mirror-pad by half a crop, then crop at random: what a halo'd block at an edge holds
+            py, px = max(k - h, 0) + k // 2, max(k - w, 0) + k // 2
+
+            def crop(a, y0, x0):
+                pad = [(0, 0)] * (a.ndim - 2) + [(py, py), (px, px)]
+                return np.pad(a, pad, mode="symmetric")[..., y0 : y0 + k, x0 : x0 + k]
+
+            y0 = int(rng.integers(0, h + 2 * py - k + 1))
+            x0 = int(rng.integers(0, w + 2 * px - k + 1))
+            ser = crop(series, y0, x0)
+            sc = crop(scl, y0, x0)
+            x[i, :n] = np.nan_to_num(ser) * bands[None, :, None, None]
+            valid[i, :n] = ~np.isin(sc, UNUSABLE) & np.isfinite(ser[:, bands]).all(1)
+            aux[i, :n] = crop(ctx, y0, x0)
+            dt[i, :n] = s.days[idx] - s.days[t]
+            present[i] = bands
+            truth[i] = np.nan_to_num(crop(s.refl[t] * gain, y0, x0)) * bands[:, None, None]
+            hidden[i] = crop(hid, y0, x0)
+        return x, valid, dt, present, truth, hidden, aux
+
+
+@dataclass
+class TerraMindTrainConfig:
+    steps: int = 3000
+    batch: int = 8
+    size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    variant: str = "terramind_v1_tiny"
+    decoder_width: int = 32
+    seed: int = 0
+    max_minutes: float | None = None
+    val_every: int = 100
+
+
+def terramind_config(pixel_config: dict, cfg: TerraMindTrainConfig) -> dict:
+    """Checkpoint config of a PixelTerraMind around a per-pixel checkpoint's config."""
+    return {"arch": "pixel_terramind", "bands": list(L2A_BANDS), "band_aware": True,
+            "serves": pixel_config.get("serves", "any subset of the 12 L2A bands"),
+            "norm": pixel_config["norm"], "pixel": pixel_config["pixel"],
+            "terramind": {"variant": cfg.variant, "weights": None, "decoder_width": cfg.decoder_width,
+                          "gamma_init": 0.0, "window": cfg.size}}
+
+
+def _loss(model, batch, device):
+    import torch
+
+    x, valid, dt, present, truth, hidden, aux = (torch.from_numpy(a).to(device) for a in batch)
+    res = model(x, valid, dt, present=present, aux=aux)
+    seen = res["coverage"][:, 0] > 0
+    m = present[:, :, None, None].float() * (hidden & seen)[:, None].float()
+    n = m.sum().clamp_min(1)
+    l1 = ((res["output"] - truth).abs() * m).sum() / n
+    mse = (((res["output"] - truth) ** 2) * m).sum() / n
+    mse_est = (((res["estimate"] - truth) ** 2) * m).sum() / n
+    return l1, mse, mse_est
+
+
+def train_terramind(train: list[RealSeries], val: list[RealSeries], pixel_checkpoint: str | Path, out: str | Path,
+                    cfg: TerraMindTrainConfig = TerraMindTrainConfig(), *, device: str = "cpu", log=print,
+                    val_filter=None, train_filter=None, encoder_weights: str | None = None) -> dict:
+    """Train encoder + decoder on top of the frozen per-pixel checkpoint; keep the best by
+    validation PSNR on hidden pixels (logged beside the per-pixel model's PSNR on the same pixels).
+    Writes ``best.safetensors``, ``last.safetensors`` and ``log.jsonl`` to ``out``."""
+    import torch
+
+    from ..models import build_model, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(cfg.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pixel, info = load_checkpoint(pixel_checkpoint)
+    config = terramind_config(info["config"], cfg)
+    build = {**config, "terramind": {**config["terramind"], "weights": encoder_weights}}
+    model = build_model(build).to(device)
+    model.pixel.load_state_dict(pixel.state_dict())
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sampler = PatchSampler(train, np.random.default_rng(cfg.seed), batch=cfg.batch, size=cfg.size,
+                           target_filter=train_filter)
+    vs = PatchSampler(val, np.random.default_rng(12345), batch=8, size=cfg.size, target_filter=val_filter)
+    val_batches = [vs.batch() for _ in range(8)]
+    best, t0, step = -math.inf, time.time(), 0
+    logf = (out / "log.jsonl").open("a")
+
+    def psnr(mse):
+        return 10 * math.log10(1 / max(float(np.mean(mse)), 1e-12))
+
+    for step in range(1, cfg.steps + 1):
+        frac = step / cfg.steps
+        if cfg.max_minutes:
+            frac = max(frac, (time.time() - t0) / 60 / cfg.max_minutes)
+        warm = min(1.0, step / 100)
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        model.train()
+        model.pixel.eval()
+        l1, _, _ = _loss(model, sampler.batch(), device)
+        opt.zero_grad()
+        l1.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        done = frac >= 1.0
+        if step % cfg.val_every == 0 or done or step == cfg.steps:
+            model.eval()
+            with torch.no_grad():
+                res = [_loss(model, b, device) for b in val_batches]
+            rec = {"step": step, "train_l1": float(l1.detach()), "val_psnr": psnr([float(r[1]) for r in res]),
+                   "val_psnr_pixel_model": psnr([float(r[2]) for r in res]), "gamma": float(model.gamma.detach()),
+                   "seconds": round(time.time() - t0, 1)}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(json.dumps(rec))
+            if rec["val_psnr"] > best:
+                best = rec["val_psnr"]
+                save_checkpoint(model, config, out / "best.safetensors",
+                                {"step": step, "val_psnr": best, "val_psnr_pixel_model": rec["val_psnr_pixel_model"],
+                                 "train": [s.name for s in train], "pixel_checkpoint": str(pixel_checkpoint),
+                                 "train_config": asdict(cfg)}, half=True)
+        if done:
+            break
+    save_checkpoint(model, config, out / "last.safetensors", {"step": step, "train_config": asdict(cfg)}, half=True)
+    return {"best_val_psnr": best, "steps": step, "seconds": time.time() - t0}
