@@ -142,3 +142,38 @@ def test_mask_classes_are_configurable(stac_url, request_):
     assert (lo[np.isin(scl, (3, 8, 10)) & (strict["reflectance"].notnull().all("band").values)] == 1).all()
     with pytest.raises(ValueError, match="unknown SCL classes"):
         _mask("0,42")
+
+
+def _same_as_gdal_warp(items, aoi, **kw):
+    from cloudfree.cube.load import band_mapping
+    from cloudfree.cube.native import native_reads
+
+    ours = load_cube(items, aoi, **kw)
+    gdal = load_cube(items, aoi, native_reads=False, **kw)
+    assert ours.odc.geobox == gdal.odc.geobox
+    names = list(band_mapping(items, tuple(str(b) for b in ours.band.values)).values())
+    plans = native_reads(items, names, ours.odc.geobox)
+    a, b = ours["reflectance"].values, gdal["reflectance"].values
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, rtol=0, atol=1.01e-4, equal_nan=True)  # GDAL rounds to the DN, so do we
+    assert np.nanmean(np.abs(a - b)) < 1e-5
+    np.testing.assert_array_equal(ours["scl"].values, gdal["scl"].values)
+    return plans
+
+
+def test_coarse_bands_read_on_their_grid_equal_gdal_bilinear_warp(shared_data, stac_url, request_, demo_bbox):
+    """20 m / 60 m bands and SCL read on their own grid and enlarged here give GDAL's warp (within
+    its 1 DN rounding), for whole tiles and for AOIs whose grid is not the 20 m one's."""
+    from cloudfree import search as find
+
+    cat = shared_data / "real-s2-l2a" / "catalog.json"
+    real = find(str(cat), "2018-08-01", "2018-10-15", collection="worldcereal_0000280849BAC91C")
+    plans = _same_as_gdal_warp(real, None)
+    assert set(plans) == {"B05", "B06", "B07", "B8A", "B11", "B12", "SCL"} and {p.factor for p in plans.values()} == {2}
+    plans = _same_as_gdal_warp(real, [4.0596, 50.7440, 4.0665, 50.7482], chunk=16)  # unaligned, several chunks
+    assert {p.offset for p in plans.values()} != {(2, 2)}
+    demo = search(stac_url, request_)  # SYNTHETIC, all 12 bands: B01/B09 at 60 m, enlarged 6x
+    plans = _same_as_gdal_warp(demo, request_.aoi, chunk=48)
+    assert plans["B01"].factor == 6 and plans["B05"].factor == 2
+    # another CRS: nothing lines up, everything goes through the warp
+    assert _same_as_gdal_warp(real, None, crs="EPSG:3857") == {}

@@ -116,6 +116,9 @@ class CubeSpec:
     mask: MaskConfig = MaskConfig()
     resampling: str = "bilinear"
     """For reflectance bands coarser than the output grid; SCL always uses nearest."""
+    native_reads: bool = True
+    """Bilinear only: read coarser bands (and SCL) on their own grid where its lattice lines up with
+    the output's, and enlarge them here (:mod:`cloudfree.cube.native`) instead of a GDAL warp."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(self.bands))
@@ -134,7 +137,8 @@ class CubeSpec:
     def to_dict(self) -> dict:
         return {"bands": list(self.bands) if self.bands else None, "crs": self.crs, "resolution": self.resolution,
                 "chunk": self.chunk, "mask_unusable": list(self.mask.unusable), "resampling": self.resampling,
-                "mask_source": self.mask.source, "mask_dilate": int(self.mask.dilate)}
+                "mask_source": self.mask.source, "mask_dilate": int(self.mask.dilate),
+                "native_reads": self.native_reads}
 
 
 def _where(items: list[pystac.Item]) -> str:
@@ -213,6 +217,41 @@ def item_radiometry_by_day(items: list[pystac.Item], asset: str, index: int = 0)
     return out
 
 
+def _load_raw(items: list[pystac.Item], mapping: dict[str, str], geobox, spec: CubeSpec, **kw) -> xr.Dataset:
+    """odc-stac's lazy DN per load name on ``geobox``; coarser bands on their own grid where they
+    can be (see :attr:`CubeSpec.native_reads`), enlarged here."""
+    names = list(mapping.values())
+    scl_name = mapping.get(SCL)
+    resampling = {"*": spec.resampling, **({scl_name: "nearest"} if scl_name else {})}
+    chunks = {"time": 1, "y": spec.chunk, "x": spec.chunk}
+    plans = {}
+    if spec.native_reads and spec.resampling == "bilinear":
+        from .native import native_reads
+
+        plans = native_reads(items, names, geobox)
+    fine = [n for n in names if n not in plans]
+    if not plans or not fine:  # nothing to gain, or no band on the output grid: odc-stac does it all
+        return odc.stac.load(items, bands=names, geobox=geobox, groupby="solar_day", chunks=chunks,
+                             resampling=resampling, **kw)
+    from .native import upsample
+
+    raw = odc.stac.load(items, bands=fine, geobox=geobox, groupby="solar_day", chunks=chunks,
+                        resampling=resampling, **kw)
+    like = raw[fine[0]]
+    by_grid: dict = {}
+    for n, plan in plans.items():
+        by_grid.setdefault(plan, []).append(n)
+    for plan, group in by_grid.items():
+        c = -(-spec.chunk // plan.factor)
+        low = odc.stac.load(items, bands=group, geobox=plan.geobox, groupby="solar_day",
+                            chunks={"time": 1, "y": c, "x": c}, resampling="nearest", **kw)
+        if not np.array_equal(low.time.values, raw.time.values):
+            raise RuntimeError("odc-stac grouped the bands on their own grid into other dates than the rest")
+        for n in group:
+            raw[n] = upsample(low[n], plan, like, nearest=(n == scl_name))
+    return raw[names]
+
+
 def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec | None = None, *, patch_url=None,
               fail_on_error: bool = True, **spec_args) -> xr.Dataset:
     """Load items lazily into the cube described in the module docstring. Nothing is computed.
@@ -237,10 +276,7 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     mapping = band_mapping(items, bands)
     has_scl = SCL in mapping
     geobox = plan_geobox(items, aoi, spec)
-    resampling = {"*": spec.resampling, **({mapping[SCL]: "nearest"} if has_scl else {})}
-    raw = odc.stac.load(items, bands=list(mapping.values()), geobox=geobox, groupby="solar_day",
-                        chunks={"time": 1, "y": spec.chunk, "x": spec.chunk}, resampling=resampling,
-                        patch_url=patch_url, fail_on_error=fail_on_error)
+    raw = _load_raw(items, mapping, geobox, spec, patch_url=patch_url, fail_on_error=fail_on_error)
     key, index = band_source(items[0].assets, bands[0])
     rad = item_radiometry_by_day(items, key, index)
     days = raw.time.values.astype("datetime64[D]")
