@@ -1,0 +1,66 @@
+"""COG reads into the cube: GDAL's warp of the coarse bands vs reading them on their own grid.
+
+    python benchmarks/read_speed.py --stac bench-out/catalog/items.json [--chunk 2048] [--threads 16]
+
+Computes the cube's stored DN (``dn``: every band, every date) and its ``clear`` mask from the
+catalog with the threaded scheduler, once with ``CubeSpec(native_reads=False)`` (odc-stac warps
+20 m and 60 m bands and SCL to 10 m with GDAL) and once with ``native_reads=True`` (read on their
+own grid, enlarged by :mod:`cloudfree.cube.native`). Prints one JSON line
+(machine, date, commit, data = SYNTHETIC for make_catalog's catalogs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+def main(argv=None) -> dict:
+    import dask
+    import numpy as np
+
+    import cloudfree
+    from cloudfree.catalog.sources import read_static_items
+    from pipeline import _commit, _machine
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stac", required=True)
+    ap.add_argument("--chunk", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    items = read_static_items(a.stac)
+    res: dict = {}
+    for rep in range(a.repeat):
+        for native in (False, True):
+            key = "native" if native else "gdal_warp"
+            cube = cloudfree.load_cube(items, None, chunk=a.chunk, native_reads=native)
+            row = res.setdefault(key, {})
+            with dask.config.set(scheduler="threads", num_workers=a.threads):
+                t = time.perf_counter()
+                cube["clear"].data.sum().compute()
+                row.setdefault("clear_s", []).append(round(time.perf_counter() - t, 2))
+                t = time.perf_counter()
+                dask.compute(cube["reflectance"].data.sum(axis=(0, 2, 3)), cube["clear"].data.sum())
+                row.setdefault("cube_s", []).append(round(time.perf_counter() - t, 2))
+    shape = dict(cube.sizes)
+    line = {"benchmark": "read_speed", "date": time.strftime("%Y-%m-%d"), "commit": _commit(), "machine": _machine(),
+            "data": "SYNTHETIC (benchmarks/make_catalog.py)", "shape": shape, "chunk": a.chunk, "threads": a.threads,
+            **{k: {m: min(v) for m, v in row.items()} for k, row in res.items()}}
+    text = json.dumps(line)
+    print(text)
+    if a.out:
+        with open(a.out, "a") as f:
+            f.write(text + "\n")
+    return line
+
+
+if __name__ == "__main__":
+    main()
