@@ -34,16 +34,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--chunk", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=0,
+                    help="read with a local Dask cluster of this many worker processes (threads split among them)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     items = read_static_items(a.stac)
     res: dict = {}
+    client = None
+    if a.processes:
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=a.processes, threads_per_worker=max(1, a.threads // a.processes),
+                                     processes=True, dashboard_address=None))
     for rep in range(a.repeat):
         for native in (False, True):
             key = "native" if native else "gdal_warp"
             cube = cloudfree.load_cube(items, None, chunk=a.chunk, native_reads=native)
             row = res.setdefault(key, {})
-            with dask.config.set(scheduler="threads", num_workers=a.threads):
+            with (dask.config.set(scheduler="threads", num_workers=a.threads) if client is None else
+                  dask.config.set({})):
                 t = time.perf_counter()
                 cube["clear"].data.sum().compute()
                 row.setdefault("clear_s", []).append(round(time.perf_counter() - t, 2))
@@ -53,6 +62,7 @@ def main(argv=None) -> dict:
     shape = dict(cube.sizes)
     line = {"benchmark": "read_speed", "date": time.strftime("%Y-%m-%d"), "commit": _commit(), "machine": _machine(),
             "data": "SYNTHETIC (benchmarks/make_catalog.py)", "shape": shape, "chunk": a.chunk, "threads": a.threads,
+            "processes": a.processes,
             **{k: {m: min(v) for m, v in row.items()} for k, row in res.items()}}
     text = json.dumps(line)
     print(text)
