@@ -36,6 +36,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--processes", type=int, default=0,
                     help="read with a local Dask cluster of this many worker processes (threads split among them)")
+    ap.add_argument("--profile", action="store_true",
+                    help="threads only: task seconds summed by task name (where the time goes)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     items = read_static_items(a.stac)
@@ -57,13 +59,26 @@ def main(argv=None) -> dict:
                 cube["clear"].data.sum().compute()
                 row.setdefault("clear_s", []).append(round(time.perf_counter() - t, 2))
                 t = time.perf_counter()
-                dask.compute(cube["reflectance"].data.sum(axis=(0, 2, 3)), cube["clear"].data.sum())
+                if a.profile and client is None and rep == a.repeat - 1:
+                    from dask.diagnostics import Profiler
+
+                    with Profiler() as prof:
+                        dask.compute(cube["reflectance"].data.sum(axis=(0, 2, 3)), cube["clear"].data.sum())
+                    by: dict[str, float] = {}
+                    for r in prof.results:
+                        name = r.key[0] if isinstance(r.key, tuple) else str(r.key)
+                        name = str(name).rsplit("-", 1)[0]
+                        by[name] = by.get(name, 0.0) + (r.end_time - r.start_time)
+                    row["task_s"] = {k: round(v, 1) for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:12]}
+                    row["tasks"] = len(prof.results)
+                else:
+                    dask.compute(cube["reflectance"].data.sum(axis=(0, 2, 3)), cube["clear"].data.sum())
                 row.setdefault("cube_s", []).append(round(time.perf_counter() - t, 2))
     shape = dict(cube.sizes)
     line = {"benchmark": "read_speed", "date": time.strftime("%Y-%m-%d"), "commit": _commit(), "machine": _machine(),
             "data": "SYNTHETIC (benchmarks/make_catalog.py)", "shape": shape, "chunk": a.chunk, "threads": a.threads,
             "processes": a.processes,
-            **{k: {m: min(v) for m, v in row.items()} for k, row in res.items()}}
+            **{k: {m: (min(v) if isinstance(v, list) else v) for m, v in row.items()} for k, row in res.items()}}
     text = json.dumps(line)
     print(text)
     if a.out:
