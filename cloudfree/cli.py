@@ -19,6 +19,8 @@ STAC_HELP = ("STAC API URL, 'earth-search', 'planetary-computer', 'demo' (SYNTHE
 BANDS_HELP = ("comma-separated band ids or common names, e.g. B02,B03,B04,B08 or red,nir "
               "(default: every L2A band the catalog has, in canonical order)")
 COLLECTION_HELP = "collection id (default: sentinel-2-l2a where the catalog has it, else its only collection)"
+NATIVE_HELP = ("read 20 m / 60 m bands and SCL on their own grid and enlarge them in numpy as GDAL's warp would "
+               "(equal within 1 DN): faster with few cores (1.9x on 2), not yet with 16 (benchmarks/RESULTS.md)")
 RESOLUTION_HELP = "output pixel size in metres (default: the finest native resolution of the bands, e.g. 20 for a 20 m-only set)"
 SCL_HELP = ("SCL classes that make a pixel unusable, comma-separated codes 0-11 (default 0,1,3,8,9,10: no data, defective, "
             "cloud shadow, cloud medium/high, cirrus). SCL often labels cloud as 7 (unclassified) or 11 (snow): add 7,11 "
@@ -263,6 +265,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         stream: bool = typer.Option(False, "--stream", help="compute the outputs straight from the assets block by "
                                                             "block without storing cube.zarr (less disk and I/O; "
                                                             "resumes per output block; a complete cube is reused)"),
+        native_reads: bool = typer.Option(False, "--native-reads/--warp-reads", help=NATIVE_HELP),
         gpus: Optional[str] = typer.Option(None, help="local GPUs: all, a count, or ids like 0,1 — one Dask worker per "
                                                       "GPU (pinned with CUDA_VISIBLE_DEVICES, resource GPU=1)"),
         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
@@ -273,7 +276,8 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
     try:
         res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
-                   dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl, mask, dilate)), out,
+                   dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl, mask, dilate),
+                        native_reads=native_reads), out,
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels,

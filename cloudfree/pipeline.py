@@ -287,7 +287,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
         batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
-        mask: str = "scl", dilate: int = 0, stream: bool = False, echo=print) -> dict:
+        mask: str = "scl", dilate: int = 0, stream: bool = False, native_reads: bool = False, echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 
     ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
@@ -295,7 +295,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     ``aoi`` (GeoJSON). Computes with the active Dask client if there is one (else Dask's threads).
     ``chunk`` and ``batch`` default to what ``memory_limit`` (default: 80 % of the machine) allows.
     ``stream=True`` computes the outputs from the assets without storing ``cube.zarr`` (see
-    :attr:`JobConfig.stream`).
+    :attr:`JobConfig.stream`). ``native_reads``: see :attr:`CubeSpec.native_reads`.
     """
     import os
 
@@ -308,7 +308,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     n_bands = len(bands.split(",") if isinstance(bands, str) else bands) if bands else 12
     plan = plan_memory(parse_memory(memory_limit), threads=os.cpu_count() or 1, n_bands=n_bands, n_dates=max_dates,
                        chunk=chunk)
-    spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask)
+    spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask, native_reads=native_reads)
     job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                     tiles=TileConfig(patch=patch, overlap=overlap, batch=batch or plan.batch, device=device),
                     fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight, stream=stream)

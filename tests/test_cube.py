@@ -148,7 +148,7 @@ def _same_as_gdal_warp(items, aoi, **kw):
     from cloudfree.cube.load import band_mapping
     from cloudfree.cube.native import native_reads
 
-    ours = load_cube(items, aoi, **kw)
+    ours = load_cube(items, aoi, native_reads=True, **kw)
     gdal = load_cube(items, aoi, native_reads=False, **kw)
     assert ours.odc.geobox == gdal.odc.geobox
     names = list(band_mapping(items, tuple(str(b) for b in ours.band.values)).values())
