@@ -90,8 +90,11 @@ def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | No
         raise CheckpointError(f"{path} holds a {config['arch']!r} model, not {arch!r}")
     if bands is not None and not serves(config, bands):
         raise CheckpointError(f"{path} was trained on bands {config['bands']}, but the data has {list(bands)}")
+    stored = config
     if config["arch"] in ("timegate_terramind", "pixel_terramind"):
-        config = {**config, "terramind": {**config["terramind"], "weights": None}}  # weights come from the file
+        from .terramind import FROM_CHECKPOINT
+
+        config = {**config, "terramind": {**config["terramind"], "weights": FROM_CHECKPOINT}}  # from the file
     model = build_model(config)
     try:
         state = load_file(str(path), device=str(map_location))
@@ -105,4 +108,4 @@ def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | No
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.eval()
-    return model, {"config": config, **info}
+    return model, {"config": stored, **info}

@@ -30,6 +30,8 @@ TERRAMIND_S2L2A_MEAN = [1390.458, 1503.317, 1718.197, 1853.910, 2199.100, 2779.9
 TERRAMIND_S2L2A_STD = [2106.761, 2141.107, 2038.973, 2134.138, 2085.321, 1889.926, 1820.257, 1871.918, 1753.829,
                        1797.379, 1434.261, 1334.311]
 PATCH = 16
+FROM_CHECKPOINT = "<checkpoint>"
+"""``weights`` value of a model rebuilt by :func:`cloudfree.models.load_checkpoint`."""
 RESIDUAL_RADII = (4, 16)
 """Window radii (px) over which the target's observed departure from its temporal estimate is averaged."""
 VARIANTS = ("terramind_v1_tiny", "terramind_v1_small", "terramind_v1_base", "terramind_v1_large")
@@ -44,6 +46,8 @@ def _build_encoder(variant: str, weights: str | None) -> nn.Module:
     except ImportError as exc:  # pragma: no cover - optional extra
         raise ImportError("the TerraMind path needs terratorch: pip install 'cloudfree[terramind]'") from exc
     encoder = BACKBONE_REGISTRY.build(variant, modalities=["S2L2A"], pretrained=False)
+    if weights == FROM_CHECKPOINT:  # a cloudfree checkpoint's own weights follow
+        return encoder
     if weights:
         _load_encoder_weights(encoder, weights)
     else:
