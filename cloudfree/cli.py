@@ -39,7 +39,8 @@ CHUNK_HELP = "block side in pixels for the cube and the inference tiles (default
 MEMORY_HELP = ("memory budget for the run, e.g. 4GB or 2GiB (default 'auto': 80 % of this machine's memory); the block "
                "size and how many blocks run at once are chosen to stay under it, whatever the area")
 DEVICE_HELP = "where the model runs: auto (cuda if available, else cpu) | cpu | cuda | cuda:N"
-WORKERS_HELP = "local Dask workers (default: 1 worker with threads; 2 with --processes)"
+WORKERS_HELP = ("local Dask workers (default: 1 worker with threads; 2 with --processes); with --gpus: CPU decode "
+                "workers beside the GPU workers (default 0), the model's tasks staying on the GPU workers")
 THREADS_HELP = "threads per local Dask worker (default: all cores, split among GPU workers with --gpus; reads and decodes use them all while the GPU work of a worker is serialised)"
 PROCESSES_HELP = "local workers as processes instead of threads (each loads its own model; for large CPU runs)"
 SCHEDULER_HELP = ("join an existing Dask cluster instead of starting a local one: a scheduler address (tcp://host:8786) or "

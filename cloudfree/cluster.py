@@ -119,8 +119,8 @@ class ClusterConfig:
     dashboard_address: str = "127.0.0.1:0"
     gpus: tuple[str, ...] = ()
     """Local GPU ids: one worker process per GPU, pinned with ``CUDA_VISIBLE_DEVICES``, carrying the
-    resource ``GPU=1``; the machine's cores are split among them (decode threads beside the one
-    model per worker, whose calls are serialised)."""
+    resource ``GPU=1``; with ``n_workers`` that many CPU decode workers beside them (no GPU). The
+    machine's cores are split among all of them."""
 
 
 def parse_gpus(text: str | None) -> tuple[str, ...]:
@@ -144,15 +144,48 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     return ids
 
 
-def gpu_worker_specs(gpus: tuple[str, ...], *, threads: int | None = None, memory_limit: str | int = "auto") -> dict:
-    """SpecCluster worker specs: one Nanny per GPU with that GPU alone visible and ``GPU=1``."""
+def gpu_worker_specs(gpus: tuple[str, ...], *, threads: int | None = None, memory_limit: str | int = "auto",
+                     cpu_workers: int = 0) -> dict:
+    """SpecCluster worker specs: one Nanny per GPU with that GPU alone visible and ``GPU=1``, plus
+    ``cpu_workers`` decode workers that see no GPU and carry no GPU resource (reads, masks, writes;
+    the model's tasks ask for the resource, see :func:`gpu_task_resources`)."""
     import os
 
     from distributed import Nanny
 
-    per = threads or max(1, (os.cpu_count() or 1) // max(1, len(gpus)))
-    return {f"gpu-{g}": {"cls": Nanny, "options": {"nthreads": per, "resources": {"GPU": 1}, "memory_limit": memory_limit,
-                                                   "env": {"CUDA_VISIBLE_DEVICES": g}}} for g in gpus}
+    per = threads or max(1, (os.cpu_count() or 1) // max(1, len(gpus) + cpu_workers))
+    specs = {f"gpu-{g}": {"cls": Nanny, "options": {"nthreads": per, "resources": {"GPU": 1},
+                                                    "memory_limit": memory_limit, "env": {"CUDA_VISIBLE_DEVICES": g}}}
+             for g in gpus}
+    specs.update({f"cpu-{i}": {"cls": Nanny, "options": {"nthreads": per, "memory_limit": memory_limit,
+                                                         "env": {"CUDA_VISIBLE_DEVICES": ""}}}
+                  for i in range(cpu_workers)})
+    return specs
+
+
+def model_task_config() -> dict:
+    """Dask settings for a run: with GPU resources on the cluster, no low-level task fusion, which
+    would merge a model task into an unannotated neighbour and send it to a decode worker."""
+    return {"optimization.fuse.active": False} if gpu_task_resources() else {}
+
+
+def gpu_task_resources() -> dict | None:
+    """``{"GPU": share}`` for the model's tasks when the active Dask cluster has workers carrying a
+    ``GPU`` resource (``--gpus``, or GPU partitions started with ``--resources GPU=1``): those tasks
+    then run only there, :data:`~cloudfree.reconstruct.tiles.GPU_BLOCKS_AT_ONCE` at a time per GPU,
+    while reads and writes may run on any worker. ``None`` otherwise (threads, or a cluster without
+    the resource, where an annotated task would never start)."""
+    try:
+        from distributed import default_client
+
+        workers = default_client().scheduler_info()["workers"].values()
+    except (ImportError, ValueError):
+        return None
+    if not any((w.get("resources") or {}).get("GPU") for w in workers):
+        return None
+    from .reconstruct.tiles import GPU_BLOCKS_AT_ONCE
+
+    return {"GPU": 1 / GPU_BLOCKS_AT_ONCE}
 
 
 CLUSTER_KINDS = ("local", "slurm", "kubernetes", "gateway")
@@ -246,7 +279,7 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
 
                 cluster = SpecCluster(
                     workers=gpu_worker_specs(config.gpus, threads=config.threads_per_worker,
-                                             memory_limit=config.memory_limit),
+                                             memory_limit=config.memory_limit, cpu_workers=config.n_workers or 0),
                     scheduler={"cls": Scheduler, "options": {"dashboard_address": config.dashboard_address}})
             else:
                 cluster = LocalCluster(n_workers=config.n_workers or (2 if config.processes else 1),

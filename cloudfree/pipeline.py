@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import dask
 import pandas as pd
 
 from .aoi import AOI, parse_aoi, parse_bbox
@@ -125,7 +126,9 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
 
         load_checkpoint(model)  # full load once here: a corrupt file fails now, not inside Dask
         _check_visible_on_workers(model)
-    with _locked(out):
+    from .cluster import model_task_config
+
+    with _locked(out), dask.config.set(model_task_config()):
         return _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, progress=progress,
                            echo=echo, stop_after=stop_after, source=source)
 

@@ -132,3 +132,45 @@ def test_the_gateway_config_and_unknown_kinds():
     assert "address" in inspect.signature(Gateway.__init__).parameters
     with pytest.raises(ValueError, match="choose one of slurm, kubernetes, gateway"):
         start_cluster("yarn")
+
+
+def test_model_tasks_run_on_gpu_workers_and_decoding_beside_them(tmp_path):
+    """``--gpus 1 --workers 1``: a GPU worker (GPU=1) and a CPU decode worker; the model's tasks ask
+    for the GPU resource, so they run on the GPU worker only, and the picture is unchanged."""
+    from distributed import get_task_stream
+
+    specs = gpu_worker_specs(("0",), threads=1, memory_limit="2GB", cpu_workers=1)
+    assert specs["cpu-0"]["options"]["env"] == {"CUDA_VISIBLE_DEVICES": ""} and "resources" not in specs["cpu-0"]["options"]
+    with SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(2)
+        by_name = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+        with get_task_stream(client) as ts:
+            mixed = cloudfree.run(bundled_catalog(), "2019-08-01", "2019-09-30", tmp_path / "mixed", device="auto",
+                                  chunk=32, **ARGS)
+    where: dict[str, set] = {}
+    for t in ts.data:
+        key = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
+        where.setdefault("predict" if "cloudfree-predict" in str(key) else "other", set()).add(t["worker"])
+    assert where["predict"] == {by_name["gpu-0"]}, where
+    assert by_name["cpu-0"] in where["other"], "the decode worker ran nothing"
+    alone = cloudfree.run(bundled_catalog(), "2019-08-01", "2019-09-30", tmp_path / "alone", device="cpu", chunk=32,
+                          **ARGS)
+    assert mixed["method"] == alone["method"] == "model"
+    np.testing.assert_allclose(xr.open_zarr(tmp_path / "mixed" / "mosaic.zarr")["reflectance"].values,
+                               xr.open_zarr(tmp_path / "alone" / "mosaic.zarr")["reflectance"].values, atol=1e-6)
+
+
+def test_no_gpu_resource_no_annotation():
+    """Threads, or a cluster without GPU resources: the model's tasks carry no resource request
+    (an annotated task would wait forever there)."""
+    from distributed import LocalCluster
+
+    from cloudfree.cluster import gpu_task_resources
+
+    assert gpu_task_resources() is None
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as c, Client(c):
+        assert gpu_task_resources() is None
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+                      resources={"GPU": 1}) as c, Client(c):
+        assert gpu_task_resources() == {"GPU": 0.5}

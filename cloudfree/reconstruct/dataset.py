@@ -4,10 +4,13 @@ compositing method. Builds the graph only; :func:`cloudfree.write_outputs` write
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import warnings
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -70,6 +73,16 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         h, e = tiles.halo, 0
         xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
         cm = pad_symmetric(pad_symmetric(sub_c.data.astype(bool), 1, h), 2, h)
+    from ..cluster import gpu_task_resources
+
+    res = gpu_task_resources()
+    with dask.annotate(resources=res) if res else contextlib.nullcontext():
+        out = _predict_grid(xr_, cm, ny, nx, chunk, h, e, pixelwise, bands, dn, dt, model, tiles, nb, period, token)
+    return xr.DataArray(out, dims=("band", "y", "x"), coords={"band": refl.band, "y": refl.y, "x": refl.x})
+
+
+def _predict_grid(xr_, cm, ny, nx, chunk, h, e, pixelwise, bands, dn, dt, model, tiles, nb, period, token):
+    """The model's tasks: one per output block, each on its halo'd (or margin'd) window."""
     rows = []
     for i, (y0, y1) in enumerate(_edges(ny, chunk)):
         row = []
@@ -83,8 +96,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
                                      meta=np.empty((0, 0, 0), np.float32),
                                      name=f"cloudfree-predict-{period.label}-{i}-{j}-{token}"))
         rows.append(row)
-    out = da.block(rows)
-    return xr.DataArray(out, dims=("band", "y", "x"), coords={"band": refl.band, "y": refl.y, "x": refl.x})
+    return da.block(rows)
 
 
 def _model_info(model) -> tuple[dict | None, str]:
