@@ -9,7 +9,8 @@ Per collection: the whole patch, every band it has, at its native resolution (th
 Targets: dates SCL calls ≥ 98 % clear with little SCL 7 and no haze by a blue-band brightness test.
 Sources: dates whose cloud+shadow (dilated 2 px) covers 10–90 % of the patch; their real values and
 SCL are pasted onto the target; scores on the pasted pixels, ±45-day window with every date in it.
-Prints one JSON line (machine, date, commit, data = real) and writes it to ``--out``.
+The TerraMind path (``benchmarks/weights/terramind_tiny_real.safetensors``, when terratorch is
+installed) is scored beside the default as method ``terramind``. Prints one JSON line (machine, date, commit, data = real) and writes it to ``--out``.
 """
 
 from __future__ import annotations
@@ -28,17 +29,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+TERRAMIND = ROOT / "benchmarks" / "weights" / "terramind_tiny_real.safetensors"
+"""TerraMind-tiny refining the default model, trained here on the training collections (model card)."""
 TEST_COLLECTION = "worldcereal_000028085BF08E7E"
 """The held-out real test collection: never trained or selected on (see the model card)."""
 
 
 def _commit() -> str:
+    """The commit the code runs from (call it at start: a long run outlives later commits);
+    ``+dirty`` where tracked Python files differ from it."""
     import os
 
     if os.environ.get("CLOUDFREE_COMMIT"):  # a copy without .git (the GPU host)
         return os.environ["CLOUDFREE_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "*.py"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
     except OSError:
         return "unknown"
 
@@ -72,14 +80,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--catalog", default=str(ROOT.parent / "shared" / "data" / "real-s2-l2a" / "catalog.json"))
     ap.add_argument("--collections", default="all")
     ap.add_argument("--model", default=None, help="checkpoint for the default method (default: the shipped weights)")
-    ap.add_argument("--terramind", default=None,
-                    help="also score this pixel_terramind checkpoint (the TerraMind path) as method 'terramind'")
+    ap.add_argument("--terramind", default=str(TERRAMIND) if TERRAMIND.exists() else None,
+                    help="also score this pixel_terramind checkpoint (the TerraMind path) as method 'terramind' "
+                         "(default: benchmarks/weights/terramind_tiny_real.safetensors; 'none' to skip)")
     ap.add_argument("--max-targets", type=int, default=8)
     ap.add_argument("--sources", type=int, default=3, help="cloud sources per target")
     ap.add_argument("--window-days", type=int, default=45)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    commit = _commit()
+    if a.terramind in (None, "none"):
+        a.terramind = None
+    else:
+        try:
+            import terratorch  # noqa: F401
+        except ImportError:
+            print("terratorch is not installed: the TerraMind row is skipped (pip install 'cloudfree[terramind]')",
+                  file=sys.stderr)
+            a.terramind = None
     from cloudfree.catalog.sources import read_static_items
 
     items = read_static_items(a.catalog)
@@ -123,7 +142,8 @@ def main(argv=None) -> dict:
         if any(s.collection == TEST_COLLECTION for s in settings) else None
     extra = {}
     if a.terramind:  # the TerraMind path against the same bar (and against the default model)
-        extra["terramind"] = a.terramind
+        tm = Path(a.terramind).resolve()
+        extra["terramind"] = str(tm.relative_to(ROOT)) if tm.is_relative_to(ROOT) else a.terramind
         extra["terramind_summary"] = summarize_settings(settings, model="terramind")
         t_set = [s for s in settings if s.collection == TEST_COLLECTION]
         extra["terramind_test_summary"] = summarize_settings(t_set, model="terramind") if t_set else None
@@ -132,7 +152,7 @@ def main(argv=None) -> dict:
 
         extra["terramind_minus_default_psnr_test"] = _mean_se(d)
     line = {"benchmark": "real_quality", "data": "real (../shared/data/real-s2-l2a)", "machine": _machine(),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
             "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
             **extra,
