@@ -249,8 +249,10 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
     # (benchmarks/results/pipeline_cpu_2core.jsonl); a rough guide that scales with cores, not a promise
     cpu_s = px / (0.045e6 * (os.cpu_count() or 1))
     took = "under a minute" if cpu_s < 60 else f"roughly {cpu_s / 60:.0f} min"
-    echo(f"size: {ny} x {nx} px ({px / 1e6:.2g} Mpx) at {spec.resolution:g} m, {days} dates, {nb} bands: cube about "
-         f"{cube_gb:.2g} GB on disk before compression; {took} per output image on this machine's CPU (less on a GPU)")
+    stored = (f"cube about {cube_gb:.2g} GB on disk before compression" if not job.stream else
+              f"streamed, no cube stored ({cube_gb:.2g} GB of data read)")
+    echo(f"size: {ny} x {nx} px ({px / 1e6:.2g} Mpx) at {spec.resolution:g} m, {days} dates, {nb} bands: {stored}; "
+         f"{took} per output image on this machine's CPU (less on a GPU)")
     if job.max_pixels is not None and px > job.max_pixels:
         raise ValueError(f"the area is {px / 1e6:,.0f} million pixels ({ny} x {nx} at {spec.resolution:g} m; a cube of "
                          f"about {cube_gb:,.0f} GB), above --max-pixels {job.max_pixels / 1e6:,.0f} million: check "

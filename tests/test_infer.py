@@ -207,6 +207,7 @@ def test_streaming_run_equals_the_cube_run_and_resumes(tiled_run, stac_url, req,
     assert res["status"] == "complete" and res["streamed"] and res["cube"] is None
     assert not (tmp_path / "cube.zarr").exists()
     assert any(line.startswith("mosaic resumed") for line in logs)
+    assert any(line.startswith("size:") and "no cube stored" in line for line in logs)  # says what it stores
     streamed = xr.open_zarr(tmp_path / "mosaic.zarr")["reflectance"].values
     stored = xr.open_zarr(out / "mosaic.zarr")["reflectance"].values
     assert np.isfinite(streamed).mean() > 0.5
