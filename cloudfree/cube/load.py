@@ -294,7 +294,10 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     refl = (dn.astype(np.float32) * scale + offset).where(dn != nodata).astype(np.float32)
     refl = refl.chunk({"band": -1})
     refl.attrs.update(units="1", long_name="surface reflectance", nodata=float("nan"))
-    has_data = refl.notnull().all("band")
+    # from the stored DN, not the decoded floats: the same pixels (reflectance is NaN exactly where
+    # the DN is nodata), without decoding every band of every date just for the mask (on the GPU
+    # path that decode cost ~15 % of a run's CPU time: benchmarks/results/profile_run_h100.jsonl)
+    has_data = (dn != nodata).all("band") if nodata is not None else refl.notnull().all("band")
     if has_scl:
         scl = raw[mapping[SCL]].astype(np.uint8)
         scl_bad = scl.isin(list(spec.mask.unusable))
