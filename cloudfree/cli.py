@@ -308,7 +308,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
                   chunk=None, memory_limit=memory_limit, patch=256, overlap=16, batch=None, device=device, fill_unobserved=False, pass_through=True,
-                  exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, skip_bad_assets=False, max_pixels=250e6, yes=False, stream=False,
+                  exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, skip_bad_assets=False, max_pixels=250e6, yes=False, stream=False, native_reads=False,
                   gpus=None, scheduler=None, workers=None, threads=None, processes=False,
                   dashboard_address="127.0.0.1:0")
     if synthetic:
