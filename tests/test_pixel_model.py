@@ -179,3 +179,30 @@ def test_terramind_path_runs_on_a_band_subset_and_keeps_the_target_own_pixels(tm
     assert hidden.sum() > 100
     assert np.abs(out[:, hidden] - ref[:, hidden]).max() > 1e-4  # the spatial correction acts where it must
     assert ds.attrs["method"] == "model"
+
+
+def test_the_target_dates_local_departure_carries_to_its_hidden_pixels_for_any_tiling():
+    """A target date 20 % brighter than its series where it was seen: its hidden pixels come out
+    brighter too (the model's ``departure``), and the same for any block size."""
+    rng = np.random.default_rng(3)
+    t, h, w, bands = 9, 48, 40, ("B02", "B03", "B04", "B08")
+    base = rng.uniform(0.05, 0.3, (1, len(bands), h, w)).astype(np.float32)
+    x = (base * rng.uniform(0.97, 1.03, (t, len(bands), 1, 1))).astype(np.float32)
+    x[4] *= 1.2  # the target date: brighter as a whole (haze, view angle)
+    clear = np.ones((t, h, w), np.uint8)
+    clear[4, 16:32, 12:28] = 0  # hidden on the target date
+    times = np.datetime64("2024-05-01") + np.arange(t) * np.timedelta64(5, "D")
+    cube = xr.Dataset({"reflectance": (("time", "band", "y", "x"), x), "clear": (("time", "y", "x"), clear)},
+                      coords={"time": times.astype("datetime64[ns]"), "band": list(bands),
+                              "y": 5_000_000 - np.arange(h) * 10.0, "x": 600_000 + np.arange(w) * 10.0})
+    day = str(cube.time.values[4])[:10]
+    outs = [cloudfree.reconstruct(cube.chunk({"time": 1, "y": c, "x": c}), day, day, context_days=20, chunk=c,
+                                  tiles=TileConfig(device="cpu"))["reflectance"].isel(time=0).values for c in (64, 13)]
+    np.testing.assert_allclose(outs[1], outs[0], atol=1e-5)
+    off = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=TileConfig(device="cpu", pass_through=False))
+    off = off["reflectance"].isel(time=0).values
+    hid = (slice(None), slice(18, 30), slice(14, 26))
+    gain_on = np.median(outs[0][hid] / base[0][hid])
+    gain_off = np.median(off[hid] / base[0][hid])
+    assert gain_off < 1.06  # the series alone says "as usual"
+    assert gain_on > gain_off + 0.08  # the date's own departure carries over (gain 0.75 of 20 %)

@@ -68,28 +68,32 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         usable = usable_mask(sub_r, sub_c, sub_dn)
         h, e = 0, CONTEXT  # no halo for the network; a margin for its per-date context features
         xr_ = sub_dn.data if sub_dn is not None else sub_r.data
+        q = departure_reach(model)  # the model also runs this far around a block (its date departure)
+        fill = _decoding(dn)[2] if sub_dn is not None else np.nan
+        xr_ = pad_constant(xr_, q, fill) if q else xr_
         cm = pad_constant(usable.data, e, True)
     else:
-        h, e = tiles.halo, 0
+        h, e, q = tiles.halo, 0, 0
         xr_ = pad_symmetric(pad_symmetric(sub_r.data, 2, h), 3, h)
         cm = pad_symmetric(pad_symmetric(sub_c.data.astype(bool), 1, h), 2, h)
     from ..cluster import gpu_task_resources
 
     res = gpu_task_resources()
     with dask.annotate(resources=res) if res else contextlib.nullcontext():
-        out = _predict_grid(xr_, cm, ny, nx, chunk, h, e, pixelwise, bands, dn, dt, model, tiles, nb, period, token)
+        out = _predict_grid(xr_, cm, ny, nx, chunk, h, e, q, pixelwise, bands, dn, dt, model, tiles, nb, period, token)
     return xr.DataArray(out, dims=("band", "y", "x"), coords={"band": refl.band, "y": refl.y, "x": refl.x})
 
 
-def _predict_grid(xr_, cm, ny, nx, chunk, h, e, pixelwise, bands, dn, dt, model, tiles, nb, period, token):
+def _predict_grid(xr_, cm, ny, nx, chunk, h, e, q, pixelwise, bands, dn, dt, model, tiles, nb, period, token):
     """The model's tasks: one per output block, each on its halo'd (or margin'd) window."""
     rows = []
     for i, (y0, y1) in enumerate(_edges(ny, chunk)):
         row = []
         for j, (x0, x1) in enumerate(_edges(nx, chunk)):
-            ex = xr_[:, :, y0 : y1 + 2 * h, x0 : x1 + 2 * h].rechunk(-1)
+            ex = xr_[:, :, y0 : y1 + 2 * (h + q), x0 : x1 + 2 * (h + q)].rechunk(-1)
             em = cm[:, y0 : y1 + 2 * (h + e), x0 : x1 + 2 * (h + e)].rechunk(-1)
-            fn, extra = (predict_pixels, {"bands": bands, "margin": e, "decode": _decoding(dn)}) if pixelwise else \
+            fn, extra = (predict_pixels, {"bands": bands, "margin": e, "decode": _decoding(dn), "reach": q}) \
+                if pixelwise else \
                 (predict_block, {"origin": (y0, x0), "bands": bands})
             row.append(da.map_blocks(fn, ex, em, dt=dt, model=model, cfg=tiles, **extra,
                                      dtype=np.float32, chunks=((nb,), (y1 - y0,), (x1 - x0,)), drop_axis=0,
@@ -111,6 +115,18 @@ def _model_info(model) -> tuple[dict | None, str]:
         return {"bands": list(L2A_BANDS), "band_aware": True}, type(model).__name__
     n = getattr(getattr(model, "timegate", None), "in_channels", None)
     return ({"bands": [f"{n} bands"]} if n else None), type(model).__name__
+
+
+def departure_reach(model) -> int:
+    """Pixels a per-pixel model's tile function reads around a block for the target date's local
+    departure (its ``departure`` radius; 0 when off)."""
+    if isinstance(model, (str, Path)):
+        from ..models import read_config
+
+        dep = read_config(model)[0].get("pixel", {}).get("departure")
+    else:
+        dep = getattr(model, "departure", None)
+    return int(dep["radius"]) if dep else 0
 
 
 def is_pixelwise(model) -> bool:

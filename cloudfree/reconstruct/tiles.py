@@ -247,7 +247,7 @@ def _upload(arr: np.ndarray, device: str):
 
 def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig, bands: list[str],
                    margin: int = 0, pixels_per_batch: int | None = None,
-                   decode: tuple[float, float, int] | None = None) -> np.ndarray:
+                   decode: tuple[float, float, int] | None = None, reach: int = 0) -> np.ndarray:
     """A per-pixel model (no spatial context in the network) over one block, no halo: x (T, C, h, w),
     clear (T, h + 2m, w + 2m) usable mask with a margin of ``margin`` pixels for the per-date
     context features (local usable fractions, distance to the nearest unusable pixel).
@@ -258,15 +258,22 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     CPU pass converts them. On a GPU the block goes up once through a pinned buffer on its slot's
     stream (see :func:`_gpu_slot`), the context features are computed there, and the result comes
     back through pinned memory.
+
+    ``reach``: x carries that many extra pixels on every side (≤ ``margin``), over which the model
+    also runs, so the target date's local departure (:func:`~cloudfree.models.pixel.apply_departure`,
+    when the model's ``departure`` is set) sees the same neighbourhood for any tiling.
     """
     import torch
 
-    from ..models.pixel import context_features, context_features_torch
+    from ..models.pixel import apply_departure, context_features, context_features_torch
 
     device = resolve_device(cfg.device)
     net, lock = model_on_device(model, device)
     t, c, h, w = x.shape
-    m = margin
+    q = reach
+    if q > margin:
+        raise ValueError(f"reach {q} exceeds the context margin {margin}")
+    m = margin - q  # the model runs over the block and its reach; context features need m more
     cuda = device.startswith("cuda")
     ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
     rows = max(1, ppb // max(w, 1))
@@ -280,13 +287,17 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
             scale, offset, fill = decode
             return torch.where(block == fill, torch.tensor(float("nan"), device=device), block.float() * scale + offset)
 
-        if m:
+        if margin:
             ctx = context_features_torch(ud, m) if cuda else torch.from_numpy(context_features(clear, m))
         else:
             ctx = None
         core = ud[:, m : m + h, m : m + w]
         dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
         out = torch.empty((c, h, w), dtype=torch.float32, device=device)
+        dep = getattr(net, "departure", None) if q else None
+        if dep:
+            temporal = torch.empty((c, h, w), dtype=torch.float32, device=device)
+            kept = torch.empty((1, h, w), dtype=torch.float32, device=device)
         with lock, torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
             keep = getattr(net, "pass_through", None)
             if keep is not None:
@@ -295,12 +306,20 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
                 for r0 in range(0, h, rows):
                     r1 = min(r0 + rows, h)
                     aux = ctx[None, :, :, r0:r1] if ctx is not None else None
-                    pred = _forward(net, cfg, device, reflectance(xd[:, :, r0:r1])[None], core[None, :, r0:r1], dtt,
-                                    bands=bands, aux=aux)["output"]
-                    out[:, r0:r1] = pred[0].float()
+                    res = _forward(net, cfg, device, reflectance(xd[:, :, r0:r1])[None], core[None, :, r0:r1], dtt,
+                                   bands=bands, aux=aux)
+                    out[:, r0:r1] = res["output"][0].float()
+                    if dep:
+                        temporal[:, r0:r1] = res["temporal"][0].float()
+                        kept[:, r0:r1] = res["kept"][0].float()
             finally:
                 if keep is not None:
                     net.pass_through = keep
+        if dep:
+            out = apply_departure(out, temporal, kept, q, dep["gain"], dep.get("min_fraction", 0.05)).contiguous()
+        elif q:
+            out = out[:, q : h - q, q : w - q].contiguous()
+        c, h, w = out.shape
         if not cuda:
             return out.numpy()
         host = torch.empty((c, h, w), dtype=torch.float32, pin_memory=True)
