@@ -1,7 +1,8 @@
 """PixelTimeGate: a band-aware, per-pixel temporal model for real series.
 
 Why per pixel: no statistic over a patch or tile enters the network, so a pixel's output is the
-same for any patch size and tiling, and no halo is needed. Why these features: on real series the
+same for any patch size and tiling; the tile function reads only a margin (context features, the
+target date's departure), no patch halo. Why these features: on real series the
 errors come from observations SCL calls clear although they are cloud, haze, shadow or cloud edge;
 such an observation disagrees with the rest of the pixel's series, which robust statistics (median,
 MAD over time) expose without being dragged by it. The date scores start from linear
