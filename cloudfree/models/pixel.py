@@ -304,9 +304,11 @@ def apply_departure(est: "torch.Tensor", temporal: "torch.Tensor", kept: "torch.
     import torch.nn.functional as F
 
     r, k = radius, 2 * radius + 1
-    a = F.avg_pool2d((est * kept)[None], k, stride=1)[0]
-    b = F.avg_pool2d((temporal * kept)[None], k, stride=1)[0]
-    frac = F.avg_pool2d(kept[None], k, stride=1)[0]
+
+    def box(v):  # separable window mean: 2k operations per pixel instead of k²
+        return F.avg_pool2d(F.avg_pool2d(v[None], (k, 1), stride=1), (1, k), stride=1)[0]
+
+    a, b, frac = box(est * kept), box(temporal * kept), box(kept)
     ratio = torch.where((frac >= min_fraction) & (b > 1e-3), a / b.clamp_min(1e-6), torch.ones_like(a)).clamp(0.5, 2.0)
     core = est[:, r : est.shape[1] - r, r : est.shape[2] - r]
     kc = kept[:, r : kept.shape[1] - r, r : kept.shape[2] - r]
