@@ -133,12 +133,19 @@ def main() -> None:
             "run_mpx_per_s": round(px / 1e6 / runs["run"]["wall_s"], 3), **runs}
     if "median" in runs:
         line["ratio_run_over_median"] = round(runs["run"]["wall_s"] / runs["median"]["wall_s"], 2)
+    append_line(line, a.append)
+
+
+def append_line(line: dict, path) -> dict:
+    """Print the result as one JSON line and append it to ``path`` (if given): the speed
+    benchmarks keep every run, one line each."""
     text = json.dumps(line)
     print(text)
-    if a.append:
-        a.append.parent.mkdir(parents=True, exist_ok=True)
-        with a.append.open("a") as f:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with Path(path).open("a") as f:
             f.write(text + "\n")
+    return line
 
 
 if __name__ == "__main__":

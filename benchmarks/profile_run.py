@@ -11,7 +11,6 @@ make_catalog's catalogs). Time outside tasks (the driver: COG writing, checks) i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ def main(argv=None) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
     import cloudfree
-    from pipeline import _commit, _machine
+    from pipeline import _commit, _machine, append_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stac", required=True)
@@ -61,12 +60,7 @@ def main(argv=None) -> dict:
             "method": res["method"], "wall_s": round(wall, 1), "task_s": round(busy, 1), "cores": cores,
             "cores_busy_share": round(busy / (wall * cores), 3), "tasks": len(ts.data),
             "top_task_s": {k: round(v, 1) for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:15]}}
-    text = json.dumps(line)
-    print(text)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write(text + "\n")
-    return line
+    return append_line(line, a.out)
 
 
 if __name__ == "__main__":

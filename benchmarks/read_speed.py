@@ -12,7 +12,6 @@ own grid, enlarged by :mod:`cloudfree.cube.native`). Prints one JSON line
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ def main(argv=None) -> dict:
 
     import cloudfree
     from cloudfree.catalog.sources import read_static_items
-    from pipeline import _commit, _machine
+    from pipeline import _commit, _machine, append_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stac", required=True)
@@ -79,12 +78,7 @@ def main(argv=None) -> dict:
             "data": "SYNTHETIC (benchmarks/make_catalog.py)", "shape": shape, "chunk": a.chunk, "threads": a.threads,
             "processes": a.processes,
             **{k: {m: (min(v) if isinstance(v, list) else v) for m, v in row.items()} for k, row in res.items()}}
-    text = json.dumps(line)
-    print(text)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write(text + "\n")
-    return line
+    return append_line(line, a.out)
 
 
 if __name__ == "__main__":

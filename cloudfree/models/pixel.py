@@ -212,7 +212,7 @@ class PixelTimeGate(nn.Module):
             has = torch.zeros_like(any_valid[:, 0])
         out = torch.where(any_valid, out, torch.zeros_like(out))
         kept = has.float().reshape(b, 1, h, w)
-        temporal = torch.where(any_valid, temporal, torch.zeros_like(temporal)).reshape(b, N_SLOTS, h, w)
+        temporal = temporal.reshape(b, N_SLOTS, h, w)  # a view: no work on the hot path (callers weigh it by kept)
         if idx is not None:
             out = out[:, idx]
             return {"output": out.reshape(b, c, h, w), "weights": wts.reshape(b, t, h, w),
