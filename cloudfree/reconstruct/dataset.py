@@ -5,7 +5,6 @@ compositing method. Builds the graph only; :func:`cloudfree.write_outputs` write
 from __future__ import annotations
 
 import contextlib
-
 import json
 import warnings
 from pathlib import Path
