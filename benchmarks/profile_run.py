@@ -27,6 +27,35 @@ def _name(key) -> str:
     return "-".join(p for p in parts if not (len(p) >= 16 and all(c in "0123456789abcdef" for c in p)))[:60]
 
 
+def _time_driver_steps() -> dict[str, float]:
+    """Wall seconds spent in each step the driver runs after the mosaic (COG, quicklook, Item,
+    checks), summed over periods: patched in place, as a profiler would."""
+    import functools
+
+    from cloudfree.outputs import checks, write
+
+    spent: dict[str, float] = {}
+
+    def timed(mod, name):
+        fn = getattr(mod, name)
+
+        @functools.wraps(fn)
+        def inner(*args, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
+        setattr(mod, name, inner)
+
+    for name in ("write_cog", "write_quicklook", "write_stac_item", "write_by_regions"):
+        timed(write, name)
+    for name in ("check_outputs", "check_files"):
+        timed(checks, name)
+    return spent
+
+
 def main(argv=None) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
@@ -43,12 +72,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     cores = os.cpu_count() or 1
+    driver = _time_driver_steps()
+    marks: dict[str, float] = {}
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr)
+        key = line.split(":")[0].split(" ")[0]
+        marks.setdefault(key, round(time.perf_counter() - t0, 1))
+
     with LocalCluster(n_workers=1, threads_per_worker=cores, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         with get_task_stream(client) as ts:
             res = cloudfree.run(a.stac, a.start, a.end, Path(tmp) / "out", method=a.method, stream=a.stream,
-                                native_reads=a.native_reads, echo=lambda s: print(s, file=sys.stderr))
+                                native_reads=a.native_reads, echo=echo)
         wall = time.perf_counter() - t0
     by: dict[str, float] = {}
     for t in ts.data:
@@ -59,6 +96,7 @@ def main(argv=None) -> dict:
             "data": "SYNTHETIC (benchmarks/make_catalog.py)", "stream": a.stream, "native_reads": a.native_reads,
             "method": res["method"], "wall_s": round(wall, 1), "task_s": round(busy, 1), "cores": cores,
             "cores_busy_share": round(busy / (wall * cores), 3), "tasks": len(ts.data),
+            "echo_s_from_start": marks, "driver_steps_s": {k: round(v, 1) for k, v in driver.items()},
             "top_task_s": {k: round(v, 1) for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:15]}}
     return append_line(line, a.out)
 

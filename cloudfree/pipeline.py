@@ -167,9 +167,17 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     zones = request.aoi.utm_zones() if request.aoi is not None else []
     echo(f"output CRS {cube.rio.crs} at {spec.resolution:g} m, bands {', '.join(spec.bands)}" +
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
+    source = None
+    if streaming and method == "model" and spec.mask.source == "scl":
+        from .cube.stream import block_source
+        from .reconstruct.dataset import is_pixelwise
+
+        if is_pixelwise(model):  # read per block on the bands' own grids, enlarged on the model's device
+            source = block_source(items, search_req.aoi, spec, times=cube.time.values,
+                                  fail_on_error=not job.skip_bad_assets)
     ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=method, model=model,
                      context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles, chunk=spec.chunk,
-                     fill_unobserved=job.fill_unobserved)
+                     fill_unobserved=job.fill_unobserved, source=source)
     ds.attrs["method_reason"] = reason
     tiles = asdict(job.tiles)
     tiles.pop("batch", None)
@@ -179,7 +187,8 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
                    "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
     with reads as failed:
         res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
-                            regions_at_once=job.blocks_at_once,
+                            # block reads share margins with their neighbours: one graph reads each once
+                            regions_at_once=None if source is not None else job.blocks_at_once,
                             progress=progress and progress("outputs (period x tile)"))
     if failed is not None:
         skipped = sorted(set(failed.messages))
@@ -202,7 +211,8 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
         echo(f"warning: {w}")
     manifest = {"status": "complete", "checks": checks, "dates_without_data": no_data,
                 "skipped_assets": skipped,
-                "cube": None if streaming else str(out / "cube.zarr"), "streamed": streaming, "mosaic": res["zarr"], "items": res.get("items"),
+                "cube": None if streaming else str(out / "cube.zarr"), "streamed": streaming,
+                "block_reads": source.describe() if source is not None else None, "mosaic": res["zarr"], "items": res.get("items"),
                 "periods": res["periods"], "method": method, "method_reason": reason,
                 "model": str(model) if method == "model" else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),

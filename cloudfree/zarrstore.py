@@ -134,7 +134,7 @@ def write_by_regions(
     fingerprint: dict,
     *,
     encoding: dict | None = None,
-    batch: int = 4,
+    batch: int | None = 4,
     on_region: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
     dims: tuple[str, ...] = ("time", "y", "x"),
@@ -143,8 +143,11 @@ def write_by_regions(
 
     A region is one chunk along ``dims`` (by default one date or period × one spatial tile): the
     unit of progress and of resumption. ``batch`` regions are computed together, which bounds
-    memory whatever the area. ``on_region(done, total)`` reports progress; ``stop_after`` (tests)
-    stops after that many regions as if the run were killed.
+    memory whatever the area; ``batch=None`` computes every region in one graph, each marked done
+    by a task as soon as it is written, so regions that share inputs (block reads with margins)
+    read them once and no batch waits for its slowest region (memory then follows Dask's order:
+    about two rows of blocks for a graph of neighbourhoods). ``on_region(done, total)`` reports
+    progress; ``stop_after`` (tests) stops after that many regions as if the run were killed.
     """
     path = Path(path)
     prog = _progress_dir(path)
@@ -189,7 +192,10 @@ def write_by_regions(
     interrupted = stop_after is not None and count + len(todo) > stop_after
     if interrupted:
         todo = todo[: max(0, stop_after - count)]
-    for chunk in _batches(todo, batch):
+    if batch is None and todo:
+        _write_all(writable, path, todo, prog, count, len(regions), on_region)
+        count += len(todo)
+    for chunk in _batches(todo if batch is not None else [], batch or 1):
         jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
         dask.compute(*jobs)
         for r in chunk:
@@ -205,6 +211,34 @@ def write_by_regions(
     zarr.consolidate_metadata(str(path))
     shutil.rmtree(prog, ignore_errors=True)
     return "resumed" if resumed else "written"
+
+
+def _mark_done(_written, marker: str) -> str:
+    Path(marker).touch()
+    return marker
+
+
+def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, total: int, on_region) -> None:
+    """Every region of ``todo`` in one graph; a region's marker is a task after its write."""
+    from dask.callbacks import Callback
+
+    marks = [dask.delayed(_mark_done, pure=False)(ds.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3),
+                                                  str(prog / _region_name(r)),
+                                                  dask_key_name=f"cloudfree-region-done-{_region_name(r)}-{path.name}")
+             for r in todo]
+    state = {"n": done}
+
+    class _Progress(Callback):  # the local schedulers call this in the calling thread
+        def _posttask(self, key, result, dsk, state_, worker_id):
+            if str(key).startswith("cloudfree-region-done-"):
+                state["n"] += 1
+                if on_region:
+                    on_region(state["n"], total)
+
+    with _Progress():
+        dask.compute(*marks)
+    if on_region and state["n"] != done + len(todo):  # a distributed client runs no local callbacks
+        on_region(done + len(todo), total)
 
 
 def _batches(seq: list, n: int) -> Iterator[list]:

@@ -36,7 +36,7 @@ def _default_fingerprint(ds: xr.Dataset) -> dict:
 
 
 def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | None = None, cog: bool = True,
-                  progress=None, stop_after: int | None = None, echo=print, regions_at_once: int = 2) -> OutputsResult:
+                  progress=None, stop_after: int | None = None, echo=print, regions_at_once: int | None = 2) -> OutputsResult:
     """Write ``ds`` (from :func:`cloudfree.reconstruct`) into ``out_dir``.
 
     ``fingerprint`` identifies the request (default: the Dataset's attributes and graph token): the

@@ -102,6 +102,20 @@ def _predict_grid(xr_, cm, ny, nx, chunk, h, e, q, pixelwise, bands, dn, dt, mod
     return da.block(rows)
 
 
+def _streamed(refl: xr.DataArray, period: Period, model, tiles: TileConfig, source) -> tuple[xr.DataArray, xr.DataArray]:
+    """(image, clear count) of one period from block reads: both come out of the model's task."""
+    from ..models.pixel import CONTEXT
+    from .streamed import streamed_model
+
+    days = refl.time.values[list(period.dates)].astype("datetime64[D]").astype(float)
+    dt = (days - period.target_day).astype(np.float32)
+    arr = streamed_model(source, period, model, tiles, dt=dt, margin=CONTEXT, reach=departure_reach(model))
+    nb = refl.sizes["band"]
+    coords = {"y": refl.y, "x": refl.x}
+    img = xr.DataArray(arr[:nb], dims=("band", "y", "x"), coords={"band": refl.band, **coords})
+    return img, xr.DataArray(arr[nb].astype(np.uint16), dims=("y", "x"), coords=coords)
+
+
 def _model_info(model) -> tuple[dict | None, str]:
     """(checkpoint config or a stand-in, description) for a checkpoint path or an ``nn.Module``."""
     if isinstance(model, (str, Path)):
@@ -172,7 +186,7 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
 
 def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model=None,
            tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False,
-           model_path=None) -> xr.Dataset:
+           model_path=None, source=None) -> xr.Dataset:
     """The output Dataset (lazy): ``reflectance(time, band, y, x)``, ``clear_count(time, y, x)``,
     ``no_clear(time, y, x)``; ``time`` is each period's centre, with ``period``, ``period_start``
     and ``period_end`` coordinates."""
@@ -181,15 +195,18 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     dn = cube["dn"] if "dn" in cube else None
     imgs, counts = [], []
     for p in periods:
-        if method == "model":
-            if model is None:
-                raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
+        if method == "model" and model is None:
+            raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
+        if method == "model" and source is not None and is_pixelwise(model):
+            img, n = _streamed(refl, p, model, tiles, source)
+        elif method == "model":
             img = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
         else:
             img = composite(method, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)), p.target_day)
-        sel = list(p.dates)
-        usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
-        n = usable.sum("time").astype(np.uint16)
+        if not (method == "model" and source is not None and is_pixelwise(model)):
+            sel = list(p.dates)
+            usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
+            n = usable.sum("time").astype(np.uint16)
         if not fill_unobserved:
             img = img.where(n > 0)  # never invent a value where nothing clear was seen
         imgs.append(img)
@@ -214,7 +231,7 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
 def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = None, *, period: str | None = None,
                 method: str = "auto", model=None, context_days: int = 30, max_dates: int = 12,
                 tiles: TileConfig | None = None, chunk: int | None = None, fill_unobserved: bool = False,
-                device: str | None = None) -> xr.Dataset:
+                device: str | None = None, source=None) -> xr.Dataset:
     """One cloud-free image per period from a cube, lazily (nothing is computed).
 
     Args:
@@ -229,6 +246,9 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
         tiles: patch/overlap/batch/device of the tile function; ``device`` overrides its device.
         chunk: output block in pixels (default: the cube's spatial chunk).
         fill_unobserved: keep the model's spatial guess where no clear observation existed.
+        source: block reads of the cube's items (:func:`cloudfree.cube.stream.block_source`, with
+            the cube's chunk): a per-pixel model then reads every block straight from the assets,
+            coarse bands on their own grid, enlarged and masked on its device (a streamed run).
     """
     if start is None or end is None:
         days = cube.time.values.astype("datetime64[D]")
@@ -245,7 +265,10 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
     chunk = chunk or int(cube.chunks["y"][0] if cube.chunks else 1024)
     if not cube.chunks:  # an in-memory cube: wrap it in Dask so the result stays lazy
         cube = cube.chunk({"time": 1, "y": chunk, "x": chunk})
-    ds = mosaic(cube, periods, method=method, model=model, tiles=tiles, chunk=chunk, fill_unobserved=fill_unobserved)
+    if source is not None and source.chunk != chunk:
+        raise ValueError(f"the block reads use chunk {source.chunk}, the run {chunk}")
+    ds = mosaic(cube, periods, method=method, model=model, tiles=tiles, chunk=chunk, fill_unobserved=fill_unobserved,
+                source=source)
     masked = cube.attrs.get("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
     ds.attrs.update({
         "title": "cloudfree cloud-free images",

@@ -229,20 +229,42 @@ def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
 
 
 def _upload(arr: np.ndarray, device: str):
-    """``arr`` on ``device`` in its own dtype (uint16 DN stays 2 bytes), through this thread's
-    reused pinned staging buffer, on the current stream (the caller's GPU slot)."""
+    """``arr`` on ``device`` in its own dtype (see :func:`_upload_all`)."""
+    return _upload_all([arr], device)[0]
+
+
+def _upload_all(arrays: list[np.ndarray], device: str) -> list:
+    """``arrays`` on ``device``, each in its own dtype (uint16 DN stays 2 bytes), through this
+    thread's reused pinned staging buffer, on the current stream (the caller's GPU slot)."""
     import torch
 
-    arr = np.ascontiguousarray(arr)
+    arrays = [np.ascontiguousarray(a) for a in arrays]
     if not device.startswith("cuda"):
-        return torch.from_numpy(arr)
+        return [torch.from_numpy(a) for a in arrays]
     torch.cuda.current_stream(device).synchronize()  # the buffer may still feed this stream's last copy
+    starts = np.cumsum([0] + [-(-a.nbytes // 256) * 256 for a in arrays])  # 256-byte aligned slices
+    total = int(starts[-1])
     buf = getattr(_LOCAL, "staging", None)
-    if buf is None or buf.numel() < arr.nbytes:
-        buf = _LOCAL.staging = torch.empty(max(arr.nbytes, 1 << 20), dtype=torch.uint8, pin_memory=True)
-    host = buf[: arr.nbytes].numpy().view(arr.dtype).reshape(arr.shape)
-    np.copyto(host, arr)
-    return torch.from_numpy(host).to(device, non_blocking=True)
+    if buf is None or buf.numel() < total:
+        buf = _LOCAL.staging = torch.empty(max(total, 1 << 20), dtype=torch.uint8, pin_memory=True)
+    out = []
+    for a, s in zip(arrays, starts):
+        host = buf[int(s) : int(s) + a.nbytes].numpy().view(a.dtype).reshape(a.shape)
+        np.copyto(host, a)
+        out.append(torch.from_numpy(host).to(device, non_blocking=True))
+    return out
+
+
+def _download(out, device: str) -> np.ndarray:
+    """A device tensor back on the host through pinned memory (no extra host copy)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return out.numpy()
+    host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+    host.copy_(out, non_blocking=True)
+    torch.cuda.current_stream(device).synchronize()
+    return host.numpy()
 
 
 def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cfg: TileConfig, bands: list[str],
@@ -263,66 +285,79 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     also runs, so the target date's local departure (:func:`~cloudfree.models.pixel.apply_departure`,
     when the model's ``departure`` is set) sees the same neighbourhood for any tiling.
     """
+    device = resolve_device(cfg.device)
+    if reach > margin:
+        raise ValueError(f"reach {reach} exceeds the context margin {margin}")
+    cuda = device.startswith("cuda")
+    import torch
+
+    with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
+        xd, ud = _upload_all([x, np.asarray(clear, bool)], device)
+        out = pixels_on_device(xd, ud, dt=dt, model=model, cfg=cfg, device=device, bands=bands, margin=margin,
+                               pixels_per_batch=pixels_per_batch, decode=decode, reach=reach,
+                               host_clear=np.asarray(clear, bool))
+        return _download(out, device)
+
+
+def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: list[str], margin: int,
+                     pixels_per_batch: int | None = None, decode=None, reach: int = 0, host_clear=None):
+    """:func:`predict_pixels` on tensors already on ``device`` (x: (T, C, h + 2q, w + 2q),
+    usable: (T, h + 2m, w + 2m)); returns the (C, h, w) float32 tensor there. ``decode``'s scale
+    and offset may be per date (length T)."""
     import torch
 
     from ..models.pixel import apply_departure, context_features, context_features_torch
 
-    device = resolve_device(cfg.device)
     net, lock = model_on_device(model, device)
-    t, c, h, w = x.shape
+    t, c, h, w = xd.shape
     q = reach
-    if q > margin:
-        raise ValueError(f"reach {q} exceeds the context margin {margin}")
     m = margin - q  # the model runs over the block and its reach; context features need m more
     cuda = device.startswith("cuda")
     ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
     rows = max(1, ppb // max(w, 1))
     use_amp = cfg.amp and cuda
-    with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
-        xd = _upload(x, device)
-        ud = _upload(np.asarray(clear, bool), device)
-        def reflectance(block):  # per row batch: CPU memory stays that of the stored block
-            if decode is None:
-                return block.float()
-            scale, offset, fill = decode
-            return torch.where(block == fill, torch.tensor(float("nan"), device=device), block.float() * scale + offset)
+    if decode is not None:
+        scale, offset, fill = decode
+        scale = torch.as_tensor(np.asarray(scale, np.float32), device=device).reshape(-1, 1, 1, 1)
+        offset = torch.as_tensor(np.asarray(offset, np.float32), device=device).reshape(-1, 1, 1, 1)
+        nan = torch.tensor(float("nan"), device=device)
 
-        if margin:
-            ctx = context_features_torch(ud, m) if cuda else torch.from_numpy(context_features(clear, m))
-        else:
-            ctx = None
-        core = ud[:, m : m + h, m : m + w]
-        dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
-        out = torch.empty((c, h, w), dtype=torch.float32, device=device)
-        dep = getattr(net, "departure", None) if q else None
-        if dep:
-            temporal = torch.empty((c, h, w), dtype=torch.float32, device=device)
-            kept = torch.empty((1, h, w), dtype=torch.float32, device=device)
-        with lock, torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
-            keep = getattr(net, "pass_through", None)
+    def reflectance(block):  # per row batch: memory stays that of the stored block
+        if decode is None:
+            return block.float()
+        return torch.where(block == fill, nan, block.float() * scale + offset)
+
+    if margin:
+        ctx = context_features_torch(ud, m) if cuda or host_clear is None else \
+            torch.from_numpy(context_features(host_clear, m))
+    else:
+        ctx = None
+    core = ud[:, m : m + h, m : m + w]
+    dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
+    out = torch.empty((c, h, w), dtype=torch.float32, device=device)
+    dep = getattr(net, "departure", None) if q else None
+    if dep:
+        temporal = torch.empty((c, h, w), dtype=torch.float32, device=device)
+        kept = torch.empty((1, h, w), dtype=torch.float32, device=device)
+    with lock, torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
+        keep = getattr(net, "pass_through", None)
+        if keep is not None:
+            net.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
+        try:
+            for r0 in range(0, h, rows):
+                r1 = min(r0 + rows, h)
+                aux = ctx[None, :, :, r0:r1] if ctx is not None else None
+                res = _forward(net, cfg, device, reflectance(xd[:, :, r0:r1])[None], core[None, :, r0:r1], dtt,
+                               bands=bands, aux=aux)
+                out[:, r0:r1] = res["output"][0].float()
+                if dep:
+                    temporal[:, r0:r1] = res["temporal"][0].float()
+                    kept[:, r0:r1] = res["kept"][0].float()
+        finally:
             if keep is not None:
-                net.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
-            try:
-                for r0 in range(0, h, rows):
-                    r1 = min(r0 + rows, h)
-                    aux = ctx[None, :, :, r0:r1] if ctx is not None else None
-                    res = _forward(net, cfg, device, reflectance(xd[:, :, r0:r1])[None], core[None, :, r0:r1], dtt,
-                                   bands=bands, aux=aux)
-                    out[:, r0:r1] = res["output"][0].float()
-                    if dep:
-                        temporal[:, r0:r1] = res["temporal"][0].float()
-                        kept[:, r0:r1] = res["kept"][0].float()
-            finally:
-                if keep is not None:
-                    net.pass_through = keep
-        if dep:
-            out = apply_departure(out, temporal, kept, q, dep["gain"], dep.get("min_fraction", 0.05)).contiguous()
-        elif q:
-            out = out[:, q : h - q, q : w - q].contiguous()
-        c, h, w = out.shape
-        if not cuda:
-            return out.numpy()
-        host = torch.empty((c, h, w), dtype=torch.float32, pin_memory=True)
-        host.copy_(out, non_blocking=True)
-        torch.cuda.current_stream(device).synchronize()
-    return host.numpy()
+                net.pass_through = keep
+    if dep:
+        return apply_departure(out, temporal, kept, q, dep["gain"], dep.get("min_fraction", 0.05)).contiguous()
+    if q:
+        return out[:, q : h - q, q : w - q].contiguous()
+    return out

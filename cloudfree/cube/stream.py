@@ -1,0 +1,175 @@
+"""The cube as block reads, for streamed model runs: each date × output block is read straight from
+the assets, every band on its own grid where it can be (10 m as is; 20 m, 60 m and SCL at their
+resolution, enlarged later on the model's device), so no GDAL warp, no float cube and no halo
+tasks run on the CPU.
+
+A read covers exactly one block of each grid: the grids' blocks partition them, so every COG tile
+is decoded about once. The model's task for a block gathers its margin from the neighbouring
+blocks' reads (:func:`gather`), which the same Dask graph shares.
+
+Why: on the GPU host, GDAL's bilinear warp of the coarse bands was 46 % of a streamed run's task
+time, and halo copies of CPU-enlarged bands cost as much as the warp saved
+(``benchmarks/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+import odc.stac
+import pystac
+from odc.geo.geobox import GeoBox
+
+from ..bands import SCL
+from .load import CubeSpec, _solar_day, band_mapping, item_radiometry_by_day, plan_geobox
+from .native import native_reads
+
+__all__ = ["Grid", "BlockSource", "block_source", "gather"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Load names read together on one grid."""
+
+    names: tuple[str, ...]
+    geobox: GeoBox
+    factor: int
+    """Output pixels per grid pixel along each axis (1: the output grid itself)."""
+    offset: tuple[int, int]
+    """(rows, cols) of output pixels from the enlarged grid's origin to the output's."""
+
+    def to_grid(self, v: int, axis: int) -> float:
+        """Output pixel edge ``v`` (along axis 0 = y, 1 = x) in this grid's pixels."""
+        return (v + self.offset[axis]) / self.factor
+
+
+@dataclass(frozen=True)
+class BlockSource:
+    """What a streamed run reads, per date and output block; picklable (it travels to workers)."""
+
+    days: tuple[tuple[pystac.Item, ...], ...]
+    """Items per solar day, in the cube's time order."""
+    grids: tuple[Grid, ...]
+    bands: tuple[str, ...]
+    where: tuple[tuple[int, int], ...]
+    """Per band: (grid index, index within the grid's names)."""
+    scl: tuple[int, int] | None
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
+    nodata: int
+    unusable: tuple[int, ...]
+    dilate: int
+    shape: tuple[int, int]
+    chunk: int
+    resampling: str
+    fail_on_error: bool = True
+    patch_url: object = None
+
+    def describe(self) -> list[dict]:
+        """The grids read, for the run's record: which names, at which factor of the output pixel."""
+        return [{"names": list(g.names), "factor": g.factor} for g in self.grids]
+
+    def edges(self, g: int, axis: int) -> list[int]:
+        """Block boundaries of grid ``g`` along ``axis``: the output's block edges mapped onto the
+        grid (floor), the first and last stretched to the grid's ends, so blocks partition it."""
+        n = self.shape[axis]
+        out = list(range(0, n, self.chunk)) + [n]
+        grid = self.grids[g]
+        if grid.factor == 1 and grid.offset == (0, 0):
+            return out
+        size = grid.geobox.shape[axis]
+        inner = [int(np.floor(grid.to_grid(v, axis))) for v in out[1:-1]]
+        return [0, *inner, size]
+
+    def window(self, g: int, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int]:
+        """Grid ``g``'s pixels that output rows [y0, y1) × cols [x0, x1) need (one more grid
+        pixel all round for an enlarged grid's bilinear weights); may exceed the grid."""
+        grid = self.grids[g]
+        if grid.factor == 1:
+            return y0 + grid.offset[0], y1 + grid.offset[0], x0 + grid.offset[1], x1 + grid.offset[1]
+        return (int(np.floor(grid.to_grid(y0, 0))) - 1, int(np.ceil(grid.to_grid(y1, 0))) + 1,
+                int(np.floor(grid.to_grid(x0, 1))) - 1, int(np.ceil(grid.to_grid(x1, 1))) + 1)
+
+    def blocks_for(self, g: int, a: int, b: int, c: int, d: int) -> list[tuple[int, int]]:
+        """The (i, j) blocks of grid ``g`` whose reads hold any of rows [a, b) × cols [c, d)."""
+        ey, ex = self.edges(g, 0), self.edges(g, 1)
+
+        def span(e, lo, hi):
+            lo, hi = max(lo, 0), min(hi, e[-1])
+            if hi <= lo:
+                return []
+            return list(range(bisect.bisect_right(e, lo) - 1, bisect.bisect_left(e, hi)))
+
+        return [(i, j) for i in span(ey, a, b) for j in span(ex, c, d)]
+
+    def read(self, t: int, i: int, j: int) -> list[np.ndarray]:
+        """Date ``t``, block (i, j): per grid, its load names' stored values, (names, h, w)."""
+        out = []
+        for g, grid in enumerate(self.grids):
+            ey, ex = self.edges(g, 0), self.edges(g, 1)
+            box = grid.geobox[ey[i] : ey[i + 1], ex[j] : ex[j + 1]]
+            if 0 in box.shape:
+                out.append(np.zeros((len(grid.names), *box.shape), np.uint16))
+                continue
+            resampling = {n: ("nearest" if self.scl == (g, k) else self.resampling) for k, n in enumerate(grid.names)}
+            ds = odc.stac.load(list(self.days[t]), bands=list(grid.names), geobox=box, groupby="solar_day",
+                               resampling=resampling, fail_on_error=self.fail_on_error, patch_url=self.patch_url)
+            if ds.sizes.get("time", 0) != 1:
+                raise RuntimeError(f"odc-stac grouped the items of one day into {ds.sizes.get('time', 0)} dates")
+            out.append(np.stack([ds[n].values[0] for n in grid.names]))
+        return out
+
+
+def gather(src: BlockSource, g: int, reads: dict, a: int, b: int, c: int, d: int, fill) -> np.ndarray:
+    """Rows [a, b) × cols [c, d) of grid ``g`` (names, b - a, d - c) from the blocks' reads
+    (``reads[(i, j)]`` = :meth:`BlockSource.read`'s list); ``fill`` outside the grid."""
+    ey, ex = src.edges(g, 0), src.edges(g, 1)
+    first = next(iter(reads.values()))[g]
+    out = np.full((first.shape[0], b - a, d - c), fill, dtype=first.dtype)
+    for (i, j), r in reads.items():
+        blk = r[g]
+        ya, yb = max(a, ey[i]), min(b, ey[i + 1])
+        xa, xb = max(c, ex[j]), min(d, ex[j + 1])
+        if ya < yb and xa < xb:
+            out[:, ya - a : yb - a, xa - c : xb - c] = blk[:, ya - ey[i] : yb - ey[i], xa - ex[j] : xb - ex[j]]
+    return out
+
+
+def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, fail_on_error: bool = True,
+                 patch_url=None) -> BlockSource:
+    """How a streamed run reads ``items`` over the output grid of ``aoi`` and ``spec`` (resolved):
+    coarser bands and SCL on their own grid where it lines up with the output's, every other band
+    on the output grid through odc-stac's warp (another CRS, a shifted grid)."""
+    spec = spec.resolved(items)
+    mapping = band_mapping(items, spec.bands)
+    geobox = plan_geobox(items, aoi, spec)
+    names = list(dict.fromkeys(mapping.values()))
+    plans = native_reads(items, names, geobox) if spec.resampling in ("bilinear", "nearest") else {}
+    scl_name = mapping.get(SCL)
+    grids_by_plan: dict = {}
+    for n in names:
+        grids_by_plan.setdefault(plans.get(n), []).append(n)
+    grids = []
+    for plan, group in grids_by_plan.items():
+        grids.append(Grid(tuple(group), geobox, 1, (0, 0)) if plan is None else
+                     Grid(tuple(group), plan.geobox, plan.factor, plan.offset))
+    loc = {n: (g, k) for g, grid in enumerate(grids) for k, n in enumerate(grid.names)}
+    by_day: dict = {}
+    for it in items:
+        by_day.setdefault(_solar_day(it), []).append(it)
+    days = sorted(by_day)
+    if times is not None and len(times) != len(days):
+        raise RuntimeError(f"the cube has {len(times)} dates, the items {len(days)} solar days")
+    from ..bands import band_source
+
+    key, index = band_source(items[0].assets, spec.bands[0])
+    rad = item_radiometry_by_day(items, key, index)
+    return BlockSource(
+        days=tuple(tuple(by_day[d]) for d in days), grids=tuple(grids), bands=tuple(spec.bands),
+        where=tuple(loc[mapping[b]] for b in spec.bands), scl=loc.get(scl_name) if scl_name else None,
+        scale=tuple(float(rad[d].scale) for d in days), offset=tuple(float(rad[d].offset) for d in days),
+        nodata=int(rad[days[0]].nodata if rad[days[0]].nodata is not None else 0),
+        unusable=tuple(spec.mask.unusable), dilate=int(spec.mask.dilate), shape=(geobox.shape.y, geobox.shape.x),
+        chunk=int(spec.chunk), resampling=spec.resampling, fail_on_error=fail_on_error, patch_url=patch_url)

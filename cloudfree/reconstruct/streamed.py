@@ -1,0 +1,172 @@
+"""A per-pixel model straight from block reads (:mod:`cloudfree.cube.stream`): one read task per
+date × block, one model task per block that gathers its margin from the neighbouring reads, and on
+the model's device enlarges the coarse bands (as GDAL's warp would), builds the clear mask from
+SCL, counts the clear observations and runs the model. Nothing is warped, decoded or padded on the
+CPU, and the stored digital numbers cross the bus as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from ..cube.stream import BlockSource, gather
+from .tiles import TileConfig, _download, _gpu_slot, _upload_all, pixels_on_device, resolve_device
+
+__all__ = ["streamed_model", "predict_streamed", "enlarge"]
+
+
+def enlarge(a, factor: int, nodata, nearest: bool):
+    """(N, h, w) integer tensor → (N, f·h, f·w) of the same dtype, as GDAL's warp kernel enlarges
+    an integer band: bilinear at pixel centres with nodata taking no weight and no data where the
+    pixel under the centre has none (rounded to the nearest integer), or nearest for classes."""
+    import torch
+    import torch.nn.functional as F
+
+    f = factor
+    if nearest:
+        return a.repeat_interleave(f, -2).repeat_interleave(f, -1)
+    v = a.to(torch.float32)
+    valid = (a != nodata).to(torch.float32) if nodata is not None else torch.ones_like(v)
+    num = F.interpolate((v * valid)[:, None], scale_factor=f, mode="bilinear", align_corners=False)[:, 0]
+    den = F.interpolate(valid[:, None], scale_factor=f, mode="bilinear", align_corners=False)[:, 0]
+    val = torch.round(num / den.clamp_min(1e-12))
+    hi = {torch.uint8: 255, torch.int16: 32767}.get(a.dtype, 65535)
+    val = val.clamp(0, hi)
+    if nodata is not None:
+        under = valid.repeat_interleave(f, -2).repeat_interleave(f, -1) > 0
+        val = torch.where(under & (den > 1e-6), val, torch.tensor(float(nodata), device=a.device))
+    return val.to(torch.int32).to(a.dtype)
+
+
+def _disk(pixels: int):
+    import torch
+
+    yy, xx = np.mgrid[-pixels : pixels + 1, -pixels : pixels + 1]
+    return torch.from_numpy(((yy**2 + xx**2) <= pixels**2).astype(np.float32))
+
+
+def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: tuple[int, int], model,
+                     cfg: TileConfig, dt: np.ndarray, margin: int, reach: int) -> np.ndarray:
+    """One output block: (C + 1, h, w) float32, the model's reflectance and, last, the number of
+    clear observations. ``reads[(t, i, j)]``: :meth:`BlockSource.read` of the neighbourhood."""
+    import torch
+    import torch.nn.functional as F
+
+    i, j = block
+    ny, nx = src.shape
+    y0, x0 = i * src.chunk, j * src.chunk
+    y1, x1 = min(y0 + src.chunk, ny), min(x0 + src.chunk, nx)
+    h, w = y1 - y0, x1 - x0
+    d = src.dilate
+    big = margin + d  # the mask's window: the context margin, and the dilation's reach beyond it
+    wy0, wy1, wx0, wx1 = y0 - big, y1 + big, x0 - big, x1 + big
+    host = []  # per grid: (T, names, gh, gw) stored values, gathered on the host
+    boxes = []
+    for g, grid in enumerate(src.grids):
+        a, b, c, e = src.window(g, wy0, wy1, wx0, wx1)
+        per_date = []
+        for t in dates:  # outside the grid: no data (only ever outside the image)
+            sub = {(ii, jj): r for (tt, ii, jj), r in reads.items() if tt == t}
+            per_date.append(gather(src, g, sub, a, b, c, e, src.nodata))
+        host.append(np.stack(per_date))
+        boxes.append((a, c))
+    device = resolve_device(cfg.device)
+    cuda = device.startswith("cuda")
+    hh, ww = wy1 - wy0, wx1 - wx0
+    with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
+        dev = [a.to(torch.int32) for a in _upload_all(host, device)]  # int32: every op has a kernel
+        fine = []  # per grid: (T, names, hh, ww) on the output grid's window
+        for (grid, arr, (a, c)) in zip(src.grids, dev, boxes):
+            if grid.factor > 1:
+                g = len(fine)
+                oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
+                ox = c * grid.factor - grid.offset[1]
+                parts = []
+                for k in range(len(grid.names)):
+                    near = src.scl == (g, k) or src.resampling == "nearest"
+                    big_band = enlarge(arr[:, k], grid.factor, None if src.scl == (g, k) else src.nodata, near)
+                    parts.append(big_band[:, wy0 - oy : wy0 - oy + hh, wx0 - ox : wx0 - ox + ww])
+                arr = torch.stack(parts, 1)
+            fine.append(arr)
+        # the image's own pixels in the window: outside it, no data for the model and "usable"
+        # for the context features (the same convention as a padded block)
+        rows = torch.arange(wy0, wy1, device=device)
+        cols = torch.arange(wx0, wx1, device=device)
+        inside = ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
+        has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
+        for g, k in src.where:
+            has &= fine[g][:, k] != src.nodata
+        if src.scl is not None:
+            g, k = src.scl
+            scl = fine[g][:, k].to(torch.int32)
+            bad = torch.zeros_like(has)
+            for cls in src.unusable:
+                bad |= scl == cls
+            bad &= inside
+            if d:
+                bad = F.conv2d(bad.float()[:, None], _disk(d).to(device)[None, None], padding=d)[:, 0] > 0
+            usable = ~bad & has
+        else:
+            usable = has
+        usable |= ~inside
+        count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
+        q = reach  # the model runs q pixels beyond the block (its date departure), no data outside the image
+        dn = torch.stack([fine[g][:, k] for g, k in src.where], 1)[:, :, big - q : big + h + q, big - q : big + w + q]
+        dn = torch.where(inside[None, None, big - q : big + h + q, big - q : big + w + q], dn,
+                         torch.tensor(src.nodata, dtype=dn.dtype, device=device))
+        ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
+        scale = [src.scale[t] for t in dates]
+        offset = [src.offset[t] for t in dates]
+        out = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
+                               bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
+        res = torch.cat([out, count[None].to(torch.float32)])
+        return _download(res, device)
+
+
+def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,
+                   reach: int) -> da.Array:
+    """(C + 1, y, x) lazy: the model's output and the clear count for one period (see the module)."""
+    ny, nx = src.shape
+    ch = src.chunk
+    nby, nbx = -(-ny // ch), -(-nx // ch)
+    dates = list(period.dates)
+    token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, ch, src.days,
+                     src.grids, src.bands, src.unusable, src.dilate, src.scale, src.offset)
+    src_key = f"cloudfree-source-{token}"
+    src_d = dask.delayed(src, name=src_key, traverse=False)
+    read = dask.delayed(BlockSource.read, pure=True)
+    big = margin + src.dilate
+    reads: dict = {}
+    from ..cluster import gpu_task_resources
+
+    res = gpu_task_resources()
+    rows = []
+    for i in range(nby):
+        row = []
+        for j in range(nbx):
+            y0, x0 = i * ch, j * ch
+            y1, x1 = min(y0 + ch, ny), min(x0 + ch, nx)
+            need = set()
+            for g in range(len(src.grids)):
+                need.update(src.blocks_for(g, *src.window(g, y0 - big, y1 + big, x0 - big, x1 + big)))
+            deps = {}
+            for t in dates:
+                for ii, jj in sorted(need):
+                    key = (t, ii, jj)
+                    if key not in reads:
+                        reads[key] = read(src_d, t, ii, jj, dask_key_name=f"cloudfree-read-{token}-{t}-{ii}-{jj}")
+                    deps[key] = reads[key]
+            with dask.annotate(resources=res) if res else contextlib.nullcontext():
+                pred = dask.delayed(predict_streamed, pure=True)(
+                    src_d, deps, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt, margin=margin,
+                    reach=reach, dask_key_name=f"cloudfree-predict-{period.label}-{i}-{j}-{token}")
+            row.append(da.from_delayed(pred, shape=(len(src.bands) + 1, y1 - y0, x1 - x0), dtype=np.float32,
+                                       meta=np.empty((0, 0, 0), np.float32)))
+        rows.append(row)
+    return da.block(rows)
