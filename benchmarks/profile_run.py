@@ -53,6 +53,9 @@ def _time_driver_steps() -> dict[str, float]:
         timed(write, name)
     for name in ("check_outputs", "check_files"):
         timed(checks, name)
+    import rasterio.shutil
+
+    timed(rasterio.shutil, "copy")  # write_cog's COG-driver copy (with overviews) of its staging file
     return spent
 
 

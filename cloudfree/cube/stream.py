@@ -122,12 +122,17 @@ class BlockSource:
         return out
 
 
-def gather(src: BlockSource, g: int, reads: dict, a: int, b: int, c: int, d: int, fill) -> np.ndarray:
+def gather(src: BlockSource, g: int, reads: dict, a: int, b: int, c: int, d: int, fill,
+           out: np.ndarray | None = None) -> np.ndarray:
     """Rows [a, b) × cols [c, d) of grid ``g`` (names, b - a, d - c) from the blocks' reads
-    (``reads[(i, j)]`` = :meth:`BlockSource.read`'s list); ``fill`` outside the grid."""
+    (``reads[(i, j)]`` = :meth:`BlockSource.read`'s list) into ``out`` (or a new array); ``fill``
+    outside the grid."""
     ey, ex = src.edges(g, 0), src.edges(g, 1)
     first = next(iter(reads.values()))[g]
-    out = np.full((first.shape[0], b - a, d - c), fill, dtype=first.dtype)
+    if out is None:
+        out = np.empty((first.shape[0], b - a, d - c), dtype=first.dtype)
+    if a < 0 or c < 0 or b > ey[-1] or d > ex[-1]:
+        out[...] = fill
     for (i, j), r in reads.items():
         blk = r[g]
         ya, yb = max(a, ey[i]), min(b, ey[i + 1])

@@ -16,7 +16,7 @@ import numpy as np
 from dask.base import tokenize
 
 from ..cube.stream import BlockSource, gather
-from .tiles import TileConfig, _download, _gpu_slot, _upload_all, pixels_on_device, resolve_device
+from .tiles import TileConfig, _download, _gpu_slot, pixels_on_device, resolve_device, staging, to_device
 
 __all__ = ["streamed_model", "predict_streamed", "enlarge"]
 
@@ -66,23 +66,25 @@ def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: 
     d = src.dilate
     big = margin + d  # the mask's window: the context margin, and the dilation's reach beyond it
     wy0, wy1, wx0, wx1 = y0 - big, y1 + big, x0 - big, x1 + big
-    host = []  # per grid: (T, names, gh, gw) stored values, gathered on the host
-    boxes = []
-    for g, grid in enumerate(src.grids):
-        a, b, c, e = src.window(g, wy0, wy1, wx0, wx1)
-        per_date = []
-        for t in dates:  # outside the grid: no data (only ever outside the image)
-            sub = {(ii, jj): r for (tt, ii, jj), r in reads.items() if tt == t}
-            per_date.append(gather(src, g, sub, a, b, c, e, src.nodata))
-        host.append(np.stack(per_date))
-        boxes.append((a, c))
+    boxes = [src.window(g, wy0, wy1, wx0, wx1) for g in range(len(src.grids))]
+    by_date: dict = {}
+    for (t, ii, jj), r in reads.items():
+        by_date.setdefault(t, {})[(ii, jj)] = r
+    first = next(iter(reads.values()))
     device = resolve_device(cfg.device)
     cuda = device.startswith("cuda")
     hh, ww = wy1 - wy0, wx1 - wx0
+    # gathered straight into this thread's pinned buffer, which the upload reads from (one host
+    # copy per value), before taking a GPU slot: the slot is held for device work only
+    hosts = staging([((len(dates), len(grid.names), b - a, e - c), first[g].dtype)
+                     for g, (grid, (a, b, c, e)) in enumerate(zip(src.grids, boxes))], device)
+    for g, (host, (a, b, c, e)) in enumerate(zip(hosts, boxes)):
+        for k, t in enumerate(dates):  # outside the grid: no data (only ever outside the image)
+            gather(src, g, by_date[t], a, b, c, e, src.nodata, out=host[k])
     with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
-        dev = [a.to(torch.int32) for a in _upload_all(host, device)]  # int32: every op has a kernel
+        dev = [x.to(torch.int32) for x in to_device(hosts, device)]  # int32: every op has a kernel
         fine = []  # per grid: (T, names, hh, ww) on the output grid's window
-        for (grid, arr, (a, c)) in zip(src.grids, dev, boxes):
+        for (grid, arr, (a, _, c, _)) in zip(src.grids, dev, boxes):
             if grid.factor > 1:
                 g = len(fine)
                 oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin

@@ -236,23 +236,39 @@ def _upload(arr: np.ndarray, device: str):
 def _upload_all(arrays: list[np.ndarray], device: str) -> list:
     """``arrays`` on ``device``, each in its own dtype (uint16 DN stays 2 bytes), through this
     thread's reused pinned staging buffer, on the current stream (the caller's GPU slot)."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    hosts = staging([(a.shape, a.dtype) for a in arrays], device)
+    for h, a in zip(hosts, arrays):
+        if h is not a:
+            np.copyto(h, a)
+    return to_device(hosts, device)
+
+
+def staging(specs: list[tuple[tuple[int, ...], np.dtype]], device: str) -> list[np.ndarray]:
+    """Host arrays of these (shape, dtype) to fill and then send with :func:`to_device`: views of
+    this thread's reused pinned buffer on a GPU (no further host copy), plain arrays on the CPU."""
+    if not device.startswith("cuda"):
+        return [np.empty(shape, dtype) for shape, dtype in specs]
     import torch
 
-    arrays = [np.ascontiguousarray(a) for a in arrays]
-    if not device.startswith("cuda"):
-        return [torch.from_numpy(a) for a in arrays]
     torch.cuda.current_stream(device).synchronize()  # the buffer may still feed this stream's last copy
-    starts = np.cumsum([0] + [-(-a.nbytes // 256) * 256 for a in arrays])  # 256-byte aligned slices
+    sizes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in specs]
+    starts = np.cumsum([0] + [-(-n // 256) * 256 for n in sizes])  # 256-byte aligned slices
     total = int(starts[-1])
     buf = getattr(_LOCAL, "staging", None)
     if buf is None or buf.numel() < total:
         buf = _LOCAL.staging = torch.empty(max(total, 1 << 20), dtype=torch.uint8, pin_memory=True)
-    out = []
-    for a, s in zip(arrays, starts):
-        host = buf[int(s) : int(s) + a.nbytes].numpy().view(a.dtype).reshape(a.shape)
-        np.copyto(host, a)
-        out.append(torch.from_numpy(host).to(device, non_blocking=True))
-    return out
+    return [buf[int(s) : int(s) + n].numpy().view(dtype).reshape(shape)
+            for (shape, dtype), s, n in zip(specs, starts, sizes)]
+
+
+def to_device(hosts: list[np.ndarray], device: str) -> list:
+    """Tensors of :func:`staging`'s arrays on ``device`` (asynchronous copies on the current stream)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return [torch.from_numpy(h) for h in hosts]
+    return [torch.from_numpy(h).to(device, non_blocking=True) for h in hosts]
 
 
 def _download(out, device: str) -> np.ndarray:

@@ -1,0 +1,76 @@
+"""How fast a streamed run's block reads go, alone and on many threads at once.
+
+    python benchmarks/block_reads.py --stac bench-out/catalog/items.json [--chunk 2048] [--threads 1,4,16]
+
+Reads every date × block of the catalog through :meth:`cloudfree.cube.stream.BlockSource.read`
+(odc-stac on each band's own grid) with a pool of N threads, and the same windows through plain
+rasterio, for each N. Prints one JSON line: seconds, reads, mean seconds per read and MB/s of
+decoded values per setting (SYNTHETIC data for make_catalog's catalogs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _plain(src, t: int, i: int, j: int) -> int:
+    """The same windows through rasterio alone (no odc-stac): the floor for these files."""
+    import rasterio
+    from rasterio.windows import Window
+
+    n = 0
+    for g, grid in enumerate(src.grids):
+        ey, ex = src.edges(g, 0), src.edges(g, 1)
+        for it in src.days[t]:
+            for name in grid.names:
+                with rasterio.open(it.assets[name].get_absolute_href()) as f:
+                    col = round((grid.geobox.affine.c - f.transform.c) / f.transform.a)
+                    row = round((grid.geobox.affine.f - f.transform.f) / f.transform.e)
+                    win = Window(col + ex[j], row + ey[i], ex[j + 1] - ex[j], ey[i + 1] - ey[i])
+                    n += f.read(1, window=win, boundless=True, fill_value=0).nbytes
+    return n
+
+
+def main(argv=None) -> dict:
+    from cloudfree.catalog.search import SearchRequest, search
+    from cloudfree.cube.load import CubeSpec
+    from cloudfree.cube.stream import block_source
+    from pipeline import _commit, _machine, append_line
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stac", required=True)
+    ap.add_argument("--chunk", type=int, default=2048)
+    ap.add_argument("--threads", default="1,4,16")
+    ap.add_argument("--max-reads", type=int, default=64)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    items = search(a.stac, SearchRequest(None, "1900-01-01", "2100-01-01"))
+    src = block_source(items, None, CubeSpec(chunk=a.chunk))
+    nby, nbx = (-(-n // a.chunk) for n in src.shape)
+    jobs = [(t, i, j) for i in range(nby) for j in range(nbx) for t in range(len(src.days))][: a.max_reads]
+    res = {}
+    for n in (int(v) for v in a.threads.split(",")):
+        for how, fn in (("odc_stac", lambda k: sum(x.nbytes for x in src.read(*k))), ("rasterio", lambda k: _plain(src, *k))):
+            with ThreadPoolExecutor(n) as pool:
+                t0 = time.perf_counter()
+                nbytes = sum(pool.map(fn, jobs))
+                wall = time.perf_counter() - t0
+            res[f"{how}_threads{n}"] = {"s": round(wall, 2), "reads": len(jobs), "s_per_read": round(wall * n / len(jobs), 3),
+                                        "decoded_mb_per_s": round(nbytes / 1e6 / wall, 1)}
+    line = {"benchmark": "block_reads", "date": time.strftime("%Y-%m-%d"), "commit": _commit(), "machine": _machine(),
+            "data": "SYNTHETIC (benchmarks/make_catalog.py)", "chunk": a.chunk, "shape": list(src.shape),
+            "grids": src.describe(), **res}
+    return append_line(line, a.out)
+
+
+if __name__ == "__main__":
+    main()
