@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     jobs = [(t, i, j) for i in range(nby) for j in range(nbx) for t in range(len(src.days))][: a.max_reads]
     res = {}
     for n in (int(v) for v in a.threads.split(",")):
-        for how, fn in (("odc_stac", lambda k: sum(x.nbytes for x in src.read(*k))), ("rasterio", lambda k: _plain(src, *k))):
+        for how, fn in (("block_source", lambda k: sum(x.nbytes for x in src.read(*k))), ("rasterio", lambda k: _plain(src, *k))):
             with ThreadPoolExecutor(n) as pool:
                 t0 = time.perf_counter()
                 nbytes = sum(pool.map(fn, jobs))

@@ -71,3 +71,27 @@ def test_streamed_60m_bands_and_a_grown_mask_equal_the_stored_cube(demo_items, d
     x, y = s["reflectance"].values, r["reflectance"].values
     np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
     assert np.nanmean(np.abs(x - y)) < 2e-5 and np.nanmax(np.abs(x - y)) < 5e-3
+
+
+def test_direct_window_reads_equal_odc_stac_reads(shared_data):
+    """Local files on the grid's lattice are read as plain rasterio windows: the very values
+    odc-stac reads, for blocks inside, at the edges and past the items' extent."""
+    from dataclasses import replace
+
+    from cloudfree import search
+    from cloudfree.cube.load import CubeSpec
+    from cloudfree.cube.stream import block_source
+
+    cat = shared_data / "real-s2-l2a" / "catalog.json"
+    items = search(str(cat), "2018-08-01", "2018-09-15", collection="worldcereal_0000280849BAC91C")
+    from cloudfree.aoi import parse_bbox
+
+    src = block_source(items, parse_bbox("4.0596,50.7440,4.0665,50.7482"), CubeSpec(chunk=24))
+    assert all(g.direct for g in src.grids) and {g.factor for g in src.grids} == {1, 2}
+    via_odc = replace(src, grids=tuple(replace(g, direct=False) for g in src.grids))
+    ny, nx = (-(-n // 24) for n in src.shape)
+    for t in (0, len(src.days) - 1):
+        for i, j in ((0, 0), (ny - 1, nx - 1), (0, nx - 1)):
+            for a, b in zip(src.read(t, i, j), via_odc.read(t, i, j)):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_array_equal(a, b)
