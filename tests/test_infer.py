@@ -70,6 +70,11 @@ def test_outputs_open_with_crs_bounds_resolution(tiled_run):
     assert png.shape[:2] == (ds.sizes["y"], ds.sizes["x"])
     banner = png[:3]  # SYNTHETIC inputs: a red banner across the top says so
     assert ((banner[..., 0] == 200) & (banner[..., 1] == 0)).mean() > 0.5
+    from cloudfree.outputs import rgb_image
+
+    ref = rgb_image(ds["reflectance"].isel(time=0))  # the picture of the Zarr; the PNG comes from the COG
+    below = slice(max(12, png.shape[0] // 12) + 1, None)
+    assert np.abs(png[below].astype(int) - ref[below].astype(int)).max() <= 2
 
 
 def test_tiled_equals_single_tile(tiled_run):

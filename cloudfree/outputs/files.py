@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 import rasterio
+import rasterio.enums
 import xarray as xr
 
 from ..bands import RGB, S2_BANDS
@@ -97,18 +98,40 @@ def rgb_image(refl: xr.DataArray, max_side: int = 1024, gain: float = 3.5) -> np
     f = max(1, int(np.ceil(max(rgb.sizes["y"], rgb.sizes["x"]) / max_side)))
     if f > 1:
         rgb = rgb.coarsen(y=f, x=f, boundary="trim").mean()
-    a = np.asarray(rgb.values, np.float32).transpose(1, 2, 0)
+    return _picture(np.asarray(rgb.values, np.float32).transpose(1, 2, 0), gain)
+
+
+def _picture(a: np.ndarray, gain: float = 3.5) -> np.ndarray:
+    """(H, W, 3) reflectance → uint8 picture, nodata in magenta: never mistaken for data."""
     img = np.clip(np.nan_to_num(a) * gain, 0, 1) ** (1 / 1.2)
     out = (img * 255).astype(np.uint8)
-    out[~np.isfinite(a).all(-1)] = (255, 0, 255)  # nodata in magenta: never mistaken for data
+    out[~np.isfinite(a).all(-1)] = (255, 0, 255)
     return out
 
 
-def write_quicklook(ds: xr.Dataset, t: int, path: str | Path, label: str = "", synthetic: bool = False) -> Path:
-    """RGB quicklook PNG (nodata magenta); a SYNTHETIC banner across the top for generated inputs."""
+def _rgb_from_cog(cog: Path, bands: list[str], max_side: int = 1024) -> np.ndarray:
+    """The picture from a COG's overviews (GDAL averages them when the COG is written): no pass
+    over the full-resolution pixels, which on a whole Sentinel-2 tile took seconds."""
+    present = [b for b in RGB if b in bands]
+    idx = [bands.index(b) + 1 for b in present] if len(present) == 3 else [1, 1, 1]
+    with rasterio.open(cog) as src:
+        f = max(1, int(np.ceil(max(src.height, src.width) / max_side)))
+        shape = (3, max(1, src.height // f), max(1, src.width // f))
+        dn = src.read(idx, out_shape=shape, resampling=rasterio.enums.Resampling.average)
+    a = np.where(dn > 0, dn * COG_SCALE, np.nan).astype(np.float32)
+    return _picture(a.transpose(1, 2, 0))
+
+
+def write_quicklook(ds: xr.Dataset, t: int, path: str | Path, label: str = "", synthetic: bool = False,
+                    cog: str | Path | None = None) -> Path:
+    """RGB quicklook PNG (nodata magenta); a SYNTHETIC banner across the top for generated inputs.
+    From ``cog``'s overviews where given, else from ``ds`` coarsened."""
     from PIL import Image, ImageDraw
 
-    img = Image.fromarray(rgb_image(ds["reflectance"].isel(time=t)))
+    if cog is not None:
+        img = Image.fromarray(_rgb_from_cog(Path(cog), [str(b) for b in ds.band.values]))
+    else:
+        img = Image.fromarray(rgb_image(ds["reflectance"].isel(time=t)))
     if synthetic:
         draw = ImageDraw.Draw(img)
         h = max(12, img.height // 12)

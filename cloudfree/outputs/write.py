@@ -77,7 +77,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
             if status != "reused" or not cog_is_current(path, digest):
                 write_cog(res, t, path, tags=tags)
             assets["cog"] = path
-        png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic)
+        png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))
         assets["quicklook"] = png
         files = {k: str(v) for k, v in assets.items()}
         if cog:
