@@ -263,9 +263,10 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         max_pixels: float = typer.Option(250e6, help="ask for --yes above this many output pixels (a Sentinel-2 tile at "
                                                      "10 m is 120 million)", min=1),
         yes: bool = typer.Option(False, "--yes", help="run even when the area is larger than --max-pixels"),
-        stream: bool = typer.Option(False, "--stream", help="compute the outputs straight from the assets block by "
-                                                            "block without storing cube.zarr (less disk and I/O; "
-                                                            "resumes per output block; a complete cube is reused)"),
+        stream: bool = typer.Option(True, "--stream/--keep-cube", help="--stream (default): compute the outputs "
+                                    "straight from the assets block by block, without storing cube.zarr (resumes per "
+                                    "output block; a complete cube.zarr of the same request is reused); --keep-cube: "
+                                    "store the cube first (cube.zarr, for `cloudfree evaluate` or other runs)"),
         native_reads: bool = typer.Option(False, "--native-reads/--warp-reads", help=NATIVE_HELP),
         gpus: Optional[str] = typer.Option(None, help="local GPUs: all, a count, or ids like 0,1 — one Dask worker per "
                                                       "GPU (pinned with CUDA_VISIBLE_DEVICES, resource GPU=1)"),

@@ -55,7 +55,11 @@ class JobConfig:
     stream: bool = False
     """Compute the outputs straight from the assets (read → mask → infer → write per block) without
     storing ``cube.zarr``; a complete cube store for the same request is still reused. Resumes
-    per output block. Dates without data are then judged from the items' footprints only."""
+    per output block. Dates without data are then judged from the items' footprints only. With a
+    per-pixel model and the SCL mask, every date × block is read on the bands' own grids and the
+    coarse bands are enlarged, masked and counted on the model's device
+    (:mod:`cloudfree.cube.stream`, :mod:`cloudfree.reconstruct.streamed`). ``cloudfree run`` and
+    :func:`run` stream by default (``--keep-cube`` / ``stream=False`` store the cube first)."""
 
 
 def _model_digest(model) -> str | None:
@@ -145,7 +149,7 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
         cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets)
         cube.attrs["cloudfree:fingerprint"] = json.loads(json.dumps(cube_fp))  # as a store keeps it
         echo("cube streamed: read from the assets block by block, no cube.zarr (--stream)")
-        no_data = _dates_outside_footprints(items, cube)
+        no_data = _dates_sampled_without_data(items, cube, spec, fail_on_error=not job.skip_bad_assets)
         reads = asset_reads(out / "mosaic.zarr", "computing")
         skipped: list = []
     else:
@@ -269,21 +273,26 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
                          "--bbox (west,south,east,north in degrees) and --resolution, or pass --yes to run it")
 
 
-def _dates_outside_footprints(items, cube) -> list[str]:
-    """Dates none of whose items' footprints touch the output grid (a streaming run reads no cube
-    first, so this is judged from the metadata; a wrong proj:epsg still shows as empty outputs)."""
-    from shapely.geometry import box, shape
+def _dates_sampled_without_data(items, cube, spec: CubeSpec, *, fail_on_error: bool = True, side: int = 64) -> list[str]:
+    """Dates with no pixel of data over the area, for a streamed run (no cube is read first): each
+    date's first band is read at most ``side`` px across over the output grid (the COGs'
+    overviews: a few KB per date), through odc-stac and the items' own projection metadata, so a
+    date whose items lie elsewhere (e.g. a wrong proj:epsg) is named, as the stored cube names it."""
+    import odc.stac
 
-    from .cube.load import _solar_day
+    from .cube.load import band_mapping
 
-    extent = cube.odc.geobox.extent.to_crs("EPSG:4326").geom
-    hit: dict[str, bool] = {}
-    for it in items:
-        day = str(_solar_day(it))
-        geom = shape(it.geometry) if it.geometry else box(*it.bbox)
-        hit[day] = hit.get(day, False) or geom.intersects(extent)
+    gb = cube.odc.geobox
+    small = gb.zoom_out(max(1, -(-max(gb.shape) // side)))
+    name = band_mapping(items, spec.bands)[spec.bands[0]]
+    ds = odc.stac.load(items, bands=[name], geobox=small, groupby="solar_day", chunks=None, resampling="nearest",
+                       fail_on_error=fail_on_error)
+    if ds.sizes["time"] != cube.sizes["time"]:
+        raise RuntimeError(f"odc-stac grouped the items into {ds.sizes['time']} dates, the cube {cube.sizes['time']}")
+    nodata = ds[name].attrs.get("nodata", 0)
+    has = (ds[name] != nodata).any(("y", "x")).values
     days = [str(t)[:10] for t in cube.time.values.astype("datetime64[D]")]
-    return [d for d in days if not hit.get(d, True)]
+    return [d for d, h in zip(days, has) if not h]
 
 
 def _dates_without_data(cube) -> list[str]:
@@ -302,15 +311,15 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
         batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
-        mask: str = "scl", dilate: int = 0, stream: bool = False, native_reads: bool = False, echo=print) -> dict:
+        mask: str = "scl", dilate: int = 0, stream: bool = True, native_reads: bool = False, echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 
     ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
     ``collection.json`` or an item file. Give ``bbox`` (west, south, east, north in degrees) or
     ``aoi`` (GeoJSON). Computes with the active Dask client if there is one (else Dask's threads).
     ``chunk`` and ``batch`` default to what ``memory_limit`` (default: 80 % of the machine) allows.
-    ``stream=True`` computes the outputs from the assets without storing ``cube.zarr`` (see
-    :attr:`JobConfig.stream`). ``native_reads``: see :attr:`CubeSpec.native_reads`.
+    ``stream=True`` (the default, as the CLI's) computes the outputs from the assets without storing
+    ``cube.zarr`` (see :attr:`JobConfig.stream`); ``stream=False`` stores the cube first. ``native_reads``: see :attr:`CubeSpec.native_reads`.
     """
     import os
 

@@ -138,6 +138,7 @@ def write_by_regions(
     on_region: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
     dims: tuple[str, ...] = ("time", "y", "x"),
+    on_written: Callable[[dict], None] | None = None,
 ) -> str:
     """Write lazy ``ds`` to ``path`` region by region; returns ``"reused"``, ``"written"`` or ``"resumed"``.
 
@@ -147,7 +148,9 @@ def write_by_regions(
     by a task as soon as it is written, so regions that share inputs (block reads with margins)
     read them once and no batch waits for its slowest region (memory then follows Dask's order:
     about two rows of blocks for a graph of neighbourhoods). ``on_region(done, total)`` reports
-    progress; ``stop_after`` (tests) stops after that many regions as if the run were killed.
+    progress; ``on_written(region)`` hears each region once it is on disk (in the calling thread;
+    with a distributed client, at the end); ``stop_after`` (tests) stops after that many regions as
+    if the run were killed.
     """
     path = Path(path)
     prog = _progress_dir(path)
@@ -193,13 +196,15 @@ def write_by_regions(
     if interrupted:
         todo = todo[: max(0, stop_after - count)]
     if batch is None and todo:
-        _write_all(writable, path, todo, prog, count, len(regions), on_region)
+        _write_all(writable, path, todo, prog, count, len(regions), on_region, on_written)
         count += len(todo)
     for chunk in _batches(todo if batch is not None else [], batch or 1):
         jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
         dask.compute(*jobs)
         for r in chunk:
             (prog / _region_name(r)).touch()
+            if on_written:
+                on_written(r)
         count += len(chunk)
         if on_region:
             on_region(count, len(regions))
@@ -218,26 +223,33 @@ def _mark_done(_written, marker: str) -> str:
     return marker
 
 
-def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, total: int, on_region) -> None:
+def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, total: int, on_region,
+               on_written) -> None:
     """Every region of ``todo`` in one graph; a region's marker is a task after its write."""
     from dask.callbacks import Callback
 
+    keys = {f"cloudfree-region-done-{_region_name(r)}-{path.name}": r for r in todo}
     marks = [dask.delayed(_mark_done, pure=False)(ds.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3),
-                                                  str(prog / _region_name(r)),
-                                                  dask_key_name=f"cloudfree-region-done-{_region_name(r)}-{path.name}")
-             for r in todo]
-    state = {"n": done}
+                                                  str(prog / _region_name(r)), dask_key_name=k)
+             for k, r in keys.items()]
+    heard: list = []
 
     class _Progress(Callback):  # the local schedulers call this in the calling thread
         def _posttask(self, key, result, dsk, state_, worker_id):
-            if str(key).startswith("cloudfree-region-done-"):
-                state["n"] += 1
+            if key in keys:
+                heard.append(key)
+                if on_written:
+                    on_written(keys[key])
                 if on_region:
-                    on_region(state["n"], total)
+                    on_region(done + len(heard), total)
 
     with _Progress():
         dask.compute(*marks)
-    if on_region and state["n"] != done + len(todo):  # a distributed client runs no local callbacks
+    missed = [r for k, r in keys.items() if k not in set(heard)]  # a distributed client runs no local callbacks
+    for r in missed:
+        if on_written:
+            on_written(r)
+    if on_region and missed:
         on_region(done + len(todo), total)
 
 

@@ -203,7 +203,7 @@ def test_a_killed_worker_is_reported_and_the_output_is_identical(tmp_path):
                     "--dates", "12"], check=True, capture_output=True)
     base = [sys.executable, "-m", "cloudfree.cli", "run", "--stac", str(cat / "items.json"), "--start", "2024-06-01",
             "--end", "2024-08-31", "--chunk", "48", "--processes", "--workers", "2", "--threads", "1",
-            "--device", "cpu", "--method", "median"]
+            "--device", "cpu", "--method", "median", "--keep-cube"]
     calm = subprocess.run([*base, "--out", str(tmp_path / "calm")], capture_output=True, text=True, timeout=600)
     assert calm.returncode == 0, calm.stderr
     proc = subprocess.Popen([*base, "--out", str(tmp_path / "hit")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

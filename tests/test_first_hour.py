@@ -100,7 +100,8 @@ def test_ctrl_c_keeps_everything_and_the_rerun_resumes(tmp_path):
                     "--dates", "12"], check=True, capture_output=True)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "cloudfree.cli", "run", "--stac", str(cat / "items.json"), "--start", "2024-06-01",
-           "--end", "2024-08-31", "--out", str(out), "--chunk", "48", "--threads", "1", "--device", "cpu"]
+           "--end", "2024-08-31", "--out", str(out), "--chunk", "48", "--threads", "1", "--device", "cpu",
+           "--keep-cube"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = out / "cube.zarr.progress"
     t0 = time.time()

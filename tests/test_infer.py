@@ -223,16 +223,20 @@ def test_streaming_run_equals_the_cube_run_and_resumes(tiled_run, stac_url, req,
 
 
 def test_streamed_run_names_dates_whose_items_miss_the_area(demo_items, demo_bbox):
-    """A streamed run reads no cube first, so dates without data come from the footprints: an item
-    moved elsewhere is named, the others are not."""
+    """A streamed run reads no cube first, so each date is sampled coarsely over the area through
+    the items' own projection metadata: an item with a wrong EPSG is named, the others are not."""
     from cloudfree.catalog.sources import read_static_items
     from cloudfree.cube.store import lazy_cube
-    from cloudfree.pipeline import _dates_outside_footprints
+    from cloudfree.pipeline import _dates_sampled_without_data
 
     items = read_static_items(str(demo_items))[:4]
     far = items[2]
-    far.geometry = {"type": "Polygon", "coordinates": [[[10, 40], [10.1, 40], [10.1, 40.1], [10, 40.1], [10, 40]]]}
-    far.bbox = [10, 40, 10.1, 40.1]
+    for obj in [far, *far.assets.values()]:
+        props = obj.properties if hasattr(obj, "properties") else obj.extra_fields
+        for k in ("proj:code", "proj:epsg"):
+            if k in props:
+                props[k] = "EPSG:32610" if k == "proj:code" else 32610  # a zone on the other side of the world
     req = SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-04-01")
-    cube = lazy_cube(items, req, CubeSpec(chunk=40))
-    assert _dates_outside_footprints(items, cube) == [str(far.datetime.date())]
+    spec = CubeSpec(chunk=40)
+    cube = lazy_cube(items, req, spec)
+    assert _dates_sampled_without_data(items, cube, spec.resolved(items)) == [str(far.datetime.date())]

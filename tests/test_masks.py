@@ -77,7 +77,8 @@ def test_missing_bands_fall_back_to_scl_with_a_warning(shared_data):
 
 def test_run_records_the_mask_source_everywhere(tmp_path):
     r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
-                                 "--out", str(tmp_path), "--mask", "both", "--dilate", "1", "--device", "cpu"])
+                                 "--out", str(tmp_path), "--mask", "both", "--dilate", "1", "--device", "cpu",
+                                 "--keep-cube"])
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["mask_source"] == "both" and manifest["mask_config"]["dilate"] == 1

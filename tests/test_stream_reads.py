@@ -43,7 +43,7 @@ def _run(tmp_path, name, **kw):
 def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path):
     """Real series, 20 m bands and SCL enlarged on the device: the model's picture and the clear
     counts equal the run through cube.zarr (GDAL's warp), and tiles of 24 and 40 px agree."""
-    stored = _run(tmp_path, "cube", chunk=40)
+    stored = _run(tmp_path, "cube", chunk=40, stream=False)
     a = _run(tmp_path, "stream40", chunk=40, stream=True)
     b = _run(tmp_path, "stream24", chunk=24, stream=True)
     assert stored["block_reads"] is None and a["cube"] is None
@@ -63,7 +63,7 @@ def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path):
 def test_streamed_60m_bands_and_a_grown_mask_equal_the_stored_cube(demo_items, demo_bbox, tmp_path):
     """SYNTHETIC, all 12 bands: B01/B09 at 60 m (enlarged 6x) and SCL grown by 2 px on the device."""
     kw = dict(bbox=demo_bbox, device="cpu", echo=lambda s: None, dilate=2, chunk=48)
-    ref = cloudfree.run(str(demo_items), "2024-04-01", "2024-05-15", tmp_path / "cube", **kw)
+    ref = cloudfree.run(str(demo_items), "2024-04-01", "2024-05-15", tmp_path / "cube", stream=False, **kw)
     got = cloudfree.run(str(demo_items), "2024-04-01", "2024-05-15", tmp_path / "stream", stream=True, **kw)
     assert {g["factor"] for g in got["block_reads"]} == {1, 2, 6} and ref["method"] == "model"
     r, s = (xr.open_zarr(tmp_path / n / "mosaic.zarr") for n in ("cube", "stream"))
@@ -95,3 +95,28 @@ def test_direct_window_reads_equal_odc_stac_reads(shared_data):
             for a, b in zip(src.read(t, i, j), via_odc.read(t, i, j)):
                 assert a.dtype == b.dtype and a.shape == b.shape
                 np.testing.assert_array_equal(a, b)
+
+
+def test_cog_is_staged_while_the_zarr_is_written(tmp_path, monkeypatch):
+    """Every region reaches the COG's staging file as soon as it is on disk, before the mosaic is
+    finished; the COG read back as users read it equals the Zarr."""
+    import rioxarray
+
+    from cloudfree.outputs import files
+
+    staged_before_finish = []
+    finish = files.CogWriter.finish
+
+    def spy(self, ds, tags=None):
+        self.queue.put(None)
+        self.thread.join()
+        staged_before_finish.append(len(self.done))
+        return finish(self, ds, tags)
+
+    monkeypatch.setattr(files.CogWriter, "finish", spy)
+    res = _run(tmp_path, "run", chunk=24)
+    assert staged_before_finish == [9]  # 64 x 64 px in blocks of 24: all 9 staged during the run
+    (files_,) = res["periods"].values()
+    cog = rioxarray.open_rasterio(files_["cog"], mask_and_scale=True)
+    zarr = xr.open_zarr(tmp_path / "run" / "mosaic.zarr")["reflectance"].isel(time=0)
+    np.testing.assert_allclose(cog.values, zarr.values, atol=5.1e-5, equal_nan=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pystac
 import xarray as xr
 
-from ..zarrstore import write_by_regions
-from .files import cog_is_current, write_cog, write_quicklook, write_stac_item
+from ..zarrstore import store_state, write_by_regions
+from .files import CogWriter, cog_is_current, write_cog, write_quicklook, write_stac_item
 
 __all__ = ["write_outputs", "OutputsResult"]
 
@@ -49,10 +49,21 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     fingerprint = fingerprint if fingerprint is not None else _default_fingerprint(ds)
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:10]
     zpath = out / "mosaic.zarr"
-    status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds),
-                              batch=regions_at_once,
-                              on_region=progress, stop_after=stop_after)
+    # COGs are staged while the Zarr is written (each region as soon as it is on disk)
+    labels = [str(v) for v in ds.period.values]
+    writers = {t: CogWriter(ds, t, out / f"cloudfree_{label}.tif") for t, label in enumerate(labels)} \
+        if cog and store_state(zpath, fingerprint) != "complete" else {}
+    try:
+        status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds), batch=regions_at_once,
+                                  on_region=progress, stop_after=stop_after,
+                                  on_written=(lambda r: [w.add(r, zpath) for w in writers.values()]) if writers else None)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
     if status == "interrupted":
+        for w in writers.values():
+            w.abort()
         return OutputsResult(status="interrupted", zarr=str(zpath))
     echo(f"mosaic {status}: {zpath}")
     res = xr.open_zarr(zpath, decode_coords="all")
@@ -74,7 +85,9 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         assets: dict[str, Path] = {"zarr": zpath}
         if cog:
             path = out / f"cloudfree_{label}.tif"
-            if status != "reused" or not cog_is_current(path, digest):
+            if t in writers:
+                writers.pop(t).finish(res, tags)
+            elif status != "reused" or not cog_is_current(path, digest):
                 write_cog(res, t, path, tags=tags)
             assets["cog"] = path
         png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))

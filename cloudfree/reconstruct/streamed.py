@@ -16,7 +16,8 @@ import numpy as np
 from dask.base import tokenize
 
 from ..cube.stream import BlockSource, gather
-from .tiles import TileConfig, _download, _gpu_slot, pixels_on_device, resolve_device, staging, to_device
+from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
+                    to_device)
 
 __all__ = ["streamed_model", "predict_streamed", "enlarge"]
 
@@ -56,15 +57,12 @@ def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: 
     """One output block: (C + 1, h, w) float32, the model's reflectance and, last, the number of
     clear observations. ``reads[(t, i, j)]``: :meth:`BlockSource.read` of the neighbourhood."""
     import torch
-    import torch.nn.functional as F
 
     i, j = block
     ny, nx = src.shape
     y0, x0 = i * src.chunk, j * src.chunk
     y1, x1 = min(y0 + src.chunk, ny), min(x0 + src.chunk, nx)
-    h, w = y1 - y0, x1 - x0
-    d = src.dilate
-    big = margin + d  # the mask's window: the context margin, and the dilation's reach beyond it
+    big = margin + src.dilate  # the mask's window: the context margin, and the dilation's reach beyond it
     wy0, wy1, wx0, wx1 = y0 - big, y1 + big, x0 - big, x1 + big
     boxes = [src.window(g, wy0, wy1, wx0, wx1) for g in range(len(src.grids))]
     by_date: dict = {}
@@ -73,62 +71,87 @@ def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: 
     first = next(iter(reads.values()))
     device = resolve_device(cfg.device)
     cuda = device.startswith("cuda")
+    # gathered straight into a pinned buffer, which the upload reads from (one host copy per
+    # value), before taking a GPU slot: the slot is held for device work only
+    with pinned_buffer(device) as buf:
+        hosts = staging([((len(dates), len(grid.names), b - a, e - c), first[g].dtype)
+                         for g, (grid, (a, b, c, e)) in enumerate(zip(src.grids, boxes))], device, buf)
+        for g, (host, (a, b, c, e)) in enumerate(zip(hosts, boxes)):
+            for k, t in enumerate(dates):  # outside the grid: no data (only ever outside the image)
+                gather(src, g, by_date[t], a, b, c, e, src.nodata, out=host[k])
+        with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
+            return _on_device(src, hosts, boxes, dates, device, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1), big,
+                              model=model, cfg=cfg, dt=dt, margin=margin, reach=reach)
+
+
+def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big, *, model, cfg, dt, margin, reach):
+    """Upload, enlarge, mask, count and run the model for :func:`predict_streamed`."""
+    import torch
+    import torch.nn.functional as F
+
+    y0, y1, x0, x1 = core
+    wy0, wy1, wx0, wx1 = window
+    h, w = y1 - y0, x1 - x0
     hh, ww = wy1 - wy0, wx1 - wx0
-    # gathered straight into this thread's pinned buffer, which the upload reads from (one host
-    # copy per value), before taking a GPU slot: the slot is held for device work only
-    hosts = staging([((len(dates), len(grid.names), b - a, e - c), first[g].dtype)
-                     for g, (grid, (a, b, c, e)) in enumerate(zip(src.grids, boxes))], device)
-    for g, (host, (a, b, c, e)) in enumerate(zip(hosts, boxes)):
-        for k, t in enumerate(dates):  # outside the grid: no data (only ever outside the image)
-            gather(src, g, by_date[t], a, b, c, e, src.nodata, out=host[k])
-    with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
-        dev = [x.to(torch.int32) for x in to_device(hosts, device)]  # int32: every op has a kernel
-        fine = []  # per grid: (T, names, hh, ww) on the output grid's window
-        for (grid, arr, (a, _, c, _)) in zip(src.grids, dev, boxes):
-            if grid.factor > 1:
-                g = len(fine)
-                oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
-                ox = c * grid.factor - grid.offset[1]
-                parts = []
-                for k in range(len(grid.names)):
-                    near = src.scl == (g, k) or src.resampling == "nearest"
-                    big_band = enlarge(arr[:, k], grid.factor, None if src.scl == (g, k) else src.nodata, near)
-                    parts.append(big_band[:, wy0 - oy : wy0 - oy + hh, wx0 - ox : wx0 - ox + ww])
-                arr = torch.stack(parts, 1)
-            fine.append(arr)
-        # the image's own pixels in the window: outside it, no data for the model and "usable"
-        # for the context features (the same convention as a padded block)
-        rows = torch.arange(wy0, wy1, device=device)
-        cols = torch.arange(wx0, wx1, device=device)
-        inside = ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
-        has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
-        for g, k in src.where:
-            has &= fine[g][:, k] != src.nodata
-        if src.scl is not None:
-            g, k = src.scl
-            scl = fine[g][:, k].to(torch.int32)
-            bad = torch.zeros_like(has)
-            for cls in src.unusable:
-                bad |= scl == cls
-            bad &= inside
-            if d:
-                bad = F.conv2d(bad.float()[:, None], _disk(d).to(device)[None, None], padding=d)[:, 0] > 0
-            usable = ~bad & has
-        else:
-            usable = has
-        usable |= ~inside
-        count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
-        q = reach  # the model runs q pixels beyond the block (its date departure), no data outside the image
-        dn = torch.stack([fine[g][:, k] for g, k in src.where], 1)[:, :, big - q : big + h + q, big - q : big + w + q]
-        dn = torch.where(inside[None, None, big - q : big + h + q, big - q : big + w + q], dn,
-                         torch.tensor(src.nodata, dtype=dn.dtype, device=device))
-        ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
-        scale = [src.scale[t] for t in dates]
-        offset = [src.offset[t] for t in dates]
-        out = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
-                               bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
-        res = torch.cat([out, count[None].to(torch.float32)])
-        return _download(res, device)
+    ny, nx = src.shape
+    d = src.dilate
+    dev = [x.to(torch.int32) for x in to_device(hosts, device)]  # int32: every op has a kernel
+    fine = []  # per grid: (T, names, hh, ww) on the output grid's window
+    for (grid, arr, (a, _, c, _)) in zip(src.grids, dev, boxes):
+        if grid.factor > 1:
+            g = len(fine)
+            oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
+            ox = c * grid.factor - grid.offset[1]
+            parts = []
+            for k in range(len(grid.names)):
+                near = src.scl == (g, k) or src.resampling == "nearest"
+                big_band = enlarge(arr[:, k], grid.factor, None if src.scl == (g, k) else src.nodata, near)
+                parts.append(big_band[:, wy0 - oy : wy0 - oy + hh, wx0 - ox : wx0 - ox + ww])
+            arr = torch.stack(parts, 1)
+        fine.append(arr)
+    # the image's own pixels in the window: outside it, no data for the model and "usable"
+    # for the context features (the same convention as a padded block)
+    rows = torch.arange(wy0, wy1, device=device)
+    cols = torch.arange(wx0, wx1, device=device)
+    inside = ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
+    has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
+    for g, k in src.where:
+        has &= fine[g][:, k] != src.nodata
+    if src.scl is not None:
+        g, k = src.scl
+        scl = fine[g][:, k].to(torch.int32)
+        bad = torch.zeros_like(has)
+        for cls in src.unusable:
+            bad |= scl == cls
+        bad &= inside
+        if d:
+            bad = F.conv2d(bad.float()[:, None], _disk(d).to(device)[None, None], padding=d)[:, 0] > 0
+        usable = ~bad & has
+    else:
+        usable = has
+    usable |= ~inside
+    count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
+    q = reach  # the model runs q pixels beyond the block (its date departure), no data outside the image
+    dn = torch.stack([fine[g][:, k] for g, k in src.where], 1)[:, :, big - q : big + h + q, big - q : big + w + q]
+    dn = torch.where(inside[None, None, big - q : big + h + q, big - q : big + w + q], dn,
+                     torch.tensor(src.nodata, dtype=dn.dtype, device=device))
+    ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
+    scale = [src.scale[t] for t in dates]
+    offset = [src.offset[t] for t in dates]
+    out = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
+                           bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
+    res = torch.cat([out, count[None].to(torch.float32)])
+    return _download(res, device)
+
+
+def _read(src: BlockSource, t: int, i: int, j: int, after=None) -> list[np.ndarray]:
+    """:meth:`BlockSource.read`; ``after``: a model task's :func:`_finished` it waits for."""
+    return src.read(t, i, j)
+
+
+def _finished(_block) -> None:
+    """A block's model task is done (a token: nothing of the block travels to the reads)."""
+    return None
 
 
 def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,
@@ -142,8 +165,22 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
                      src.grids, src.bands, src.unusable, src.dilate, src.scale, src.offset)
     src_key = f"cloudfree-source-{token}"
     src_d = dask.delayed(src, name=src_key, traverse=False)
-    read = dask.delayed(BlockSource.read, pure=True)
+    read = dask.delayed(_read, pure=True)
     big = margin + src.dilate
+    needs = {}
+    for i in range(nby):
+        for j in range(nbx):
+            y0, x0 = i * ch, j * ch
+            y1, x1 = min(y0 + ch, ny), min(x0 + ch, nx)
+            needs[i, j] = sorted({b for g in range(len(src.grids))
+                                  for b in src.blocks_for(g, *src.window(g, y0 - big, y1 + big, x0 - big, x1 + big))})
+    # Back-pressure: reads are roots, so Dask's threads would run them all at once while the model's
+    # tasks queue for the GPU (a whole tile's reads held 20 GB). A block's reads wait until the model
+    # has finished the block ``lag`` places before it (row-major). ``lag`` exceeds the farthest block
+    # any model task reads ahead, so no task waits on itself: reads stay about a row of blocks ahead.
+    ahead = max((ii * nbx + jj) - (i * nbx + j) for (i, j), need in needs.items() for ii, jj in need)
+    lag = ahead + 2
+    done: dict[int, object] = {}
     reads: dict = {}
     from ..cluster import gpu_task_resources
 
@@ -154,20 +191,20 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
         for j in range(nbx):
             y0, x0 = i * ch, j * ch
             y1, x1 = min(y0 + ch, ny), min(x0 + ch, nx)
-            need = set()
-            for g in range(len(src.grids)):
-                need.update(src.blocks_for(g, *src.window(g, y0 - big, y1 + big, x0 - big, x1 + big)))
             deps = {}
             for t in dates:
-                for ii, jj in sorted(need):
+                for ii, jj in needs[i, j]:
                     key = (t, ii, jj)
                     if key not in reads:
-                        reads[key] = read(src_d, t, ii, jj, dask_key_name=f"cloudfree-read-{token}-{t}-{ii}-{jj}")
+                        reads[key] = read(src_d, t, ii, jj, after=done.get(ii * nbx + jj - lag),
+                                          dask_key_name=f"cloudfree-read-{token}-{t}-{ii}-{jj}")
                     deps[key] = reads[key]
             with dask.annotate(resources=res) if res else contextlib.nullcontext():
                 pred = dask.delayed(predict_streamed, pure=True)(
                     src_d, deps, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt, margin=margin,
                     reach=reach, dask_key_name=f"cloudfree-predict-{period.label}-{i}-{j}-{token}")
+            done[i * nbx + j] = dask.delayed(_finished, pure=True)(pred,
+                                                                   dask_key_name=f"cloudfree-done-{token}-{i}-{j}")
             row.append(da.from_delayed(pred, shape=(len(src.bands) + 1, y1 - y0, x1 - x0), dtype=np.float32,
                                        meta=np.empty((0, 0, 0), np.float32)))
         rows.append(row)

@@ -171,7 +171,6 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
     return (acc / wsum).cpu().numpy().astype(np.float32)
 
 
-_LOCAL = threading.local()
 _COMPILED: dict[int, object] = {}
 GPU_BLOCKS_AT_ONCE = 2
 """Blocks resident on one GPU at a time (one uploading while one computes): what bounds GPU memory
@@ -228,37 +227,65 @@ def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
     return net(*args, **kwargs)
 
 
-def _upload(arr: np.ndarray, device: str):
-    """``arr`` on ``device`` in its own dtype (see :func:`_upload_all`)."""
-    return _upload_all([arr], device)[0]
+PINNED_BUFFERS = GPU_BLOCKS_AT_ONCE + 2
+"""Pinned host buffers per device that blocks are staged in (two filling while two are on the GPU):
+pinned memory stays bounded whatever the number of threads (one buffer per thread held 16 × 0.6 GB
+on a 16-core host)."""
+_PINNED: dict[str, "queue.Queue"] = {}
 
 
-def _upload_all(arrays: list[np.ndarray], device: str) -> list:
-    """``arrays`` on ``device``, each in its own dtype (uint16 DN stays 2 bytes), through this
-    thread's reused pinned staging buffer, on the current stream (the caller's GPU slot)."""
+@contextlib.contextmanager
+def pinned_buffer(device: str):
+    """One of :data:`PINNED_BUFFERS` reused pinned buffers of ``device`` (None on the CPU), held
+    until the block's copies are done: callers end with :func:`_download`, which waits for them."""
+    import queue
+
+    if not device.startswith("cuda"):
+        yield None
+        return
+    with _SLOTS_LOCK:
+        if device not in _PINNED:
+            _PINNED[device] = queue.Queue()
+            for _ in range(PINNED_BUFFERS):
+                _PINNED[device].put([None])
+    holder = _PINNED[device].get()
+    ok = False
+    try:
+        yield holder
+        ok = True
+    finally:
+        if not ok:  # a failed block may leave copies in flight from the buffer: let them finish first
+            import torch
+
+            torch.cuda.synchronize(device)
+        _PINNED[device].put(holder)
+
+
+def _upload_all(arrays: list[np.ndarray], device: str, buffer) -> list:
+    """``arrays`` on ``device``, each in its own dtype (uint16 DN stays 2 bytes), through the pinned
+    ``buffer`` (:func:`pinned_buffer`), on the current stream (the caller's GPU slot)."""
     arrays = [np.ascontiguousarray(a) for a in arrays]
-    hosts = staging([(a.shape, a.dtype) for a in arrays], device)
+    hosts = staging([(a.shape, a.dtype) for a in arrays], device, buffer)
     for h, a in zip(hosts, arrays):
         if h is not a:
             np.copyto(h, a)
     return to_device(hosts, device)
 
 
-def staging(specs: list[tuple[tuple[int, ...], np.dtype]], device: str) -> list[np.ndarray]:
+def staging(specs: list[tuple[tuple[int, ...], np.dtype]], device: str, buffer) -> list[np.ndarray]:
     """Host arrays of these (shape, dtype) to fill and then send with :func:`to_device`: views of
-    this thread's reused pinned buffer on a GPU (no further host copy), plain arrays on the CPU."""
+    the pinned ``buffer`` (grown as needed) on a GPU, so no further host copy; plain arrays on the CPU."""
     if not device.startswith("cuda"):
         return [np.empty(shape, dtype) for shape, dtype in specs]
     import torch
 
-    torch.cuda.current_stream(device).synchronize()  # the buffer may still feed this stream's last copy
     sizes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in specs]
     starts = np.cumsum([0] + [-(-n // 256) * 256 for n in sizes])  # 256-byte aligned slices
     total = int(starts[-1])
-    buf = getattr(_LOCAL, "staging", None)
-    if buf is None or buf.numel() < total:
-        buf = _LOCAL.staging = torch.empty(max(total, 1 << 20), dtype=torch.uint8, pin_memory=True)
-    return [buf[int(s) : int(s) + n].numpy().view(dtype).reshape(shape)
+    if buffer[0] is None or buffer[0].numel() < total:
+        buffer[0] = None  # free the smaller one first
+        buffer[0] = torch.empty(max(total, 1 << 20), dtype=torch.uint8, pin_memory=True)
+    return [buffer[0][int(s) : int(s) + n].numpy().view(dtype).reshape(shape)
             for (shape, dtype), s, n in zip(specs, starts, sizes)]
 
 
@@ -307,8 +334,9 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     cuda = device.startswith("cuda")
     import torch
 
-    with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
-        xd, ud = _upload_all([x, np.asarray(clear, bool)], device)
+    with pinned_buffer(device) as buf, (_gpu_slot(device) if cuda else contextlib.nullcontext()), \
+            torch.inference_mode():
+        xd, ud = _upload_all([x, np.asarray(clear, bool)], device, buf)
         out = pixels_on_device(xd, ud, dt=dt, model=model, cfg=cfg, device=device, bands=bands, margin=margin,
                                pixels_per_batch=pixels_per_batch, decode=decode, reach=reach,
                                host_clear=np.asarray(clear, bool))
