@@ -247,7 +247,7 @@ def test_an_unreadable_asset_is_named_through_the_cluster_and_can_be_skipped(tmp
 def test_a_leftover_half_made_store_does_not_block_the_next_run(tmp_path):
     (tmp_path / "cube.zarr.init").mkdir()
     (tmp_path / "cube.zarr.init" / "zarr.json").write_text("{}")  # what a kill during creation leaves
-    r = CliRunner().invoke(app, [*RUN, "--out", str(tmp_path), "--method", "median"])
+    r = CliRunner().invoke(app, [*RUN, "--out", str(tmp_path), "--method", "median", "--keep-cube"])
     assert r.exit_code == 0, r.output
     assert not (tmp_path / "cube.zarr.init").exists()
 

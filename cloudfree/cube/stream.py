@@ -74,6 +74,9 @@ class BlockSource:
     resampling: str
     fail_on_error: bool = True
     patch_url: object = None
+    read_ahead: int = 4
+    """Output blocks whose reads may run ahead of the model's tasks, beyond the neighbours those
+    need: what bounds a streamed run's memory whatever the area (the memory plan's blocks at once)."""
 
     def describe(self) -> list[dict]:
         """The grids read, for the run's record: which names, at which factor of the output pixel."""
@@ -215,7 +218,7 @@ def gather(src: BlockSource, g: int, reads: dict, a: int, b: int, c: int, d: int
 
 
 def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, fail_on_error: bool = True,
-                 patch_url=None) -> BlockSource:
+                 patch_url=None, read_ahead: int = 4) -> BlockSource:
     """How a streamed run reads ``items`` over the output grid of ``aoi`` and ``spec`` (resolved):
     coarser bands and SCL on their own grid where it lines up with the output's, every other band
     on the output grid through odc-stac's warp (another CRS, a shifted grid)."""
@@ -252,4 +255,5 @@ def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, f
         scale=tuple(float(rad[d].scale) for d in days), offset=tuple(float(rad[d].offset) for d in days),
         nodata=int(rad[days[0]].nodata if rad[days[0]].nodata is not None else 0),
         unusable=tuple(spec.mask.unusable), dilate=int(spec.mask.dilate), shape=(geobox.shape.y, geobox.shape.x),
-        chunk=int(spec.chunk), resampling=spec.resampling, fail_on_error=fail_on_error, patch_url=patch_url)
+        chunk=int(spec.chunk), resampling=spec.resampling, fail_on_error=fail_on_error, patch_url=patch_url,
+        read_ahead=max(1, int(read_ahead)))
