@@ -95,34 +95,44 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
     hh, ww = wy1 - wy0, wx1 - wx0
     ny, nx = src.shape
     d = src.dilate
-    dev = [x.to(torch.int32) for x in to_device(hosts, device)]  # int32: every op has a kernel
-    fine = []  # per grid: (T, names, hh, ww) on the output grid's window
-    for (grid, arr, (a, _, c, _)) in zip(src.grids, dev, boxes):
-        if grid.factor > 1:
-            g = len(fine)
-            oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
-            ox = c * grid.factor - grid.offset[1]
-            parts = []
-            for k in range(len(grid.names)):
-                near = src.scl == (g, k) or src.resampling == "nearest"
-                big_band = enlarge(arr[:, k], grid.factor, None if src.scl == (g, k) else src.nodata, near)
-                parts.append(big_band[:, wy0 - oy : wy0 - oy + hh, wx0 - ox : wx0 - ox + ww])
-            arr = torch.stack(parts, 1)
-        fine.append(arr)
+    dev = to_device(hosts, device)  # the stored values (uint16 DN, uint8 classes), as read
     # the image's own pixels in the window: outside it, no data for the model and "usable"
     # for the context features (the same convention as a padded block)
     rows = torch.arange(wy0, wy1, device=device)
     cols = torch.arange(wx0, wx1, device=device)
     inside = ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
+
+    def window_of(g: int, k: int):
+        """Name k of grid g on the output grid's window, (T, hh, ww) int32: one band at a time, so
+        the device (or, without a GPU, the host) holds one widened band beside the stored block."""
+        grid = src.grids[g]
+        band = dev[g][:, k].to(torch.int32)
+        if grid.factor == 1:
+            return band
+        a, _, c, _ = boxes[g]
+        oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
+        ox = c * grid.factor - grid.offset[1]
+        near = src.scl == (g, k) or src.resampling == "nearest"
+        big_band = enlarge(band, grid.factor, None if src.scl == (g, k) else src.nodata, near)
+        return big_band[:, wy0 - oy : wy0 - oy + hh, wx0 - ox : wx0 - ox + ww]
+
+    q = reach  # the model runs q pixels beyond the block (its date departure), no data outside the image
+    qy, qx = slice(big - q, big + h + q), slice(big - q, big + w + q)
+    g0, _ = src.where[0]
+    dn = torch.empty((len(dates), len(src.where), h + 2 * q, w + 2 * q), dtype=dev[g0].dtype, device=device)
     has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
-    for g, k in src.where:
-        has &= fine[g][:, k] != src.nodata
+    nodata = torch.tensor(src.nodata, dtype=torch.int32, device=device)
+    for b, (g, k) in enumerate(src.where):
+        band = window_of(g, k)
+        has &= band != src.nodata
+        dn[:, b] = torch.where(inside[qy, qx], band[:, qy, qx], nodata).to(dn.dtype)
+        del band
     if src.scl is not None:
-        g, k = src.scl
-        scl = fine[g][:, k].to(torch.int32)
+        scl = window_of(*src.scl)
         bad = torch.zeros_like(has)
         for cls in src.unusable:
             bad |= scl == cls
+        del scl
         bad &= inside
         if d:
             bad = F.conv2d(bad.float()[:, None], _disk(d).to(device)[None, None], padding=d)[:, 0] > 0
@@ -131,10 +141,6 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
         usable = has
     usable |= ~inside
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
-    q = reach  # the model runs q pixels beyond the block (its date departure), no data outside the image
-    dn = torch.stack([fine[g][:, k] for g, k in src.where], 1)[:, :, big - q : big + h + q, big - q : big + w + q]
-    dn = torch.where(inside[None, None, big - q : big + h + q, big - q : big + w + q], dn,
-                     torch.tensor(src.nodata, dtype=dn.dtype, device=device))
     ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
     scale = [src.scale[t] for t in dates]
     offset = [src.offset[t] for t in dates]
