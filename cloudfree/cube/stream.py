@@ -150,6 +150,7 @@ def _read_window(items, name: str, box: GeoBox, nodata: int, fail_on_error: bool
     from rasterio.windows import Window
 
     out = None
+    filled = False
     ny, nx = box.shape
     for it in items:
         href = it.assets[name].get_absolute_href()
@@ -174,8 +175,12 @@ def _read_window(items, name: str, box: GeoBox, nodata: int, fail_on_error: bool
         if fnd != nodata:
             arr = np.where(arr == fnd, nodata, arr)
         dst = out[r0 - row : r1 - row, c0 - col : c1 - col]
-        empty = dst == nodata
-        dst[empty] = arr[empty]
+        if not filled:  # the first item with pixels here: a plain copy
+            dst[...] = arr
+            filled = True
+        else:
+            empty = dst == nodata
+            dst[empty] = arr[empty]
     return out if out is not None else np.full((ny, nx), nodata, np.uint16)
 
 
