@@ -51,6 +51,9 @@ def _time_driver_steps() -> dict[str, float]:
 
     for name in ("write_cog", "write_quicklook", "write_stac_item", "write_by_regions"):
         timed(write, name)
+    from cloudfree.outputs.files import CogWriter
+
+    timed(CogWriter, "finish")  # a run's COGs: what is left to stage after the mosaic, and the copy
     for name in ("check_outputs", "check_files"):
         timed(checks, name)
     import rasterio.shutil

@@ -56,7 +56,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
         raise ValueError("empty spatial extent")
     pixelwise = is_pixelwise(model)
     bands = [str(b) for b in refl.band.values]
-    dt = (sub_r.time.values.astype("datetime64[D]").astype(float) - period.target_day).astype(np.float32)
+    dt = _days_from_target(refl, period)
     nb = sub_r.sizes["band"]
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, chunk,
                      sub_r.data.name, sub_c.data.name)
@@ -102,14 +102,19 @@ def _predict_grid(xr_, cm, ny, nx, chunk, h, e, q, pixelwise, bands, dn, dt, mod
     return da.block(rows)
 
 
+def _days_from_target(refl: xr.DataArray, period: Period) -> np.ndarray:
+    """Days from the period's target day to each of its dates (the model's ``dt``)."""
+    days = refl.time.values[list(period.dates)].astype("datetime64[D]").astype(float)
+    return (days - period.target_day).astype(np.float32)
+
+
 def _streamed(refl: xr.DataArray, period: Period, model, tiles: TileConfig, source) -> tuple[xr.DataArray, xr.DataArray]:
     """(image, clear count) of one period from block reads: both come out of the model's task."""
     from ..models.pixel import CONTEXT
     from .streamed import streamed_model
 
-    days = refl.time.values[list(period.dates)].astype("datetime64[D]").astype(float)
-    dt = (days - period.target_day).astype(np.float32)
-    arr = streamed_model(source, period, model, tiles, dt=dt, margin=CONTEXT, reach=departure_reach(model))
+    arr = streamed_model(source, period, model, tiles, dt=_days_from_target(refl, period), margin=CONTEXT,
+                         reach=departure_reach(model))
     nb = refl.sizes["band"]
     coords = {"y": refl.y, "x": refl.x}
     img = xr.DataArray(arr[:nb], dims=("band", "y", "x"), coords={"band": refl.band, **coords})
@@ -194,16 +199,17 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     refl, clear = cube["reflectance"], cube["clear"]
     dn = cube["dn"] if "dn" in cube else None
     imgs, counts = [], []
+    if method == "model" and model is None:
+        raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
+    streamed = method == "model" and source is not None and is_pixelwise(model)
     for p in periods:
-        if method == "model" and model is None:
-            raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
-        if method == "model" and source is not None and is_pixelwise(model):
+        if streamed:
             img, n = _streamed(refl, p, model, tiles, source)
         elif method == "model":
             img = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
         else:
             img = composite(method, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)), p.target_day)
-        if not (method == "model" and source is not None and is_pixelwise(model)):
+        if not streamed:  # the streamed model's task counts the clear observations itself
             sel = list(p.dates)
             usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
             n = usable.sum("time").astype(np.uint16)

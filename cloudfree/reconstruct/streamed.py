@@ -23,7 +23,7 @@ __all__ = ["streamed_model", "predict_streamed", "enlarge"]
 
 
 def enlarge(a, factor: int, nodata, nearest: bool):
-    """(N, h, w) integer tensor → (N, f·h, f·w) of the same dtype, as GDAL's warp kernel enlarges
+    """(N, h, w) int32 tensor → (N, f·h, f·w) of the same dtype, as GDAL's warp kernel enlarges
     an integer band: bilinear at pixel centres with nodata taking no weight and no data where the
     pixel under the centre has none (rounded to the nearest integer), or nearest for classes."""
     import torch
@@ -36,13 +36,11 @@ def enlarge(a, factor: int, nodata, nearest: bool):
     valid = (a != nodata).to(torch.float32) if nodata is not None else torch.ones_like(v)
     num = F.interpolate((v * valid)[:, None], scale_factor=f, mode="bilinear", align_corners=False)[:, 0]
     den = F.interpolate(valid[:, None], scale_factor=f, mode="bilinear", align_corners=False)[:, 0]
-    val = torch.round(num / den.clamp_min(1e-12))
-    hi = {torch.uint8: 255, torch.int16: 32767}.get(a.dtype, 65535)
-    val = val.clamp(0, hi)
+    val = torch.round(num / den.clamp_min(1e-12)).clamp(0, 65535)  # the DN are unsigned 16-bit
     if nodata is not None:
         under = valid.repeat_interleave(f, -2).repeat_interleave(f, -1) > 0
         val = torch.where(under & (den > 1e-6), val, torch.tensor(float(nodata), device=a.device))
-    return val.to(torch.int32).to(a.dtype)
+    return val.to(a.dtype)
 
 
 def _disk(pixels: int):

@@ -265,10 +265,11 @@ def _upload_all(arrays: list[np.ndarray], device: str, buffer) -> list:
     """``arrays`` on ``device``, each in its own dtype (uint16 DN stays 2 bytes), through the pinned
     ``buffer`` (:func:`pinned_buffer`), on the current stream (the caller's GPU slot)."""
     arrays = [np.ascontiguousarray(a) for a in arrays]
+    if not device.startswith("cuda"):  # the CPU computes on the arrays themselves: no copy
+        return to_device(arrays, device)
     hosts = staging([(a.shape, a.dtype) for a in arrays], device, buffer)
     for h, a in zip(hosts, arrays):
-        if h is not a:
-            np.copyto(h, a)
+        np.copyto(h, a)
     return to_device(hosts, device)
 
 
@@ -336,10 +337,10 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
 
     with pinned_buffer(device) as buf, (_gpu_slot(device) if cuda else contextlib.nullcontext()), \
             torch.inference_mode():
-        xd, ud = _upload_all([x, np.asarray(clear, bool)], device, buf)
+        usable = np.asarray(clear, bool)
+        xd, ud = _upload_all([x, usable], device, buf)
         out = pixels_on_device(xd, ud, dt=dt, model=model, cfg=cfg, device=device, bands=bands, margin=margin,
-                               pixels_per_batch=pixels_per_batch, decode=decode, reach=reach,
-                               host_clear=np.asarray(clear, bool))
+                               pixels_per_batch=pixels_per_batch, decode=decode, reach=reach, host_clear=usable)
         return _download(out, device)
 
 
