@@ -146,8 +146,8 @@ def write_by_regions(
     unit of progress and of resumption. ``batch`` regions are computed together, which bounds
     memory whatever the area; ``batch=None`` computes every region in one graph, each marked done
     by a task as soon as it is written, so regions that share inputs (block reads with margins)
-    read them once and no batch waits for its slowest region (memory then follows Dask's order:
-    about two rows of blocks for a graph of neighbourhoods). ``on_region(done, total)`` reports
+    read them once and no batch waits for its slowest region (what then bounds memory must be in
+    the graph, as the streamed reads' back-pressure is). ``on_region(done, total)`` reports
     progress; ``on_written(region)`` hears each region once it is on disk (in the calling thread;
     with a distributed client, at the end); ``stop_after`` (tests) stops after that many regions as
     if the run were killed.
@@ -195,19 +195,20 @@ def write_by_regions(
     interrupted = stop_after is not None and count + len(todo) > stop_after
     if interrupted:
         todo = todo[: max(0, stop_after - count)]
-    if batch is None and todo:
-        _write_all(writable, path, todo, prog, count, len(regions), on_region, on_written)
-        count += len(todo)
-    for chunk in _batches(todo if batch is not None else [], batch or 1):
-        jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
-        dask.compute(*jobs)
-        for r in chunk:
-            (prog / _region_name(r)).touch()
-            if on_written:
-                on_written(r)
-        count += len(chunk)
-        if on_region:
-            on_region(count, len(regions))
+    if batch is None:
+        if todo:
+            _write_all(writable, path, todo, prog, count, len(regions), on_region, on_written)
+    else:
+        for chunk in _batches(todo, batch):
+            jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
+            dask.compute(*jobs)
+            for r in chunk:
+                (prog / _region_name(r)).touch()
+                if on_written:
+                    on_written(r)
+            count += len(chunk)
+            if on_region:
+                on_region(count, len(regions))
     if interrupted:
         return "interrupted"
     group = zarr.open_group(str(path), mode="r+")
@@ -245,7 +246,8 @@ def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, to
 
     with _Progress():
         dask.compute(*marks)
-    missed = [r for k, r in keys.items() if k not in set(heard)]  # a distributed client runs no local callbacks
+    heard_keys = set(heard)
+    missed = [r for k, r in keys.items() if k not in heard_keys]  # a distributed client runs no local callbacks
     for r in missed:
         if on_written:
             on_written(r)

@@ -143,6 +143,11 @@ def _local(href: str) -> str | None:
     return u.path if u.scheme == "file" else href if u.scheme == "" or len(u.scheme) == 1 else None
 
 
+def _is_local_asset(item: pystac.Item, name: str) -> bool:
+    """``name`` is an asset of its own (not a band inside a multi-band asset) in a local file."""
+    return name in item.assets and _local(item.assets[name].get_absolute_href()) is not None
+
+
 def _read_window(items, name: str, box: GeoBox, nodata: int, fail_on_error: bool) -> np.ndarray:
     """``name`` over ``box`` (on the files' lattice) from the day's items: the first item with
     data wins where several cover a pixel (odc-stac's default), ``nodata`` where none does."""
@@ -191,7 +196,7 @@ def _on_lattice(items, names, geobox: GeoBox) -> bool:
     for p, it in zip(odc.stac.parse_items(items), items):
         for n in names:
             band = p.bands.get((n, 1))
-            if band is None or _local(it.assets[n].get_absolute_href()) is None:
+            if band is None or not _is_local_asset(it, n):
                 return False
             g = band.geobox
             if g is None or g.crs != geobox.crs or g.resolution != res:
@@ -237,7 +242,7 @@ def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, f
     for n in names:
         grids_by_plan.setdefault(plans.get(n), []).append(n)
     grids = []
-    local = all(_local(a.get_absolute_href()) is not None for it in items for k, a in it.assets.items() if k in names)
+    local = all(_is_local_asset(it, n) for it in items for n in names)
     for plan, group in grids_by_plan.items():
         if plan is None:
             grids.append(Grid(tuple(group), geobox, 1, (0, 0), direct=_on_lattice(items, group, geobox)))
