@@ -157,14 +157,14 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
     from .cluster import dask_client
     from .cube.load import CubeSpec
     from .cube.store import build_cube
-    from .progress import tile_progress
+    from .progress import interrupt_guard, tile_progress
 
     try:
         req = SearchRequest(_aoi(bbox, aoi, stac), start, end, collection, max_cloud)
         cluster = _cluster(scheduler, workers, threads, processes, dashboard_address)
         plan, cluster = _plan(memory_limit, cluster, bands, 1, chunk)
         spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=_mask(exclude_scl, mask, dilate))
-        with open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
+        with interrupt_guard(), open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
                 tile_progress("cube (date x tile)") as progress:
             res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac),
                              regions_at_once=4 * plan.in_flight)
@@ -199,7 +199,7 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     from .cluster import dask_client
     from .cube.load import CubeSpec
     from .pipeline import JobConfig, run_job
-    from .progress import StageProgress
+    from .progress import StageProgress, interrupt_guard
     from .reconstruct.composites import METHODS
     from .reconstruct.tiles import TileConfig, check_device, resolve_device
 
@@ -224,7 +224,8 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, **job_args)
     console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
                                                             if cluster.gpus else ""))
-    with open_catalog(stac) as url, dask_client(cluster, echo=console.print), StageProgress() as progress:
+    with interrupt_guard(), open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
+            StageProgress() as progress:
         return run_job(url, req, spec, out, job, progress=progress, echo=console.print, source=source_id(stac))
 
 

@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True, soft_wrap=True)  # paths and links stay on one line, copyable
+
+
+_INTERRUPTED = threading.Event()
+
+
+@contextlib.contextmanager
+def interrupt_guard() -> Iterator[None]:
+    """Ctrl-C stops a run at the latest at its next finished region. Python raises the
+    KeyboardInterrupt wherever the main thread is, and raised inside a garbage-collector callback
+    (Dask's distributed registers one) it is printed and lost, so a run went on to the end: the
+    signal is remembered here, and every progress update raises it again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _INTERRUPTED.clear()
+
+
+def _raise_if_interrupted() -> None:
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def _bar(**kw) -> Progress:
@@ -24,6 +56,7 @@ def tile_progress(label: str) -> Iterator[Callable[[int, int], None]]:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
+            _raise_if_interrupted()
             bar.update(task, completed=done, total=total)
 
         yield update
@@ -44,4 +77,9 @@ class StageProgress:
 
     def __call__(self, label: str) -> Callable[[int, int], None]:
         task = self.bar.add_task(label, total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+        def update(done: int, total: int) -> None:
+            _raise_if_interrupted()
+            self.bar.update(task, completed=done, total=total)
+
+        return update

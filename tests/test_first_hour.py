@@ -122,3 +122,24 @@ def test_ctrl_c_keeps_everything_and_the_rerun_resumes(tmp_path):
 def test_cli_module_runs_as_a_script():
     r = subprocess.run([sys.executable, "-m", "cloudfree.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "demo" in r.stdout
+
+
+def test_a_ctrl_c_lost_inside_a_callback_stops_the_run_at_the_next_region():
+    """A KeyboardInterrupt raised inside a garbage-collector callback is printed and lost (CI saw a
+    run go on to the end that way): the guard remembers the signal and the next progress update
+    raises it."""
+    import os
+
+    from cloudfree.progress import StageProgress, interrupt_guard
+
+    with interrupt_guard(), StageProgress() as stages:
+        update = stages("outputs (period x tile)")
+        update(0, 3)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass  # where the callback swallowed it
+        with pytest.raises(KeyboardInterrupt):
+            update(1, 3)
+    update(2, 3)  # after the run, the signal is forgotten
