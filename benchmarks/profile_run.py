@@ -51,14 +51,12 @@ def _time_driver_steps() -> dict[str, float]:
 
     for name in ("write_cog", "write_quicklook", "write_stac_item", "write_by_regions"):
         timed(write, name)
-    from cloudfree.outputs.files import CogWriter
+    from cloudfree.outputs.cog import CogPlan
 
-    timed(CogWriter, "finish")  # a run's COGs: what is left to stage after the mosaic, and the copy
+    timed(CogPlan, "_shared_levels")  # after the mosaic: the overview levels that span regions
+    timed(CogPlan, "_assemble")  # header + copy of the compressed tiles into the COG
     for name in ("check_outputs", "check_files"):
         timed(checks, name)
-    import rasterio.shutil
-
-    timed(rasterio.shutil, "copy")  # write_cog's COG-driver copy (with overviews) of its staging file
     return spent
 
 

@@ -138,7 +138,7 @@ def write_by_regions(
     on_region: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
     dims: tuple[str, ...] = ("time", "y", "x"),
-    on_written: Callable[[dict], None] | None = None,
+    after_write: Callable[[dict], None] | None = None,
 ) -> str:
     """Write lazy ``ds`` to ``path`` region by region; returns ``"reused"``, ``"written"`` or ``"resumed"``.
 
@@ -148,8 +148,9 @@ def write_by_regions(
     by a task as soon as it is written, so regions that share inputs (block reads with margins)
     read them once and no batch waits for its slowest region (what then bounds memory must be in
     the graph, as the streamed reads' back-pressure is). ``on_region(done, total)`` reports
-    progress; ``on_written(region)`` hears each region once it is on disk (in the calling thread;
-    with a distributed client, at the end); ``stop_after`` (tests) stops after that many regions as
+    progress; ``after_write(region)`` runs as a task (on any worker) once the region is in the
+    store, and the region is marked done only after it (the COGs' tiles are compressed there,
+    from what the store holds); ``stop_after`` (tests) stops after that many regions as
     if the run were killed.
     """
     path = Path(path)
@@ -197,15 +198,15 @@ def write_by_regions(
         todo = todo[: max(0, stop_after - count)]
     if batch is None:
         if todo:
-            _write_all(writable, path, todo, prog, count, len(regions), on_region, on_written)
+            _write_all(writable, path, todo, prog, count, len(regions), on_region, after_write)
     else:
         for chunk in _batches(todo, batch):
             jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
             dask.compute(*jobs)
+            if after_write:
+                dask.compute(*[dask.delayed(after_write, pure=False)(r) for r in chunk])
             for r in chunk:
                 (prog / _region_name(r)).touch()
-                if on_written:
-                    on_written(r)
             count += len(chunk)
             if on_region:
                 on_region(count, len(regions))
@@ -219,39 +220,40 @@ def write_by_regions(
     return "resumed" if resumed else "written"
 
 
+def _then(fn: Callable[[dict], None], region: dict, _written) -> None:
+    fn(region)
+
+
 def _mark_done(_written, marker: str) -> str:
     Path(marker).touch()
     return marker
 
 
 def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, total: int, on_region,
-               on_written) -> None:
-    """Every region of ``todo`` in one graph; a region's marker is a task after its write."""
+               after_write) -> None:
+    """Every region of ``todo`` in one graph; a region's marker is a task after its write (and
+    ``after_write``, after the write)."""
     from dask.callbacks import Callback
 
     keys = {f"cloudfree-region-done-{_region_name(r)}-{path.name}": r for r in todo}
-    marks = [dask.delayed(_mark_done, pure=False)(ds.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3),
-                                                  str(prog / _region_name(r)), dask_key_name=k)
-             for k, r in keys.items()]
+    marks = []
+    for k, r in keys.items():
+        written = ds.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3)
+        if after_write:
+            written = dask.delayed(_then, pure=False)(after_write, r, written)
+        marks.append(dask.delayed(_mark_done, pure=False)(written, str(prog / _region_name(r)), dask_key_name=k))
     heard: list = []
 
     class _Progress(Callback):  # the local schedulers call this in the calling thread
         def _posttask(self, key, result, dsk, state_, worker_id):
             if key in keys:
                 heard.append(key)
-                if on_written:
-                    on_written(keys[key])
                 if on_region:
                     on_region(done + len(heard), total)
 
     with _Progress():
         dask.compute(*marks)
-    heard_keys = set(heard)
-    missed = [r for k, r in keys.items() if k not in heard_keys]  # a distributed client runs no local callbacks
-    for r in missed:
-        if on_written:
-            on_written(r)
-    if on_region and missed:
+    if on_region and len(heard) < len(keys):  # a distributed client runs no local callbacks
         on_region(done + len(todo), total)
 
 

@@ -97,26 +97,31 @@ def test_direct_window_reads_equal_odc_stac_reads(shared_data):
                 np.testing.assert_array_equal(a, b)
 
 
-def test_cog_is_staged_while_the_zarr_is_written(tmp_path, monkeypatch):
-    """Every region reaches the COG's staging file as soon as it is on disk, before the mosaic is
-    finished; the COG read back as users read it equals the Zarr."""
+def test_cog_tiles_are_compressed_while_the_zarr_is_written(tmp_path, monkeypatch):
+    """Every region's COG tiles are compressed beside its write, before the mosaic is finished;
+    the COG read back as users read it equals the Zarr, and its overviews are the means of it."""
+    import rasterio
     import rioxarray
 
-    from cloudfree.outputs import files
+    from cloudfree.outputs.cog import CogPlan
 
-    staged_before_finish = []
-    finish = files.CogWriter.finish
+    done_before_finish = []
+    finish = CogPlan.finish
 
-    def spy(self, ds, tags=None):
-        self.queue.put(None)
-        self.thread.join()
-        staged_before_finish.append(len(self.done))
-        return finish(self, ds, tags)
+    def spy(self, read, meta, threads=None):
+        done_before_finish.append(len(self.regions()) - len(self.missing()))
+        return finish(self, read, meta, threads)
 
-    monkeypatch.setattr(files.CogWriter, "finish", spy)
+    monkeypatch.setattr(CogPlan, "finish", spy)
     res = _run(tmp_path, "run", chunk=24)
-    assert staged_before_finish == [9]  # 64 x 64 px in blocks of 24: all 9 staged during the run
+    assert done_before_finish == [9]  # 64 x 64 px in blocks of 24: all 9 compressed during the run
     (files_,) = res["periods"].values()
+    assert not list((tmp_path / "run").glob("*.parts"))  # assembled, then the parts removed
     cog = rioxarray.open_rasterio(files_["cog"], mask_and_scale=True)
     zarr = xr.open_zarr(tmp_path / "run" / "mosaic.zarr")["reflectance"].isel(time=0)
     np.testing.assert_allclose(cog.values, zarr.values, atol=5.1e-5, equal_nan=True)
+    with rasterio.open(files_["cog"]) as src:
+        assert src.overviews(1) == [2, 4] and src.tags()["period"] == str(res["periods"].popitem()[0])
+        half = src.read(out_shape=(src.count, 32, 32)) * 1e-4
+    mean = zarr.coarsen(y=2, x=2).mean().values  # 2x2 means of the valid pixels
+    np.testing.assert_allclose(np.where(half > 0, half, np.nan), mean, atol=1.1e-4, equal_nan=True)

@@ -1,7 +1,9 @@
 """Write what users open: COGs per period, an RGB quicklook PNG, and STAC Items for the outputs.
 
-Everything is read back from the finished output Zarr window by window, so memory stays bounded
-whatever the AOI size (the quicklook is coarsened lazily to at most 1024 px); files are written to a temporary name and renamed when complete.
+The COGs' tiles are compressed while the Zarr is written (:mod:`.cog`); what is read back from the
+finished Zarr is read window by window, so memory stays bounded whatever the AOI size (the
+quicklook comes from the COG's overviews); files are written to a temporary name and renamed
+when complete.
 """
 
 from __future__ import annotations
@@ -17,127 +19,50 @@ import rasterio.enums
 import xarray as xr
 
 from ..bands import RGB, S2_BANDS
+from .cog import COG_SCALE, CogPlan
 
-__all__ = ["write_cog", "CogWriter", "write_quicklook", "write_stac_item", "rgb_image", "cog_is_current", "COG_SCALE"]
+__all__ = ["write_cog", "cog_plan", "cog_meta", "write_quicklook", "write_stac_item", "rgb_image", "cog_is_current",
+           "COG_SCALE"]
 
-COG_SCALE = 1e-4
-"""Reflectance = DN × 1e-4 (offset 0) in the output COGs; DN 0 is nodata."""
 _INFO = {b.id: b for b in S2_BANDS}
 
 
-def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None) -> Path:
+def cog_plan(ds: xr.Dataset, path: str | Path, digest: str = "") -> CogPlan:
+    """The COG plan of one period of ``ds`` (regions = its chunks)."""
+    refl = ds["reflectance"]
+    nb, ny, nx = refl.sizes["band"], refl.sizes["y"], refl.sizes["x"]
+    cy = refl.chunks[refl.dims.index("y")][0] if refl.chunks else min(ny, 1024)
+    cx = refl.chunks[refl.dims.index("x")][0] if refl.chunks else min(nx, 1024)
+    return CogPlan.for_image(path, ny, nx, nb, cy, cx, digest)
+
+
+def cog_meta(ds: xr.Dataset, t: int, tags: dict | None = None) -> dict:
+    """What a period's COG says about itself: grid, band names, period and the run's tags."""
+    geobox = ds.odc.geobox
+    return {"crs": geobox.crs.to_wkt(), "transform": geobox.affine, "descriptions": [str(b) for b in ds.band.values],
+            "tags": {"period": str(ds.period.values[t]), "software": "cloudfree", **(tags or {})}}
+
+
+def write_cog(ds: xr.Dataset, t: int, path: str | Path, tags: dict | None = None, plan: CogPlan | None = None) -> Path:
     """One period as a COG: uint16 DN with band scale 1e-4 / offset 0 and nodata 0 in the band
     metadata (``rioxarray.open_rasterio(mask_and_scale=True)`` and QGIS read reflectance), band
-    descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles, overviews (even for small outputs).
+    descriptions = band ids, deflate + PREDICTOR=2, 256 px tiles, averaged overviews (even for
+    small outputs), every IFD before the tiles.
 
-    Streams: the Zarr is copied block by block (read and converted on all cores, a bounded number
-    ahead) into a tiled GeoTIFF, which GDAL's COG driver then copies with overviews, compressing on
-    all cores, so memory stays flat whatever the area (the whole image is never held).
-    Written to ``<name>.part`` and renamed when complete. :class:`CogWriter` does the same while
-    the Zarr is still being written.
+    ``plan``: the regions compressed already while the Zarr was written (:func:`write_outputs`);
+    the others are read from ``ds`` and compressed here, on all cores, a bounded number at once,
+    so memory stays flat whatever the area. Written to ``<name>.part`` and renamed when complete.
     """
-    writer = CogWriter(ds, t, path)
-    return writer.finish(ds, tags)
+    if plan is None:
+        plan = cog_plan(ds, path, (tags or {}).get("cloudfree_fingerprint", ""))
+        plan.prepare(fresh=True)
+    refl = ds["reflectance"].isel(time=t)
 
+    def read(y0: int, x0: int) -> np.ndarray:
+        win = refl[:, y0 : y0 + plan.cy, x0 : x0 + plan.cx]
+        return np.asarray(win.compute(scheduler="synchronous").values, np.float32)
 
-class CogWriter:
-    """One period's COG, staged while its Zarr is written: :meth:`add` hands over a region as soon
-    as it is on disk, a thread here copies it into the tiled staging GeoTIFF, and :meth:`finish`
-    copies what is left and lets GDAL's COG driver add the overviews. On a whole Sentinel-2 tile
-    the staging took 10 s after the mosaic (``benchmarks/results/profile_run_h100.jsonl``); now it
-    overlaps the computation."""
-
-    def __init__(self, ds: xr.Dataset, t: int, path: str | Path):
-        import queue
-        import threading
-
-        self.path, self.t = Path(path), t
-        self.staging = self.path.with_name(self.path.name + ".staging.tif")
-        refl = ds["reflectance"].isel(time=t)
-        self.nb, self.ny, self.nx = refl.shape
-        self.cy = refl.chunks[1][0] if refl.chunks else 1024
-        self.cx = refl.chunks[2][0] if refl.chunks else 1024
-        geobox = ds.odc.geobox
-        profile = dict(driver="GTiff", width=self.nx, height=self.ny, count=self.nb, dtype="uint16", nodata=0,
-                       crs=geobox.crs.to_wkt(), transform=geobox.affine, tiled=True, blockxsize=256, blockysize=256,
-                       compress="ZSTD", bigtiff="IF_SAFER")
-        self.dst = rasterio.open(self.staging, "w", **profile, num_threads="ALL_CPUS")
-        self.done: set[tuple[int, int]] = set()
-        self.error: BaseException | None = None
-        self.zarr = None
-        self.queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._drain, daemon=True, name=f"cog-{self.path.name}")
-        self.thread.start()
-
-    def add(self, region: dict, zarr_path: str | Path) -> None:
-        """A region ({"time", "y", "x"} slices) of the Zarr at ``zarr_path`` is written: stage it."""
-        if region.get("time", slice(self.t, self.t + 1)).start != self.t:
-            return
-        self.queue.put((region["y"].start, region["x"].start, str(zarr_path)))
-
-    def _block(self, refl: xr.DataArray, y0: int, x0: int) -> np.ndarray:
-        win = refl[:, y0 : y0 + self.cy, x0 : x0 + self.cx].compute(scheduler="synchronous").values
-        return np.where(np.isfinite(win), np.clip(np.round(win / COG_SCALE), 1, 65535), 0).astype(np.uint16)
-
-    def _put(self, y0: int, x0: int, dn: np.ndarray) -> None:
-        from rasterio.windows import Window
-
-        self.dst.write(dn, window=Window(x0, y0, dn.shape[2], dn.shape[1]))
-        self.done.add((y0, x0))
-
-    def _drain(self) -> None:
-        while True:
-            job = self.queue.get()
-            if job is None:
-                return
-            if self.error is not None:
-                continue
-            try:
-                y0, x0, zpath = job
-                if self.zarr is None:
-                    self.zarr = xr.open_zarr(zpath, consolidated=False)["reflectance"].isel(time=self.t)
-                self._put(y0, x0, self._block(self.zarr, y0, x0))
-            except BaseException as exc:  # noqa: BLE001  (finish() redoes the region and raises if it fails again)
-                self.error = exc
-
-    def abort(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        self.dst.close()
-        self.staging.unlink(missing_ok=True)
-
-    def finish(self, ds: xr.Dataset, tags: dict | None = None) -> Path:
-        """Stage the regions not staged yet (read and converted on all cores), then the COG."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import rasterio.shutil
-
-        self.queue.put(None)
-        self.thread.join()
-        refl = ds["reflectance"].isel(time=self.t)
-        part = self.path.with_name(self.path.name + ".part")
-        levels = min(max(2, int(np.ceil(np.log2(max(self.ny, self.nx) / 256))) + 1),
-                     int(np.floor(np.log2(min(self.ny, self.nx)))))
-        todo = [(y0, x0) for y0 in range(0, self.ny, self.cy) for x0 in range(0, self.nx, self.cx)
-                if (y0, x0) not in self.done]
-        threads = os.cpu_count() or 1
-        try:
-            with self.dst, ThreadPoolExecutor(threads) as pool:
-                for i in range(0, len(todo), 2 * threads):  # bounded read-ahead: memory stays flat
-                    for (y0, x0), dn in pool.map(lambda w: (w, self._block(refl, *w)), todo[i : i + 2 * threads]):
-                        self._put(y0, x0, dn)
-                self.dst.scales = (COG_SCALE,) * self.nb
-                self.dst.offsets = (0.0,) * self.nb
-                self.dst.descriptions = tuple(str(b) for b in ds.band.values)
-                self.dst.update_tags(period=str(ds.period.values[self.t]), software="cloudfree", **(tags or {}))
-            rasterio.shutil.copy(self.staging, part, driver="COG", COMPRESS="DEFLATE", PREDICTOR="2", BLOCKSIZE="256",
-                                 BIGTIFF="IF_SAFER", OVERVIEW_RESAMPLING="AVERAGE", OVERVIEW_COUNT=str(max(levels, 0)),
-                                 NUM_THREADS="ALL_CPUS")
-            os.replace(part, self.path)
-        finally:
-            self.staging.unlink(missing_ok=True)
-            part.unlink(missing_ok=True)
-        return self.path
+    return plan.finish(read, cog_meta(ds, t, tags))
 
 
 def cog_is_current(path: str | Path, digest: str) -> bool:
@@ -170,7 +95,7 @@ def _picture(a: np.ndarray, gain: float = 3.5) -> np.ndarray:
 
 
 def _rgb_from_cog(cog: Path, bands: list[str], max_side: int = 1024) -> np.ndarray:
-    """The picture from a COG's overviews (GDAL averages them when the COG is written): no pass
+    """The picture from a COG's overviews (averaged when the COG is written): no pass
     over the full-resolution pixels, which on a whole Sentinel-2 tile took seconds."""
     present = [b for b in RGB if b in bands]
     idx = [bands.index(b) + 1 for b in present] if len(present) == 3 else [1, 1, 1]

@@ -12,7 +12,8 @@ import pystac
 import xarray as xr
 
 from ..zarrstore import store_state, write_by_regions
-from .files import CogWriter, cog_is_current, write_cog, write_quicklook, write_stac_item
+from .cog import CogPlan
+from .files import cog_is_current, cog_plan, write_cog, write_quicklook, write_stac_item
 
 __all__ = ["write_outputs", "OutputsResult"]
 
@@ -27,6 +28,24 @@ def _encoding(ds: xr.Dataset) -> dict:
     nb = ds.sizes["band"]
     return {"reflectance": {"dtype": "float32", "chunks": (1, nb, cy, cx)},
             "clear_count": {"chunks": (1, cy, cx)}, "no_clear": {"chunks": (1, cy, cx)}}
+
+
+class _CogTiles:
+    """``after_write`` of the mosaic's regions: compress a region's tiles into its period's COG
+    parts from what the Zarr holds (just written: read from the page cache). Picklable, so it runs
+    on any worker; it never touches the model's tasks, so they keep their GPU placement."""
+
+    def __init__(self, plans: dict[int, CogPlan], zarr_path: Path):
+        self.plans, self.zarr_path = plans, str(zarr_path)
+
+    def __call__(self, region: dict) -> None:
+        import zarr
+
+        plan = self.plans.get(region["time"].start)
+        if plan is not None:
+            refl = zarr.open_array(self.zarr_path + "/reflectance", mode="r")
+            t, y, x = region["time"].start, region["y"], region["x"]
+            plan.region(y.start, x.start, refl[t, :, y, x])
 
 
 def _default_fingerprint(ds: xr.Dataset) -> dict:
@@ -49,21 +68,17 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     fingerprint = fingerprint if fingerprint is not None else _default_fingerprint(ds)
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:10]
     zpath = out / "mosaic.zarr"
-    # COGs are staged while the Zarr is written (each region as soon as it is on disk)
-    labels = [str(v) for v in ds.period.values]
-    writers = {t: CogWriter(ds, t, out / f"cloudfree_{label}.tif") for t, label in enumerate(labels)} \
-        if cog and store_state(zpath, fingerprint) != "complete" else {}
-    try:
-        status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds), batch=regions_at_once,
-                                  on_region=progress, stop_after=stop_after,
-                                  on_written=(lambda r: [w.add(r, zpath) for w in writers.values()]) if writers else None)
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
+    # The COGs' tiles are compressed beside each region's write, on the region's values; an
+    # interrupted run keeps them for the next (a mosaic written anew starts them anew too).
+    state = store_state(zpath, fingerprint)
+    plans = {t: cog_plan(ds, out / f"cloudfree_{v}.tif", digest) for t, v in enumerate(ds.period.values)} \
+        if cog and state != "complete" else {}
+    for plan in plans.values():
+        plan.prepare(fresh=state != "partial")
+    status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds), batch=regions_at_once,
+                              on_region=progress, stop_after=stop_after,
+                              after_write=_CogTiles(plans, zpath) if plans else None)
     if status == "interrupted":
-        for w in writers.values():
-            w.abort()
         return OutputsResult(status="interrupted", zarr=str(zpath))
     echo(f"mosaic {status}: {zpath}")
     res = xr.open_zarr(zpath, decode_coords="all")
@@ -85,8 +100,8 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         assets: dict[str, Path] = {"zarr": zpath}
         if cog:
             path = out / f"cloudfree_{label}.tif"
-            if t in writers:
-                writers.pop(t).finish(res, tags)
+            if t in plans:
+                write_cog(res, t, path, tags=tags, plan=plans[t])
             elif status != "reused" or not cog_is_current(path, digest):
                 write_cog(res, t, path, tags=tags)
             assets["cog"] = path

@@ -1,0 +1,287 @@
+"""COGs written in one pass, in parallel: each region's tiles are compressed where the region is
+computed, and the file is assembled from them at the end.
+
+A region (one Zarr chunk of one period) is tile-aligned at full resolution and at every overview
+level where its size is still a multiple of the 256 px tile, so it compresses those tiles itself,
+in its own task on whichever worker computed it: deflate with the horizontal predictor, exactly
+the bytes GDAL would write. Coarser levels, where one tile spans several regions, are fed by a
+disk-backed sum and count at the first such level (each region assigns its own disjoint part),
+so the averages are exact means over the valid full-resolution pixels whatever the order the
+regions finish in. :meth:`CogPlan.finish` compresses those few small levels, writes the TIFF
+header with every IFD first (tifffile), then the tiles, coarsest level first, as the COG layout
+asks; a reader fetches the header, then only the tiles it shows.
+
+Nothing here holds more than one region in memory. An interrupted run keeps the parts of the
+regions it finished (``<name>.parts/``, keyed by the request's digest) and the next run redoes only
+the others; parts from another request are discarded, never reused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CogPlan", "COG_SCALE", "TILE"]
+
+COG_SCALE = 1e-4
+"""Reflectance = DN × 1e-4 (offset 0) in the output COGs; DN 0 is nodata."""
+TILE = 256
+DEFLATE_LEVEL = 1
+"""zlib level 1 compresses 4× faster than GDAL's default 6 (80 vs 19 MB/s per core on predicted
+uint16 reflectance) for files about 2 % larger."""
+_GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+"""ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
+GeoAsciiParams, GDAL_METADATA, GDAL_NODATA: what GDAL itself writes into the first IFD."""
+
+
+def to_dn(refl: np.ndarray) -> np.ndarray:
+    """Reflectance → uint16 DN (× 1e4, at least 1 where valid so 0 stays nodata)."""
+    return np.where(np.isfinite(refl), np.clip(np.round(refl / COG_SCALE), 1, 65535), 0).astype(np.uint16)
+
+
+def _encode(tile: np.ndarray) -> bytes:
+    """(h, w, bands) uint16 → one TIFF tile: padded to 256², horizontal predictor, deflate."""
+    h, w, nb = tile.shape
+    full = np.zeros((TILE, TILE, nb), "<u2")
+    full[:h, :w] = tile
+    delta = full.copy()
+    np.subtract(full[:, 1:], full[:, :-1], out=delta[:, 1:])  # wraps modulo 2**16, as TIFF's predictor 2
+    return zlib.compress(delta.tobytes(), DEFLATE_LEVEL)
+
+
+def _halve(s: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and counts of 2×2 blocks ((y, x, band) arrays; odd edges padded with nothing)."""
+    h, w = s.shape[:2]
+    if h % 2 or w % 2:
+        pad = ((0, h % 2), (0, w % 2), (0, 0))
+        s, c = np.pad(s, pad), np.pad(c, pad)
+    s = s.reshape(s.shape[0] // 2, 2, s.shape[1] // 2, 2, -1).sum((1, 3), dtype=np.float32)
+    c = c.reshape(c.shape[0] // 2, 2, c.shape[1] // 2, 2, -1).sum((1, 3), dtype=np.uint32)
+    return s, c
+
+
+def _mean_dn(s: np.ndarray, c: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return to_dn(np.where(c > 0, s / np.maximum(c, 1).astype(np.float32), np.float32(np.nan)))
+
+
+@dataclass(frozen=True)
+class CogPlan:
+    """One period's COG: its size, the regions' size (the Zarr chunks) and the overview count.
+    Small and picklable: it travels to the workers, which call :meth:`region`."""
+
+    path: str
+    ny: int
+    nx: int
+    nb: int
+    cy: int
+    cx: int
+    levels: int
+    digest: str = ""
+
+    @classmethod
+    def for_image(cls, path: str | Path, ny: int, nx: int, nb: int, cy: int, cx: int, digest: str = "") -> CogPlan:
+        levels = min(max(2, int(np.ceil(np.log2(max(ny, nx) / TILE))) + 1), int(np.floor(np.log2(min(ny, nx)))))
+        return cls(str(path), ny, nx, nb, cy, cx, max(levels, 0), digest)
+
+    @property
+    def parts(self) -> Path:
+        return Path(self.path + ".parts")
+
+    @property
+    def shared(self) -> int:
+        """The first level where a tile spans several regions: summed on disk, not compressed per
+        region (full resolution when the chunks are not multiples of 256 px)."""
+        k = 0
+        while k <= self.levels and self.cy % (TILE << k) == 0 and self.cx % (TILE << k) == 0:
+            k += 1
+        return k
+
+    def shape(self, k: int) -> tuple[int, int]:
+        return -(-self.ny // (1 << k)), -(-self.nx // (1 << k))
+
+    def regions(self) -> list[tuple[int, int]]:
+        return [(y0, x0) for y0 in range(0, self.ny, self.cy) for x0 in range(0, self.nx, self.cx)]
+
+    def _acc(self, mode: str):
+        from numpy.lib.format import open_memmap
+
+        h, w = self.shape(self.shared)
+        return (open_memmap(self.parts / "shared_sum.npy", mode, np.float32, (h, w, self.nb)),
+                open_memmap(self.parts / "shared_count.npy", mode, np.uint32, (h, w, self.nb)))
+
+    def prepare(self, fresh: bool = False) -> None:
+        """Make ``<name>.parts/``; parts of another request or layout, or all with ``fresh``
+        (the mosaic is written anew), are discarded."""
+        meta = self.parts / "plan.json"
+        want = json.dumps(asdict(self), sort_keys=True)
+        if not fresh and meta.exists() and meta.read_text() == want:
+            return
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self.parts.mkdir(parents=True)
+        if self.shared <= self.levels:
+            self._acc("w+")  # created (sparse) once, here: regions only write their own part
+        meta.write_text(want)
+
+    def region(self, y0: int, x0: int, refl: np.ndarray) -> None:
+        """Compress the tiles of the region at (y0, x0) with reflectance ``refl`` (band, y, x)."""
+        a = np.ascontiguousarray(np.moveaxis(np.asarray(refl, np.float32), 0, -1))
+        s, c = np.nan_to_num(a), np.isfinite(a).astype(np.uint32)
+        index: dict[str, list] = {}
+        own = min(self.shared, self.levels + 1)  # the levels whose tiles lie inside this region
+        for k in range(own):
+            if k:
+                s, c = _halve(s, c)
+            dn = to_dn(a) if k == 0 else _mean_dn(s, c)
+            index[str(k)] = self._write_tiles(f"r{y0}_{x0}.L{k}.bin", dn, (y0 >> k) // TILE, (x0 >> k) // TILE)
+        if self.shared <= self.levels:
+            for _ in range(max(own - 1, 0), self.shared):
+                s, c = _halve(s, c)
+            ss, cc = self._acc("r+")
+            ys, xs = y0 >> self.shared, x0 >> self.shared
+            ss[ys : ys + s.shape[0], xs : xs + s.shape[1]] = s
+            cc[ys : ys + c.shape[0], xs : xs + c.shape[1]] = c
+            ss.flush()
+            cc.flush()
+            del ss, cc
+        tmp = self.parts / f"r{y0}_{x0}.json.tmp"
+        tmp.write_text(json.dumps(index))
+        os.replace(tmp, self.parts / f"r{y0}_{x0}.json")  # the region counts as done only now
+
+    def _write_tiles(self, name: str, dn: np.ndarray, ty0: int, tx0: int) -> list:
+        """Tiles of ``dn`` (y, x, band) into one part file; [[ty, tx, offset, size], ...]."""
+        out, index, pos = [], [], 0
+        for i in range(0, dn.shape[0], TILE):
+            for j in range(0, dn.shape[1], TILE):
+                b = _encode(dn[i : i + TILE, j : j + TILE])
+                index.append([ty0 + i // TILE, tx0 + j // TILE, pos, len(b)])
+                out.append(b)
+                pos += len(b)
+        tmp = self.parts / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.writelines(out)
+        os.replace(tmp, self.parts / name)
+        return index
+
+    def missing(self) -> list[tuple[int, int]]:
+        return [(y0, x0) for y0, x0 in self.regions() if not (self.parts / f"r{y0}_{x0}.json").exists()]
+
+    def finish(self, read: Callable[[int, int], np.ndarray], meta: dict, threads: int | None = None) -> Path:
+        """Compress the regions not done yet (``read(y0, x0)`` → reflectance) and the shared
+        levels, then write the COG (``<name>.part``, renamed when complete) and drop the parts.
+
+        ``meta``: ``crs``, ``transform``, ``descriptions`` and ``tags``, written by GDAL into a
+        2×2 GeoTIFF whose GeoTIFF and GDAL tags are copied, so they read exactly as GDAL's own."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = threads or os.cpu_count() or 1
+        todo = self.missing()
+        with ThreadPoolExecutor(threads) as pool:
+            for i in range(0, len(todo), 2 * threads):  # bounded read-ahead: memory stays flat
+                list(pool.map(lambda r: self.region(*r, read(*r)), todo[i : i + 2 * threads]))
+            upper = self._shared_levels(pool)
+        files: dict[int, list[tuple[Path, list]]] = {}
+        for y0, x0 in self.regions():
+            index = json.loads((self.parts / f"r{y0}_{x0}.json").read_text())
+            for k, tiles in index.items():
+                files.setdefault(int(k), []).append((self.parts / f"r{y0}_{x0}.L{k}.bin", tiles))
+        files.update(upper)
+        part = Path(self.path + ".part")
+        try:
+            self._assemble(part, files, meta)
+            os.replace(part, self.path)
+        finally:
+            part.unlink(missing_ok=True)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return Path(self.path)
+
+    def _shared_levels(self, pool) -> dict[int, list[tuple[Path, list]]]:
+        """Levels from :attr:`shared` up, from the summed grid, a band of tile rows at a time."""
+        out: dict[int, list[tuple[Path, list]]] = {}
+        if self.shared > self.levels:
+            return out
+        ss, cc = self._acc("r")
+        s, c = np.asarray(ss), np.asarray(cc)
+        for k in range(self.shared, self.levels + 1):
+            if k > self.shared:
+                s, c = _halve(s, c)
+            rows = list(range(0, s.shape[0], TILE))
+            names = [f"L{k}_{i}.bin" for i in rows]
+            idx = list(pool.map(lambda i, n: self._write_tiles(n, _mean_dn(s[i : i + TILE], c[i : i + TILE]), i // TILE, 0),
+                                rows, names))
+            out[k] = [(self.parts / n, ix) for n, ix in zip(names, idx)]
+        del ss, cc
+        return out
+
+    def _header(self, offsets: dict[int, np.ndarray], sizes: dict[int, np.ndarray], meta: dict, bigtiff: bool) -> bytes:
+        """Every IFD, tile offsets and sizes included, before any tile (tifffile writes the pages
+        with empty tiles; the offsets and sizes are then overwritten in place)."""
+        from tifffile import TiffFile, TiffWriter
+
+        extratags = _gdal_tags(self, meta)
+        buf = BytesIO()
+        with TiffWriter(buf, bigtiff=bigtiff, shaped=False) as tw:
+            for k in range(self.levels + 1):
+                h, w = self.shape(k)
+                kw = {"extratags": extratags} if k == 0 else {"subfiletype": 1}
+                tw.write(itertools.repeat(b""), shape=(h, w, self.nb), dtype=np.uint16, tile=(TILE, TILE),
+                         photometric="minisblack", planarconfig="contig", compression="adobe_deflate",
+                         predictor=2, software=False, metadata=None, **kw)
+        buf = BytesIO(buf.getvalue())
+        with TiffFile(buf, mode="r+", name=":mem:") as tf:
+            size = len(buf.getbuffer())
+            for k, page in enumerate(tf.pages):
+                page.tags[324].overwrite([int(o) + size for o in offsets[k]])
+                page.tags[325].overwrite([int(n) for n in sizes[k]])
+            if len(buf.getbuffer()) != size:
+                raise RuntimeError("COG header grew while its tile offsets were written")
+        return bytes(buf.getbuffer())
+
+    def _assemble(self, part: Path, files: dict[int, list[tuple[Path, list]]], meta: dict) -> None:
+        offsets, sizes, order, pos = {}, {}, [], 0
+        for k in range(self.levels, -1, -1):  # coarsest first: a viewer's first reads are small
+            h, w = self.shape(k)
+            nty, ntx = -(-h // TILE), -(-w // TILE)
+            offsets[k], sizes[k] = np.zeros(nty * ntx, np.int64), np.zeros(nty * ntx, np.int64)
+            seen = np.zeros(nty * ntx, bool)
+            for path, tiles in files.get(k, []):
+                for ty, tx, off, n in tiles:
+                    offsets[k][ty * ntx + tx], sizes[k][ty * ntx + tx] = pos + off, n
+                    seen[ty * ntx + tx] = True
+                order.append(path)
+                pos += path.stat().st_size
+            if not seen.all():
+                raise RuntimeError(f"{self.path}: {int((~seen).sum())} tiles of level {k} were never written")
+        header = self._header(offsets, sizes, meta, bigtiff=pos > 3_500_000_000)
+        with open(part, "wb") as f:
+            f.write(header)
+            for p in order:
+                with open(p, "rb") as src:
+                    shutil.copyfileobj(src, f, 16 << 20)
+
+
+def _gdal_tags(plan: CogPlan, meta: dict) -> list[tuple]:
+    """GeoTIFF georeferencing, nodata and GDAL's metadata (band scale, offset, description, tags)
+    as GDAL writes them: from a 2×2 GeoTIFF GDAL writes in memory."""
+    from rasterio.io import MemoryFile
+    from tifffile import TiffFile
+
+    with MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=2, height=2, count=plan.nb, dtype="uint16", nodata=0,
+                      crs=meta["crs"], transform=meta["transform"]) as dst:
+            dst.scales = (COG_SCALE,) * plan.nb
+            dst.offsets = (0.0,) * plan.nb
+            dst.descriptions = tuple(meta.get("descriptions") or ())
+            dst.update_tags(**(meta.get("tags") or {}))
+        with TiffFile(BytesIO(mem.read())) as tf:
+            tags = tf.pages.first.tags
+            return [(t.code, int(t.dtype), t.count, t.value, True) for t in tags.values() if t.code in _GEO_TAGS]

@@ -1,0 +1,100 @@
+"""COGs assembled from tiles compressed per region: what GDAL reads back, the layout, resumption."""
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from cloudfree.outputs.cog import CogPlan, to_dn
+
+META = {"crs": "EPSG:32633", "transform": Affine(10, 0, 600000, 0, -10, 5000000),
+        "descriptions": ["B02", "B03", "B04"], "tags": {"cloudfree_fingerprint": "abc", "period": "2024-06"}}
+
+
+def _image(ny: int, nx: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    refl = (0.02 + 0.4 * rng.random((3, ny, nx))).astype(np.float32)
+    refl[:, 100:180, 200:400] = np.nan  # no data in any band
+    refl[1, 500:520, :] = np.nan  # one band only
+    return refl
+
+
+def _means(refl: np.ndarray, f: int) -> np.ndarray:
+    nb, ny, nx = refl.shape
+    r = np.pad(refl, ((0, 0), (0, -ny % f), (0, -nx % f)), constant_values=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks: nodata
+        return np.nanmean(r.reshape(nb, r.shape[1] // f, f, r.shape[2] // f, f), axis=(2, 4))
+
+
+@pytest.mark.parametrize("chunk", [256, 300, 512])
+def test_cog_from_region_tiles_reads_back_as_gdal_reads(tmp_path, chunk):
+    """Full resolution is exactly the DN of the reflectance; each overview level is the mean of the
+    valid full-resolution pixels under it (within 1 DN), whether regions are tile-aligned (256,
+    512) or not (300); georeferencing, scale, nodata, band names and tags as GDAL writes them."""
+    ny, nx = 1000, 1300
+    refl = _image(ny, nx)
+    plan = CogPlan.for_image(tmp_path / "a.tif", ny, nx, 3, chunk, chunk, "abc")
+    plan.prepare()
+    for y0, x0 in plan.regions()[::2]:  # half during the "run", the rest by finish()
+        plan.region(y0, x0, refl[:, y0 : y0 + chunk, x0 : x0 + chunk])
+    plan.finish(lambda y0, x0: refl[:, y0 : y0 + chunk, x0 : x0 + chunk], META, threads=2)
+    assert not plan.parts.exists()
+    with rasterio.open(plan.path) as src:
+        assert (src.crs.to_epsg(), src.transform, src.nodata) == (32633, META["transform"], 0)
+        assert src.scales == (1e-4,) * 3 and src.offsets == (0.0,) * 3 and src.descriptions == ("B02", "B03", "B04")
+        assert src.tags()["period"] == "2024-06" and src.tags()["cloudfree_fingerprint"] == "abc"
+        assert src.block_shapes[0] == (256, 256) and src.profile["compress"] == "deflate"
+        assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+        np.testing.assert_array_equal(src.read(), to_dn(refl))
+        assert src.overviews(1) == [2, 4, 8, 16]
+        for f in src.overviews(1):
+            got = src.read(out_shape=(3, -(-ny // f), -(-nx // f))).astype(int)
+            assert np.abs(got - to_dn(_means(refl, f))).max() <= 1
+
+
+def test_cog_layout_has_every_ifd_first_and_the_coarsest_tiles_next(tmp_path):
+    from tifffile import TiffFile
+
+    refl = _image(700, 900)
+    plan = CogPlan.for_image(tmp_path / "a.tif", 700, 900, 3, 256, 256)
+    plan.prepare()
+    plan.finish(lambda y0, x0: refl[:, y0 : y0 + 256, x0 : x0 + 256], META)
+    with TiffFile(plan.path) as tf:
+        pages = list(tf.pages)
+        first_tile = min(min(o for o in p.dataoffsets if o) for p in pages)
+        assert max(p.offset for p in pages) < first_tile  # a reader's first request holds every IFD
+        starts = [min(o for o in p.dataoffsets if o) for p in pages]
+        assert starts == sorted(starts, reverse=True)  # coarsest overview first, full resolution last
+    from rio_cogeo.cogeo import cog_validate
+
+    assert cog_validate(plan.path) == (True, [], [])  # valid, no errors, no warnings
+
+
+def test_parts_of_an_interrupted_run_are_reused_and_of_another_request_discarded(tmp_path):
+    refl = _image(600, 600)
+    plan = CogPlan.for_image(tmp_path / "a.tif", 600, 600, 3, 256, 256, "one")
+    plan.prepare()
+    plan.region(0, 0, refl[:, :256, :256])
+    assert plan.missing() == [r for r in plan.regions() if r != (0, 0)]
+    plan.prepare()  # the same request, resumed: the finished region stays
+    assert (0, 0) not in plan.missing()
+    other = CogPlan.for_image(tmp_path / "a.tif", 600, 600, 3, 256, 256, "two")
+    other.prepare()  # another request at the same path: nothing of the first is reused
+    assert other.missing() == other.regions()
+    plan.prepare(fresh=True)
+    assert plan.missing() == plan.regions()
+
+
+def test_a_tile_never_written_is_an_error_not_a_hole(tmp_path):
+    refl = _image(600, 600)
+    plan = CogPlan.for_image(tmp_path / "a.tif", 600, 600, 3, 256, 256)
+    plan.prepare()
+    plan.region(0, 0, refl[:, :256, :256])
+    (plan.parts / "r0_0.L0.bin").write_bytes(b"")
+    (plan.parts / "r0_0.json").write_text('{"0": [], "1": []}')  # a region whose tiles went missing
+    with pytest.raises(RuntimeError, match="never written"):
+        plan.finish(lambda y0, x0: refl[:, y0 : y0 + 256, x0 : x0 + 256], META)
+    assert not (tmp_path / "a.tif").exists() and not (tmp_path / "a.tif.part").exists()
