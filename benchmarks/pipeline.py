@@ -40,19 +40,23 @@ def _gpu_sampler(stop: threading.Event, samples: list) -> None:
         stop.wait(0.5)
 
 
-def _rss_sampler(pid: int, stop: threading.Event, peak: dict) -> None:
+def _rss_sampler(pid: int, stop: threading.Event, peak: dict, trace: list) -> None:
     import psutil
 
     root = psutil.Process(pid)
     while not stop.is_set():
+        total = 0
         try:
             for p in [root, *root.children(recursive=True)]:
                 try:
-                    peak[p.pid] = max(peak.get(p.pid, 0), p.memory_info().rss)
+                    rss = p.memory_info().rss
+                    peak[p.pid] = max(peak.get(p.pid, 0), rss)
+                    total += rss
                 except psutil.Error:
                     pass
         except psutil.Error:
             break
+        trace.append((time.perf_counter(), total))
         stop.wait(0.25)
 
 
@@ -64,9 +68,9 @@ def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
-    stop, gpu, peak = threading.Event(), [], {}
+    stop, gpu, peak, trace = threading.Event(), [], {}, []
     threads = [threading.Thread(target=_gpu_sampler, args=(stop, gpu), daemon=True),
-               threading.Thread(target=_rss_sampler, args=(proc.pid, stop, peak), daemon=True)]
+               threading.Thread(target=_rss_sampler, args=(proc.pid, stop, peak, trace), daemon=True)]
     for t in threads:
         t.start()
     stages, tail = {}, []
@@ -85,7 +89,10 @@ def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
         raise SystemExit(f"cloudfree run failed ({rc}):\n" + "\n".join(tail))
     manifest = json.loads((out / "run.json").read_text())
     res = {"wall_s": round(wall, 2), "stages_s": stages, "method": manifest["method"], "device": manifest.get("device"),
-           "shape": manifest["shape"], "peak_rss_gib_per_process": sorted(round(v / 2**30, 2) for v in peak.values())[::-1][:8]}
+           "shape": manifest["shape"], "peak_rss_gib_per_process": sorted(round(v / 2**30, 2) for v in peak.values())[::-1][:8],
+           # does memory level off while the run goes on over more of the area? (flat in area)
+           "rss_gib_peak_by_tenth_of_wall": [round(max([r for t, r in trace if t0 + k * wall / 10 <= t < t0 + (k + 1) * wall / 10],
+                                                       default=0) / 2**30, 1) for k in range(10)]}
     if gpu:
         per_gpu = list(zip(*gpu))
         res["gpu_util_mean_pct"] = [round(sum(s[0] for s in g) / len(g), 1) for g in per_gpu]

@@ -186,6 +186,7 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     tiles = asdict(job.tiles)
     tiles.pop("batch", None)
     device = tiles.pop("device", "")
+    tiles.pop("compile", None)  # how, not what: the same picture compiled or eager
     job_fp = {k: v for k, v in asdict(job).items() if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}  # how, not what: resumable across budgets
     fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
                    "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}

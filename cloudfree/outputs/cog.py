@@ -65,13 +65,39 @@ def _halve(s: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pad = ((0, h % 2), (0, w % 2), (0, 0))
         s, c = np.pad(s, pad), np.pad(c, pad)
     s = s.reshape(s.shape[0] // 2, 2, s.shape[1] // 2, 2, -1).sum((1, 3), dtype=np.float32)
-    c = c.reshape(c.shape[0] // 2, 2, c.shape[1] // 2, 2, -1).sum((1, 3), dtype=np.uint32)
+    c = c.reshape(c.shape[0] // 2, 2, c.shape[1] // 2, 2, -1).sum((1, 3), dtype=c.dtype)
     return s, c
 
 
 def _mean_dn(s: np.ndarray, c: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return to_dn(np.where(c > 0, s / np.maximum(c, 1).astype(np.float32), np.float32(np.nan)))
+
+
+class _TileFile:
+    """One level's tiles of one region (or band of rows), written as they are compressed; the
+    file appears under its name only when complete."""
+
+    def __init__(self, path: Path):
+        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+        self.f = open(self.tmp, "wb")
+        self.index: list[list[int]] = []
+        self.pos = 0
+
+    def add(self, dn: np.ndarray, ty0: int, tx0: int) -> None:
+        """Tiles of ``dn`` (y, x, band), whose first tile is (ty0, tx0) of its level."""
+        for i in range(0, dn.shape[0], TILE):
+            for j in range(0, dn.shape[1], TILE):
+                b = _encode(dn[i : i + TILE, j : j + TILE])
+                self.f.write(b)
+                self.index.append([ty0 + i // TILE, tx0 + j // TILE, self.pos, len(b)])
+                self.pos += len(b)
+
+    def close(self) -> list[list[int]]:
+        """[[ty, tx, offset, size], ...] of the tiles in the file."""
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.index
 
 
 @dataclass(frozen=True)
@@ -133,44 +159,59 @@ class CogPlan:
         meta.write_text(want)
 
     def region(self, y0: int, x0: int, refl: np.ndarray) -> None:
-        """Compress the tiles of the region at (y0, x0) with reflectance ``refl`` (band, y, x)."""
-        a = np.ascontiguousarray(np.moveaxis(np.asarray(refl, np.float32), 0, -1))
-        s, c = np.nan_to_num(a), np.isfinite(a).astype(np.uint32)
-        index: dict[str, list] = {}
+        """Compress the tiles of the region at (y0, x0) with reflectance ``refl`` (band, y, x).
+
+        Full resolution goes a strip of 256 rows at a time, so besides its input a worker holds a
+        quarter of the region (the first overview's sums), not several copies of it."""
+        a = np.asarray(refl, np.float32)
         own = min(self.shared, self.levels + 1)  # the levels whose tiles lie inside this region
-        for k in range(own):
-            if k:
-                s, c = _halve(s, c)
-            dn = to_dn(a) if k == 0 else _mean_dn(s, c)
-            index[str(k)] = self._write_tiles(f"r{y0}_{x0}.L{k}.bin", dn, (y0 >> k) // TILE, (x0 >> k) // TILE)
-        if self.shared <= self.levels:
-            for _ in range(max(own - 1, 0), self.shared):
-                s, c = _halve(s, c)
-            ss, cc = self._acc("r+")
-            ys, xs = y0 >> self.shared, x0 >> self.shared
-            ss[ys : ys + s.shape[0], xs : xs + s.shape[1]] = s
-            cc[ys : ys + c.shape[0], xs : xs + c.shape[1]] = c
-            ss.flush()
-            cc.flush()
-            del ss, cc
+        acc = self.shared <= self.levels
+        cdt = np.uint16 if self.shared <= 7 else np.uint32  # counts reach 4**shared
+        index: dict[str, list] = {}
+        full = _TileFile(self.parts / f"r{y0}_{x0}.L0.bin") if own else None
+        halves = []
+        for i in range(0, a.shape[1], TILE):
+            strip = np.ascontiguousarray(np.moveaxis(a[:, i : i + TILE], 0, -1))
+            if full is not None:
+                full.add(to_dn(strip), (y0 + i) // TILE, x0 // TILE)
+            if own > 1 or acc:
+                s, c = np.nan_to_num(strip), np.isfinite(strip).astype(cdt)
+                if self.shared == 0:
+                    self._accumulate(y0 + i, x0, s, c)
+                else:
+                    halves.append(_halve(s, c))
+        if full is not None:
+            index["0"] = full.close()
+        if halves:
+            s, c = np.concatenate([h[0] for h in halves]), np.concatenate([h[1] for h in halves])
+            del halves
+            for k in range(1, own):
+                if k > 1:
+                    s, c = _halve(s, c)
+                index[str(k)] = self._write_tiles(f"r{y0}_{x0}.L{k}.bin", _mean_dn(s, c), (y0 >> k) // TILE,
+                                                  (x0 >> k) // TILE)
+            if acc:
+                for _ in range(max(own - 1, 1), self.shared):
+                    s, c = _halve(s, c)
+                self._accumulate(y0 >> self.shared, x0 >> self.shared, s, c)
         tmp = self.parts / f"r{y0}_{x0}.json.tmp"
         tmp.write_text(json.dumps(index))
         os.replace(tmp, self.parts / f"r{y0}_{x0}.json")  # the region counts as done only now
 
+    def _accumulate(self, ys: int, xs: int, s: np.ndarray, c: np.ndarray) -> None:
+        """This region's own part of the shared level's sums and counts (assigned, not added:
+        a region done twice leaves the same values)."""
+        ss, cc = self._acc("r+")
+        ss[ys : ys + s.shape[0], xs : xs + s.shape[1]] = s
+        cc[ys : ys + c.shape[0], xs : xs + c.shape[1]] = c
+        ss.flush()
+        cc.flush()
+        del ss, cc
+
     def _write_tiles(self, name: str, dn: np.ndarray, ty0: int, tx0: int) -> list:
-        """Tiles of ``dn`` (y, x, band) into one part file; [[ty, tx, offset, size], ...]."""
-        out, index, pos = [], [], 0
-        for i in range(0, dn.shape[0], TILE):
-            for j in range(0, dn.shape[1], TILE):
-                b = _encode(dn[i : i + TILE, j : j + TILE])
-                index.append([ty0 + i // TILE, tx0 + j // TILE, pos, len(b)])
-                out.append(b)
-                pos += len(b)
-        tmp = self.parts / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.writelines(out)
-        os.replace(tmp, self.parts / name)
-        return index
+        part = _TileFile(self.parts / name)
+        part.add(dn, ty0, tx0)
+        return part.close()
 
     def missing(self) -> list[tuple[int, int]]:
         return [(y0, x0) for y0, x0 in self.regions() if not (self.parts / f"r{y0}_{x0}.json").exists()]
