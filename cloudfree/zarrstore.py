@@ -220,28 +220,67 @@ def write_by_regions(
     return "resumed" if resumed else "written"
 
 
-def _then(fn: Callable[[dict], None], region: dict, _written) -> None:
+def _write_region(blocks: list, *, path: str, region: dict, variables: dict) -> None:
+    """One region's computed blocks into the store, through xarray (its encoding, as the store has it)."""
+    xr.Dataset({v: xr.Variable(dims, b, attrs, encoding=enc) for (v, (dims, attrs, enc)), b in zip(variables.items(), blocks)}
+               ).to_zarr(path, region=region, zarr_format=3)
+
+
+def _then(fn: Callable[[dict], None], _written, *, region: dict) -> None:
     fn(region)
 
 
-def _mark_done(_written, marker: str) -> str:
+def _mark_done(_written, *, marker: str) -> str:
     Path(marker).touch()
     return marker
 
 
 def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, total: int, on_region,
                after_write) -> None:
-    """Every region of ``todo`` in one graph; a region's marker is a task after its write (and
-    ``after_write``, after the write)."""
-    from dask.callbacks import Callback
+    """Every region of ``todo`` in one graph: a task per region writes its blocks, then
+    ``after_write``, then its marker. Written out task by task on top of the variables' graph,
+    once: ``to_zarr(compute=False)`` per region culled the whole graph each time (minutes for a
+    hundred regions of a streamed run, whose every block depends on earlier ones)."""
+    from functools import partial
 
-    keys = {f"cloudfree-region-done-{_region_name(r)}-{path.name}": r for r in todo}
-    marks = []
-    for k, r in keys.items():
-        written = ds.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3)
+    import numpy as np
+    from dask.callbacks import Callback
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    names = [v for v in ds.data_vars]
+    variables = {v: (ds[v].dims, dict(ds[v].attrs), dict(ds[v].encoding)) for v in names}
+    starts = {d: np.cumsum((0,) + tuple(c)) for d, c in ds.chunks.items()}
+    split = [d for d in ds.dims if d not in todo[0] and len(ds.chunks.get(d, ())) > 1]
+    if split:
+        raise ValueError(f"regions must hold whole chunks along {split}")
+    graph = HighLevelGraph.merge(*[ds[v].data.__dask_graph__() for v in names])
+    layers, deps = dict(graph.layers), dict(graph.dependencies)
+    keys = {}
+    for r in todo:
+        blocks, needs = [], set()
+        for v in names:
+            a = ds[v].data
+            idx = tuple(int(np.searchsorted(starts[d], r[d].start)) if d in r else 0 for d in ds[v].dims)
+            blocks.append((a.name, *idx))
+            needs.update(a.__dask_layers__())
+        name = _region_name(r)
+        wkey = f"cloudfree-region-write-{name}-{path.name}"
+        layers[wkey] = MaterializedLayer({wkey: (partial(_write_region, path=str(path), region=r, variables=variables),
+                                                 blocks)})
+        deps[wkey] = needs
         if after_write:
-            written = dask.delayed(_then, pure=False)(after_write, r, written)
-        marks.append(dask.delayed(_mark_done, pure=False)(written, str(prog / _region_name(r)), dask_key_name=k))
+            akey = f"cloudfree-region-after-{name}-{path.name}"
+            layers[akey] = MaterializedLayer({akey: (partial(_then, after_write, region=r), wkey)})
+            deps[akey] = {wkey}
+            wkey = akey
+        mkey = f"cloudfree-region-done-{name}-{path.name}"
+        layers[mkey] = MaterializedLayer({mkey: (partial(_mark_done, marker=str(prog / name)), wkey)})
+        deps[mkey] = {wkey}
+        keys[mkey] = r
+    final = f"cloudfree-regions-{path.name}-{len(todo)}-{done}"
+    layers[final] = MaterializedLayer({final: (len, list(keys))})
+    deps[final] = set(keys)
     heard: list = []
 
     class _Progress(Callback):  # the local schedulers call this in the calling thread
@@ -252,7 +291,7 @@ def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, to
                     on_region(done + len(heard), total)
 
     with _Progress():
-        dask.compute(*marks)
+        dask.compute(Delayed(final, HighLevelGraph(layers, deps)))
     if on_region and len(heard) < len(keys):  # a distributed client runs no local callbacks
         on_region(done + len(todo), total)
 

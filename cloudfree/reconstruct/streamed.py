@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
@@ -148,7 +147,7 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
     return _download(res, device)
 
 
-def _read(src: BlockSource, t: int, i: int, j: int, after=None) -> list[np.ndarray]:
+def _read(src: BlockSource, after=None, *, t: int, i: int, j: int) -> list[np.ndarray]:
     """:meth:`BlockSource.read`; ``after``: a model task's :func:`_finished` it waits for."""
     return src.read(t, i, j)
 
@@ -158,9 +157,21 @@ def _finished(_block) -> None:
     return None
 
 
+def _predict(src: BlockSource, blocks: list, *, windows: list[tuple[int, int, int]], **kw) -> np.ndarray:
+    return predict_streamed(src, dict(zip(windows, blocks)), **kw)
+
+
 def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,
                    reach: int) -> da.Array:
-    """(C + 1, y, x) lazy: the model's output and the clear count for one period (see the module)."""
+    """(C + 1, y, x) lazy: the model's output and the clear count for one period (see the module).
+
+    The graph is written out task by task, once: built from ``dask.delayed`` calls, each call
+    culled the whole graph so far (every read waits on an earlier block, so everything is upstream),
+    and a full tile in 1024 px blocks spent minutes building its graph before the first read."""
+    from functools import partial
+
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
     ny, nx = src.shape
     ch = src.chunk
     nby, nbx = -(-ny // ch), -(-nx // ch)
@@ -168,8 +179,6 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, ch, src.days,
                      src.grids, src.bands, src.unusable, src.dilate, src.scale, src.offset)
     src_key = f"cloudfree-source-{token}"
-    src_d = dask.delayed(src, name=src_key, traverse=False)
-    read = dask.delayed(_read, pure=True)
     big = margin + src.dilate
     needs = {}
     for i in range(nby):
@@ -185,32 +194,41 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
     # the model (with 2 blocks ahead, reads and model alternated: a full tile took 156 s, not 101 s).
     ahead = max((ii * nbx + jj) - (i * nbx + j) for (i, j), need in needs.items() for ii, jj in need)
     lag = ahead + 1 + src.read_ahead
-    done: dict[int, object] = {}
-    reads: dict = {}
     from ..cluster import gpu_task_resources
 
     res = gpu_task_resources()
-    rows = []
+    # One layer per task: the model's tasks carry the GPU resource annotation, and layers that
+    # depend on each other both ways (reads wait on earlier model tasks) would form a cycle.
+    layers: dict[str, MaterializedLayer] = {src_key: MaterializedLayer({src_key: src})}
+    deps: dict[str, set] = {src_key: set()}
+    done: dict[int, str] = {}
+    name = f"cloudfree-model-{token}"
+    out = {}
     for i in range(nby):
-        row = []
         for j in range(nbx):
-            y0, x0 = i * ch, j * ch
-            y1, x1 = min(y0 + ch, ny), min(x0 + ch, nx)
-            deps = {}
+            windows, keys = [], []
             for t in dates:
                 for ii, jj in needs[i, j]:
-                    key = (t, ii, jj)
-                    if key not in reads:
-                        reads[key] = read(src_d, t, ii, jj, after=done.get(ii * nbx + jj - lag),
-                                          dask_key_name=f"cloudfree-read-{token}-{t}-{ii}-{jj}")
-                    deps[key] = reads[key]
-            with dask.annotate(resources=res) if res else contextlib.nullcontext():
-                pred = dask.delayed(predict_streamed, pure=True)(
-                    src_d, deps, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt, margin=margin,
-                    reach=reach, dask_key_name=f"cloudfree-predict-{period.label}-{i}-{j}-{token}")
-            done[i * nbx + j] = dask.delayed(_finished, pure=True)(pred,
-                                                                   dask_key_name=f"cloudfree-done-{token}-{i}-{j}")
-            row.append(da.from_delayed(pred, shape=(len(src.bands) + 1, y1 - y0, x1 - x0), dtype=np.float32,
-                                       meta=np.empty((0, 0, 0), np.float32)))
-        rows.append(row)
-    return da.block(rows)
+                    key = f"cloudfree-read-{token}-{t}-{ii}-{jj}"
+                    if key not in layers:
+                        after = done.get(ii * nbx + jj - lag)
+                        layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)})
+                        deps[key] = {src_key} | ({after} if after else set())
+                    windows.append((t, ii, jj))
+                    keys.append(key)
+            pkey = f"cloudfree-predict-{period.label}-{i}-{j}-{token}"
+            fn = partial(_predict, windows=windows, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt,
+                         margin=margin, reach=reach)
+            layers[pkey] = MaterializedLayer({pkey: (fn, src_key, keys)}, annotations={"resources": res} if res else None)
+            deps[pkey] = {src_key, *keys}
+            dkey = f"cloudfree-done-{token}-{i}-{j}"
+            layers[dkey] = MaterializedLayer({dkey: (_finished, pkey)})
+            deps[dkey] = {pkey}
+            done[i * nbx + j] = dkey
+            out[(name, 0, i, j)] = pkey
+    layers[name] = MaterializedLayer(out)
+    deps[name] = set(out.values())
+    rows = tuple(min(ch, ny - y0) for y0 in range(0, ny, ch))
+    cols = tuple(min(ch, nx - x0) for x0 in range(0, nx, ch))
+    return da.Array(HighLevelGraph(layers, deps), name, chunks=((len(src.bands) + 1,), rows, cols), dtype=np.float32,
+                    meta=np.empty((0, 0, 0), np.float32))
