@@ -18,7 +18,11 @@ from ..cube.stream import BlockSource, gather
 from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
                     to_device)
 
-__all__ = ["streamed_model", "predict_streamed", "enlarge"]
+__all__ = ["streamed_model", "predict_streamed", "enlarge", "STRIPE"]
+
+STRIPE = 8
+"""Block columns per stripe of the streamed order: reads in flight stay those of about a stripe's
+row of blocks plus the read-ahead, however wide the area (a single tile at 2048 px is one stripe)."""
 
 
 def enlarge(a, factor: int, nodata, nearest: bool):
@@ -188,11 +192,22 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
             needs[i, j] = sorted({b for g in range(len(src.grids))
                                   for b in src.blocks_for(g, *src.window(g, y0 - big, y1 + big, x0 - big, x1 + big))})
     # Back-pressure: reads are roots, so Dask's threads would run them all at once while the model's
-    # tasks queue for the GPU (memory then grows with the area). A block's reads wait until the model
-    # has finished the block ``lag`` places before it (row-major). ``lag`` exceeds the farthest block
-    # any model task reads, so no task waits on itself, plus ``read_ahead`` blocks so reads overlap
-    # the model (with 2 blocks ahead, reads and model alternated: a full tile took 156 s, not 101 s).
-    ahead = max((ii * nbx + jj) - (i * nbx + j) for (i, j), need in needs.items() for ii, jj in need)
+    # tasks queue for the GPU (memory then grows with the area). Blocks go in order, row by row
+    # within stripes of STRIPE block columns, and a block's reads wait until the model has finished
+    # the block ``lag`` places before it. ``lag`` exceeds the farthest block any model task reads,
+    # so no task waits on itself, plus ``read_ahead`` blocks so reads overlap the model (with 2
+    # blocks ahead, reads and model alternated: a full tile took 156 s, not 101 s). In stripes the
+    # farthest neighbour is at most a stripe's row ahead, whatever the area's width, so what is in
+    # flight is flat in the area; a stripe reads its neighbour stripe's edge blocks itself.
+    order = [(i, j) for s0 in range(0, nbx, STRIPE) for i in range(nby) for j in range(s0, min(s0 + STRIPE, nbx))]
+    pos = {b: n for n, b in enumerate(order)}
+
+    def slot(need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
+        """Where a read sits in the order: its own block, or the reader's stripe edge in that row."""
+        s0 = block[1] // STRIPE * STRIPE
+        return need[0], min(max(need[1], s0), min(s0 + STRIPE, nbx) - 1)
+
+    ahead = max(pos[slot(n, b)] - pos[b] for b, need in needs.items() for n in need)
     lag = ahead + 1 + src.read_ahead
     from ..cluster import gpu_task_resources
 
@@ -204,28 +219,28 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
     done: dict[int, str] = {}
     name = f"cloudfree-model-{token}"
     out = {}
-    for i in range(nby):
-        for j in range(nbx):
-            windows, keys = [], []
-            for t in dates:
-                for ii, jj in needs[i, j]:
-                    key = f"cloudfree-read-{token}-{t}-{ii}-{jj}"
-                    if key not in layers:
-                        after = done.get(ii * nbx + jj - lag)
-                        layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)})
-                        deps[key] = {src_key} | ({after} if after else set())
-                    windows.append((t, ii, jj))
-                    keys.append(key)
-            pkey = f"cloudfree-predict-{period.label}-{i}-{j}-{token}"
-            fn = partial(_predict, windows=windows, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt,
-                         margin=margin, reach=reach)
-            layers[pkey] = MaterializedLayer({pkey: (fn, src_key, keys)}, annotations={"resources": res} if res else None)
-            deps[pkey] = {src_key, *keys}
-            dkey = f"cloudfree-done-{token}-{i}-{j}"
-            layers[dkey] = MaterializedLayer({dkey: (_finished, pkey)})
-            deps[dkey] = {pkey}
-            done[i * nbx + j] = dkey
-            out[(name, 0, i, j)] = pkey
+    for i, j in order:
+        windows, keys = [], []
+        for t in dates:
+            for ii, jj in needs[i, j]:
+                at = slot((ii, jj), (i, j))
+                key = f"cloudfree-read-{token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else f"-for-{j // STRIPE}")
+                if key not in layers:
+                    after = done.get(pos[at] - lag)
+                    layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)})
+                    deps[key] = {src_key} | ({after} if after else set())
+                windows.append((t, ii, jj))
+                keys.append(key)
+        pkey = f"cloudfree-predict-{period.label}-{i}-{j}-{token}"
+        fn = partial(_predict, windows=windows, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt,
+                     margin=margin, reach=reach)
+        layers[pkey] = MaterializedLayer({pkey: (fn, src_key, keys)}, annotations={"resources": res} if res else None)
+        deps[pkey] = {src_key, *keys}
+        dkey = f"cloudfree-done-{token}-{i}-{j}"
+        layers[dkey] = MaterializedLayer({dkey: (_finished, pkey)})
+        deps[dkey] = {pkey}
+        done[pos[i, j]] = dkey
+        out[(name, 0, i, j)] = pkey
     layers[name] = MaterializedLayer(out)
     deps[name] = set(out.values())
     rows = tuple(min(ch, ny - y0) for y0 in range(0, ny, ch))
