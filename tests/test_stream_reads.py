@@ -48,7 +48,7 @@ def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path, mon
 
     stored = _run(tmp_path, "cube", chunk=40, stream=False)
     a = _run(tmp_path, "stream40", chunk=40, stream=True)
-    b = _run(tmp_path, "stream24", chunk=24, stream=True)
+    _run(tmp_path, "stream24", chunk=24, stream=True)
     monkeypatch.setattr(streamed, "STRIPE", 1)
     _run(tmp_path, "stripes24", chunk=24, stream=True)
     assert stored["block_reads"] is None and a["cube"] is None
