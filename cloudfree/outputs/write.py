@@ -100,10 +100,8 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         assets: dict[str, Path] = {"zarr": zpath}
         if cog:
             path = out / f"cloudfree_{label}.tif"
-            if t in plans:
-                write_cog(res, t, path, tags=tags, plan=plans[t])
-            elif status != "reused" or not cog_is_current(path, digest):
-                write_cog(res, t, path, tags=tags)
+            if t in plans or not cog_is_current(path, digest):  # a reused mosaic keeps a current COG
+                write_cog(res, t, path, tags=tags, plan=plans.get(t))
             assets["cog"] = path
         png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))
         assets["quicklook"] = png
