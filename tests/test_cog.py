@@ -29,11 +29,11 @@ def _means(refl: np.ndarray, f: int) -> np.ndarray:
         return np.nanmean(r.reshape(nb, r.shape[1] // f, f, r.shape[2] // f, f), axis=(2, 4))
 
 
-@pytest.mark.parametrize("chunk", [256, 300, 512])
+@pytest.mark.parametrize("chunk", [256, 300, 512, 2048])
 def test_cog_from_region_tiles_reads_back_as_gdal_reads(tmp_path, chunk):
     """Full resolution is exactly the DN of the reflectance; each overview level is the mean of the
     valid full-resolution pixels under it (within 1 DN), whether regions are tile-aligned (256,
-    512) or not (300); georeferencing, scale, nodata, band names and tags as GDAL writes them."""
+    512), not (300), or one region is the whole image (2048); georeferencing, scale, nodata, band names and tags as GDAL writes them."""
     ny, nx = 1000, 1300
     refl = _image(ny, nx)
     plan = CogPlan.for_image(tmp_path / "a.tif", ny, nx, 3, chunk, chunk, "abc")

@@ -126,9 +126,12 @@ class CogPlan:
     @property
     def shared(self) -> int:
         """The first level where a tile spans several regions: summed on disk, not compressed per
-        region (full resolution when the chunks are not multiples of 256 px)."""
+        region (full resolution when the chunks are not multiples of 256 px). A region as tall
+        (wide) as the image never shares a tile along that axis: one block of a small image
+        compresses every level itself."""
+        whole_y, whole_x = self.cy >= self.ny, self.cx >= self.nx
         k = 0
-        while k <= self.levels and self.cy % (TILE << k) == 0 and self.cx % (TILE << k) == 0:
+        while k <= self.levels and (whole_y or self.cy % (TILE << k) == 0) and (whole_x or self.cx % (TILE << k) == 0):
             k += 1
         return k
 
