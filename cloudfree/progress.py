@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -21,7 +22,8 @@ def interrupt_guard() -> Iterator[None]:
     """Ctrl-C stops a run at the latest at its next finished region. Python raises the
     KeyboardInterrupt wherever the main thread is, and raised inside a garbage-collector callback
     (Dask's distributed registers one) it is printed and lost, so a run went on to the end: the
-    signal is remembered here, and every progress update raises it again."""
+    signal is remembered here, every progress update raises it again, and the lost one's printed
+    traceback is dropped."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -30,11 +32,17 @@ def interrupt_guard() -> Iterator[None]:
         _INTERRUPTED.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    def unraisable(info) -> None:  # the lost one is remembered: no traceback for it on the terminal
+        if not (isinstance(info.exc_value, KeyboardInterrupt) and _INTERRUPTED.is_set()):
+            previous_hook(info)
+
+    previous, previous_hook = signal.signal(signal.SIGINT, handler), sys.unraisablehook
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
         _INTERRUPTED.clear()
 
 

@@ -143,3 +143,23 @@ def test_a_ctrl_c_lost_inside_a_callback_stops_the_run_at_the_next_region():
         with pytest.raises(KeyboardInterrupt):
             update(1, 3)
     update(2, 3)  # after the run, the signal is forgotten
+
+
+def test_the_lost_ctrl_c_prints_no_traceback():
+    """Python prints an exception lost in a callback through ``sys.unraisablehook``: under the
+    guard a remembered Ctrl-C is not printed (CI saw its traceback); anything else still is."""
+    import types
+
+    from cloudfree import progress
+
+    seen = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        with progress.interrupt_guard():
+            progress._INTERRUPTED.set()  # as the signal handler does
+            for exc in (KeyboardInterrupt(), ValueError("other")):
+                sys.unraisablehook(types.SimpleNamespace(exc_value=exc))
+    finally:
+        sys.unraisablehook = hook
+    assert [type(i.exc_value) for i in seen] == [ValueError]
