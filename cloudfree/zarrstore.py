@@ -19,6 +19,8 @@ import dask
 import xarray as xr
 import zarr
 
+from .heap import release_heap
+
 __all__ = ["StoreError", "store_state", "check_complete", "write_by_regions", "spatial_regions", "write_manifest",
            "verify_manifest", "require_unchanged"]
 
@@ -222,12 +224,18 @@ def write_by_regions(
 
 def _write_region(blocks: list, *, path: str, region: dict, variables: dict) -> None:
     """One region's computed blocks into the store, through xarray (its encoding, as the store has it)."""
-    xr.Dataset({v: xr.Variable(dims, b, attrs, encoding=enc) for (v, (dims, attrs, enc)), b in zip(variables.items(), blocks)}
-               ).to_zarr(path, region=region, zarr_format=3)
+    try:
+        xr.Dataset({v: xr.Variable(dims, b, attrs, encoding=enc) for (v, (dims, attrs, enc)), b in
+                    zip(variables.items(), blocks)}).to_zarr(path, region=region, zarr_format=3)
+    finally:
+        release_heap()  # compression buffers of many sizes: see cloudfree.heap
 
 
 def _then(fn: Callable[[dict], None], _written, *, region: dict) -> None:
-    fn(region)
+    try:
+        fn(region)
+    finally:
+        release_heap()
 
 
 def _mark_done(_written, *, marker: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from dask.base import tokenize
 
 from ..cube.stream import BlockSource, gather
+from ..heap import release_heap
 from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
                     to_device)
 
@@ -162,7 +163,10 @@ def _finished(_block) -> None:
 
 
 def _predict(src: BlockSource, blocks: list, *, windows: list[tuple[int, int, int]], **kw) -> np.ndarray:
-    return predict_streamed(src, dict(zip(windows, blocks)), **kw)
+    try:
+        return predict_streamed(src, dict(zip(windows, blocks)), **kw)
+    finally:
+        release_heap()  # the block's reads and staging are freed: keep the worker's memory that of one block
 
 
 def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,

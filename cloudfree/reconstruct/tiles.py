@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..heap import release_heap
+
 __all__ = ["TileConfig", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts",
            "resolve_device", "check_device"]
 
@@ -168,7 +170,10 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
             wp = wpatch[cy0 - py : cy1 - py, cx0 - px : cx1 - px]
             acc[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] += p[:, cy0 - py : cy1 - py, cx0 - px : cx1 - px] * wp
             wsum[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] += wp
-    return (acc / wsum).cpu().numpy().astype(np.float32)
+    out = (acc / wsum).cpu().numpy().astype(np.float32)
+    del xb_all, mb_all, acc, wsum
+    release_heap()
+    return out
 
 
 _COMPILED: dict[int, object] = {}
@@ -341,7 +346,10 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
         xd, ud = _upload_all([x, usable], device, buf)
         out = pixels_on_device(xd, ud, dt=dt, model=model, cfg=cfg, device=device, bands=bands, margin=margin,
                                pixels_per_batch=pixels_per_batch, decode=decode, reach=reach, host_clear=usable)
-        return _download(out, device)
+        out = _download(out, device)
+    del xd, ud
+    release_heap()  # a block's model tensors on the CPU are freed: see cloudfree.heap
+    return out
 
 
 def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: list[str], margin: int,
