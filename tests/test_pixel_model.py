@@ -206,3 +206,25 @@ def test_the_target_dates_local_departure_carries_to_its_hidden_pixels_for_any_t
     gain_off = np.median(off[hid] / base[0][hid])
     assert gain_off < 1.06  # the series alone says "as usual"
     assert gain_on > gain_off + 0.08  # the date's own departure carries over (gain 0.75 of 20 %)
+
+
+def test_fixed_length_batches_give_the_pixels_of_ragged_ones():
+    """With ``compile`` the model gets batches of one length, the last one padded with no-data
+    pixels (one compiled graph for every block): the pixels equal those of ragged batches, the
+    padding never reaches the output, and the departure's neighbourhood is unchanged."""
+    from cloudfree.models.pixel import CONTEXT
+    from cloudfree.reconstruct.tiles import predict_pixels
+
+    rng = np.random.default_rng(5)
+    t, c, h, w, q = 7, 4, 23, 31, 16
+    dn = rng.integers(1000, 4000, (t, c, h + 2 * q, w + 2 * q), dtype=np.uint16)
+    dn[2, :, :6, :9] = 0
+    clear = rng.random((t, h + 2 * CONTEXT, w + 2 * CONTEXT)) > 0.25
+    kw = dict(dt=np.linspace(-40, 40, t).astype(np.float32), model=default_weights(), bands=["B02", "B03", "B04", "B08"],
+              margin=CONTEXT, decode=(1e-4, -0.1, 0), reach=q)
+    ragged = predict_pixels(dn, clear, cfg=TileConfig(device="cpu"), pixels_per_batch=1000, **kw)
+    whole = predict_pixels(dn, clear, cfg=TileConfig(device="cpu"), pixels_per_batch=10**6, **kw)
+    fixed = predict_pixels(dn, clear, cfg=TileConfig(device="cpu", compile=True), pixels_per_batch=1000, **kw)
+    assert fixed.shape == (c, h, w) and np.isfinite(fixed).all()
+    np.testing.assert_allclose(ragged, whole, atol=1e-6)
+    np.testing.assert_allclose(fixed, ragged, atol=1e-6)

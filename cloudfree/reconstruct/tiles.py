@@ -208,14 +208,27 @@ def _gpu_slot(device: str):
 
 
 def _compiled(net):
-    """``torch.compile(net)`` once per process (dynamic shapes: the last row batch is smaller);
-    None once compilation has failed here."""
+    """``torch.compile(net)`` once per process, for the one input shape :func:`pixels_on_device`
+    gives it (static: no recompiles, and kernels specialised to that shape); None once compilation
+    has failed here. Inductor's caches go to a lasting place (``$XDG_CACHE_HOME/cloudfree``, unless
+    ``TORCHINDUCTOR_CACHE_DIR`` is set), so a later run loads the kernels instead of compiling them."""
+    import os
+
     import torch
 
     key = id(net)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(net, dynamic=True)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+        _COMPILED[key] = torch.compile(net, dynamic=False)
     return _COMPILED[key]
+
+
+def compile_cache_dir():
+    """Where compiled kernels are kept between runs."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloudfree" / "torchinductor"
 
 
 def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
@@ -366,26 +379,39 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
     q = reach
     m = margin - q  # the model runs over the block and its reach; context features need m more
     cuda = device.startswith("cuda")
+    n = h * w
+    # Pixels go to the model in flat batches of one length (with ``cfg.compile`` the last one is
+    # padded as no data): the network is per pixel, so a batch needs no rows, and one input shape
+    # means one compiled graph for every block, edge blocks included.
     ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
-    rows = max(1, ppb // max(w, 1))
+    size = ppb if cfg.compile else min(ppb, n)
     use_amp = cfg.amp and cuda
     if decode is not None:
         scale, offset, fill = decode
-        scale = torch.as_tensor(np.asarray(scale, np.float32), device=device).reshape(-1, 1, 1, 1)
-        offset = torch.as_tensor(np.asarray(offset, np.float32), device=device).reshape(-1, 1, 1, 1)
+        scale = torch.as_tensor(np.asarray(scale, np.float32), device=device).reshape(-1, 1, 1)
+        offset = torch.as_tensor(np.asarray(offset, np.float32), device=device).reshape(-1, 1, 1)
         nan = torch.tensor(float("nan"), device=device)
 
-    def reflectance(block):  # per row batch: memory stays that of the stored block
+    def reflectance(block):  # per batch: memory stays that of the stored block
         if decode is None:
             return block.float()
         return torch.where(block == fill, nan, block.float() * scale + offset)
 
+    def padded(a, value):  # (…, L) → (…, size): the tail of the last batch, marked as no data
+        if a.shape[-1] == size:
+            return a
+        b = a.new_full((*a.shape[:-1], size), value)
+        b[..., : a.shape[-1]] = a
+        return b
+
     if margin:
         ctx = context_features_torch(ud, m) if cuda or host_clear is None else \
             torch.from_numpy(context_features(host_clear, m))
+        ctx = ctx.reshape(t, 3, n)
     else:
         ctx = None
-    core = ud[:, m : m + h, m : m + w]
+    xf = xd.reshape(t, c, n)
+    core = ud[:, m : m + h, m : m + w].reshape(t, n)
     dtt = torch.from_numpy(np.asarray(dt, np.float32)).to(device)[None]
     out = torch.empty((c, h, w), dtype=torch.float32, device=device)
     dep = getattr(net, "departure", None) if q else None
@@ -397,15 +423,17 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
         if keep is not None:
             net.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
         try:
-            for r0 in range(0, h, rows):
-                r1 = min(r0 + rows, h)
-                aux = ctx[None, :, :, r0:r1] if ctx is not None else None
-                res = _forward(net, cfg, device, reflectance(xd[:, :, r0:r1])[None], core[None, :, r0:r1], dtt,
-                               bands=bands, aux=aux)
-                out[:, r0:r1] = res["output"][0].float()
+            for p0 in range(0, n, size):
+                p1 = min(p0 + size, n)
+                k = p1 - p0
+                xb = padded(reflectance(xf[:, :, p0:p1]), float("nan"))[None, :, :, None]  # (1, T, C, 1, size)
+                aux = padded(ctx[:, :, p0:p1], 1.0)[None, :, :, None] if ctx is not None else None
+                res = _forward(net, cfg, device, xb, padded(core[:, p0:p1], False)[None, :, None], dtt, bands=bands,
+                               aux=aux)
+                out.view(c, n)[:, p0:p1] = res["output"][0, :, 0, :k].float()
                 if dep:
-                    temporal[:, r0:r1] = res["temporal"][0].float()
-                    kept[:, r0:r1] = res["kept"][0].float()
+                    temporal.view(c, n)[:, p0:p1] = res["temporal"][0, :, 0, :k].float()
+                    kept.view(1, n)[:, p0:p1] = res["kept"][0, :, 0, :k].float()
         finally:
             if keep is not None:
                 net.pass_through = keep
