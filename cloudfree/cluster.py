@@ -169,6 +169,23 @@ def model_task_config() -> dict:
     return {"optimization.fuse.active": False} if gpu_task_resources() else {}
 
 
+def run_on_model_processes(fn, *args):
+    """``fn(*args)`` in every process that runs model tasks, before they start: here when there is
+    no cluster or its workers are this process's threads, else once on each worker (``client.run``;
+    a worker without a GPU returns at once). Results by worker address (``"local"`` here)."""
+    import os
+
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return {"local": fn(*args)}
+    if all(pid == os.getpid() for pid in client.run(os.getpid).values()):
+        return {"local": fn(*args)}
+    return client.run(fn, *args)
+
+
 def gpu_task_resources() -> dict | None:
     """``{"GPU": share}`` for the model's tasks when the active Dask cluster has workers carrying a
     ``GPU`` resource (``--gpus``, or GPU partitions started with ``--resources GPU=1``): those tasks

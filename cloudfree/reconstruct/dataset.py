@@ -18,7 +18,7 @@ from dask.base import tokenize
 from ..blocks import edges as _edges, pad_constant, pad_symmetric
 from .composites import METHODS, composite
 from .periods import Period, make_periods
-from .tiles import TileConfig, predict_block, predict_pixels
+from .tiles import TileConfig, compile_ahead, predict_block, predict_pixels
 
 __all__ = ["reconstruct", "mosaic", "model_composite", "resolve_method", "FALLBACK_METHOD"]
 
@@ -202,6 +202,12 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     if method == "model" and model is None:
         raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
     streamed = method == "model" and source is not None and is_pixelwise(model)
+    if method == "model" and tiles.compile is not False and is_pixelwise(model) and any(len(p.dates) for p in periods):
+        from ..cluster import run_on_model_processes
+
+        # compiled for the run's inputs before the first read (where it compiles: a GPU, see TileConfig)
+        run_on_model_processes(compile_ahead, model, tiles, [len(p.dates) for p in periods if len(p.dates)],
+                               [str(b) for b in refl.band.values])
     for p in periods:
         if streamed:
             img, n = _streamed(refl, p, model, tiles, source)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..heap import release_heap
 
-__all__ = ["TileConfig", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts",
+__all__ = ["TileConfig", "compile_ahead", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts",
            "resolve_device", "check_device"]
 
 
@@ -32,9 +32,14 @@ class TileConfig:
     amp: bool = True
     pass_through: bool = True
     """Band-aware per-pixel models: keep the target date's own clear observation (see the model card)."""
-    compile: bool = False
-    """Per-pixel models on a GPU: run through ``torch.compile`` (compiled once per worker process;
-    if compilation fails the worker warns once and stays eager)."""
+    compile: bool | None = None
+    """Per-pixel models on a GPU: run through ``torch.compile`` (compiled once per worker process,
+    before the first read, kernels cached between runs; if compilation fails the worker warns once
+    and stays eager). None: on where the model runs on a GPU."""
+
+    def compiles(self, device: str) -> bool:
+        """Whether the model runs compiled on ``device`` (a resolved device)."""
+        return device.startswith("cuda") and self.compile is not False
 
     @property
     def stride(self) -> int:
@@ -223,6 +228,40 @@ def _compiled(net):
     return _COMPILED[key]
 
 
+def compile_ahead(model, cfg: TileConfig, n_dates: list[int], bands: list[str]) -> float:
+    """Compile the per-pixel model here for the inputs :func:`pixels_on_device` will give it (one
+    per number of dates), before any block is read: a full tile's first block compiled in about
+    50 s while 16 threads decoded beside it, against 10 s alone. Returns the seconds spent (0 where
+    nothing compiles: no GPU here, or ``compile=False``)."""
+    import time
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0.0
+    device = resolve_device(cfg.device)
+    if not cfg.compiles(device):
+        return 0.0
+    net, lock = model_on_device(model, device)
+    size = 1 << 19  # pixels_on_device's batch on a GPU
+    t0 = time.perf_counter()
+    with lock, torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp):
+        keep = getattr(net, "pass_through", None)
+        if keep is not None:
+            net.pass_through = keep and cfg.pass_through
+        try:
+            for t in sorted(set(n_dates)):
+                x = torch.full((1, t, len(bands), 1, size), float("nan"), device=device)
+                valid = torch.zeros((1, t, 1, size), dtype=torch.bool, device=device)
+                aux = torch.ones((1, t, 3, 1, size), device=device)
+                _forward(net, cfg, device, x, valid, torch.zeros((1, t), device=device), bands=list(bands), aux=aux)
+        finally:
+            if keep is not None:
+                net.pass_through = keep
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
 def compile_cache_dir():
     """Where compiled kernels are kept between runs."""
     import os
@@ -233,7 +272,7 @@ def compile_cache_dir():
 
 def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
     """The model call, compiled where asked and possible, eager otherwise (with one warning)."""
-    fn = _compiled(net) if cfg.compile and device.startswith("cuda") else None
+    fn = _compiled(net) if cfg.compiles(device) else None
     if fn is not None:
         try:
             return fn(*args, **kwargs)
@@ -384,7 +423,7 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
     # padded as no data): the network is per pixel, so a batch needs no rows, and one input shape
     # means one compiled graph for every block, edge blocks included.
     ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
-    size = ppb if cfg.compile else min(ppb, n)
+    size = ppb if cfg.compile or cfg.compiles(device) else min(ppb, n)
     use_amp = cfg.amp and cuda
     if decode is not None:
         scale, offset, fill = decode
@@ -397,9 +436,9 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
             return block.float()
         return torch.where(block == fill, nan, block.float() * scale + offset)
 
-    def padded(a, value):  # (…, L) → (…, size): the tail of the last batch, marked as no data
+    def padded(a, value):  # (…, L) → (…, size), contiguous (a compiled graph guards strides too)
         if a.shape[-1] == size:
-            return a
+            return a.contiguous()
         b = a.new_full((*a.shape[:-1], size), value)
         b[..., : a.shape[-1]] = a
         return b
