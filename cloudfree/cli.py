@@ -221,7 +221,7 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     batch = job_args.pop("batch")
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,
                        device=device, pass_through=job_args.pop("pass_through", True),
-                       compile=job_args.pop("compile", None))
+                       compile=job_args.pop("compile", False))
     job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, **job_args)
     console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
                                                             if cluster.gpus else ""))
@@ -254,10 +254,11 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         batch: Optional[int] = typer.Option(None, help="spatial models only: patches per forward pass (default: from "
                                                        "--memory-limit, at most 16)", min=1),
         device: str = typer.Option("auto", help=DEVICE_HELP),
-        compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on with a GPU",
-                                                     help="run the per-pixel model on a GPU through torch.compile "
-                                                          "(about 10 s per worker the first time, kernels cached in "
-                                                          "~/.cache/cloudfree; eager if compilation fails)"),
+        compile_model: bool = typer.Option(False, "--compile/--no-compile",
+                                           help="run the per-pixel model on a GPU through torch.compile (3x the "
+                                                "model's speed, but a slower run where reads set the pace; about 30 s "
+                                                "per worker the first time, then cached in ~/.cache/cloudfree; eager "
+                                                "if compilation fails)"),
         fill_unobserved: bool = typer.Option(False, help="keep the model's spatial guess where nothing clear was seen"),
         pass_through: bool = typer.Option(True, help="keep a target date's own clear observation unchanged (the "
                                                      "default model: unless next to a flagged cloud or off the series)"),

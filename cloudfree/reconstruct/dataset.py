@@ -202,10 +202,10 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     if method == "model" and model is None:
         raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
     streamed = method == "model" and source is not None and is_pixelwise(model)
-    if method == "model" and tiles.compile is not False and is_pixelwise(model) and any(len(p.dates) for p in periods):
+    if method == "model" and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
         from ..cluster import run_on_model_processes
 
-        # compiled for the run's inputs before the first read (where it compiles: a GPU, see TileConfig)
+        # compiled for the run's inputs before the first read (where it runs on a GPU, see TileConfig)
         run_on_model_processes(compile_ahead, model, tiles, [len(p.dates) for p in periods if len(p.dates)],
                                [str(b) for b in refl.band.values])
     for p in periods:
