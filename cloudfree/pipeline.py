@@ -178,7 +178,8 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
 
         if is_pixelwise(model):  # read per block on the bands' own grids, enlarged on the model's device
             source = block_source(items, search_req.aoi, spec, times=cube.time.values,
-                                  fail_on_error=not job.skip_bad_assets, read_ahead=job.blocks_at_once)
+                                  fail_on_error=not job.skip_bad_assets,
+                                  read_ahead=int(os.environ.get("CLOUDFREE_READ_AHEAD", job.blocks_at_once)))
     ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=method, model=model,
                      context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles, chunk=spec.chunk,
                      fill_unobserved=job.fill_unobserved, source=source)
