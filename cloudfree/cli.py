@@ -175,7 +175,8 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
     console.print(f"cube {res.status}: {res.path} {json.dumps(res.shape)} from {res.n_items} items")
 
 
-def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk: Optional[int]):
+def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk: Optional[int], streamed: bool = False,
+          gpu: bool = False):
     """The memory plan (block size, blocks at once) and the cluster with its worker memory limit."""
     import os
     from dataclasses import replace
@@ -185,7 +186,8 @@ def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk:
     threads = cluster.threads_per_worker or ((os.cpu_count() or 1) // max(1, len(cluster.gpus)) if cluster.gpus
                                              else os.cpu_count() or 1)
     n_bands = len([b for b in bands.split(",") if b.strip()]) if bands else 12
-    plan = plan_memory(parse_memory(memory_limit), threads=threads, n_bands=n_bands, n_dates=n_dates, chunk=chunk)
+    plan = plan_memory(parse_memory(memory_limit), threads=threads, n_bands=n_bands, n_dates=n_dates, chunk=chunk,
+                       streamed=streamed, gpu=gpu)
     if cluster.scheduler is None:
         per_worker = plan.limit // (len(cluster.gpus) or cluster.n_workers or (2 if cluster.processes else 1))
         cluster = replace(cluster, memory_limit=str(per_worker))
@@ -216,7 +218,8 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
         where = "on each worker" if device == "auto" else "on the workers"
     else:
         device, where = resolve_device(device), "here"
-    plan, cluster = _plan(memory_limit, cluster, spec_args.get("bands"), job_args["max_dates"], spec_args.pop("chunk"))
+    plan, cluster = _plan(memory_limit, cluster, spec_args.get("bands"), job_args["max_dates"], spec_args.pop("chunk"),
+                          streamed=job_args.get("stream", False), gpu=device.startswith("cuda") or bool(cluster.gpus))
     spec = CubeSpec(**spec_args, chunk=plan.chunk)
     batch = job_args.pop("batch")
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,

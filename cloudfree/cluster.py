@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from distributed import Client, LocalCluster
 
-__all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "machine_memory", "parse_memory"]
+__all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "stream_bytes", "machine_memory", "parse_memory"]
 
 BASE_BYTES = 800 * 2**20
 """What one process holds before any block: Python, torch, GDAL, Dask, the model (measured: the
@@ -18,6 +18,12 @@ BYTES_PER_PIXEL_VALUE = 8
 """Bytes per (date, band, pixel) of a block in flight: the float32 block, its rechunked copy, the
 model's input batch and the output. About 4.4 was measured for the default model (a 768-px block of
 12 dates × 13 layers added 0.4 GB); 8 leaves a 2× margin (``benchmarks/memory.py``)."""
+READ_BYTES_PER_VALUE = 2
+"""Bytes per (date, band, pixel) of a streamed read: the stored uint16 DN as read (SCL counted as a band)."""
+MAX_READ_AHEAD = 4
+"""Blocks whose reads may start ahead of the model beyond the stripe's row (the streamed path):
+the blocks at once, at most this. On the H100 host a full tile took 72.5 s and 19.2 GiB with 4,
+75.4 s / 21.7 GiB with 8 and 80.8 s / 22.3 GiB with 16 (one block per thread, as before)."""
 PATCH_BYTES = 300 * 2**20
 """Activations per 256² patch of the U-Net in one forward pass (measured: batch 16 → 4 cost 4 GB)."""
 CHUNKS = (2048, 1536, 1024, 768, 512, 384, 256, 128)
@@ -79,11 +85,26 @@ def block_bytes(chunk: int, n_dates: int, n_bands: int) -> int:
     return BYTES_PER_PIXEL_VALUE * n_dates * (n_bands + 1) * chunk * chunk
 
 
+def stream_bytes(chunk: int, n_dates: int, n_bands: int, in_flight: int, gpu: bool = False) -> int:
+    """Bytes a streamed run holds beside its model blocks' work, whatever the area: the reads of a
+    stripe's row of blocks, the block's own row neighbours and the read-ahead, every date each (see
+    :func:`cloudfree.reconstruct.streamed.streamed_model`); on a GPU the model's blocks are staged
+    in at most :data:`~cloudfree.reconstruct.tiles.PINNED_BUFFERS` host buffers of the stored values."""
+    from .reconstruct.streamed import STRIPE
+    from .reconstruct.tiles import PINNED_BUFFERS
+
+    one = READ_BYTES_PER_VALUE * n_dates * (n_bands + 1) * chunk * chunk
+    return one * (STRIPE + 2 + min(in_flight, MAX_READ_AHEAD) + (PINNED_BUFFERS if gpu else 0))
+
+
 def plan_memory(limit: int | None = None, *, threads: int = 1, n_bands: int = 12, n_dates: int = 12,
-                chunk: int | None = None) -> MemoryPlan:
+                chunk: int | None = None, streamed: bool = False, gpu: bool = False) -> MemoryPlan:
     """Choose the block size (unless ``chunk`` is given) and how many blocks run at once so that
     ``BASE_BYTES + in_flight × block_bytes`` stays under ``limit`` (default: 80 % of the machine).
-    A ``chunk`` given by the user that cannot fit is an error before any work, not a crash later."""
+    ``streamed``: the reads of :func:`stream_bytes` count too, and with ``gpu`` the blocks' work is on
+    the device (measured on 2 cores: the reads in flight, not the model's blocks, made a run's
+    memory grow with the area). A ``chunk`` given by the user that cannot fit is an error before any
+    work, not a crash later."""
     limit = limit or int(0.8 * machine_memory())
     avail = limit - BASE_BYTES
     if avail <= 0:
@@ -91,19 +112,24 @@ def plan_memory(limit: int | None = None, *, threads: int = 1, n_bands: int = 12
                          f"{BASE_BYTES >> 20} MB before the first block")
     in_flight = max(1, threads)
     candidates = [chunk] if chunk else [c for c in CHUNKS if c >= 256]
+
+    def needs(k: int, c: int) -> int:
+        blocks = 0 if streamed and gpu else k * block_bytes(c, n_dates, n_bands)
+        return blocks + (stream_bytes(c, n_dates, n_bands, k, gpu) if streamed else 0)
+
     for k in range(in_flight, 0, -1):  # every core busy on blocks of 256 px or more, else fewer at once
         for c in candidates:
-            need = k * block_bytes(c, n_dates, n_bands)
+            need = needs(k, c)
             if need <= avail:
                 batch = int(max(1, min(16, (avail - need) // (k * PATCH_BYTES))))
                 return MemoryPlan(limit, c, k, BASE_BYTES + need, batch)
     if chunk:
-        fits = next((c for c in CHUNKS if block_bytes(c, n_dates, n_bands) <= avail), CHUNKS[-1])
-        raise ValueError(f"--chunk {chunk} needs about {block_bytes(chunk, n_dates, n_bands) >> 20} MB per block for "
+        fits = next((c for c in CHUNKS if needs(1, c) <= avail), CHUNKS[-1])
+        raise ValueError(f"--chunk {chunk} needs about {needs(1, chunk) >> 20} MB for "
                          f"{n_dates} dates x {n_bands} bands; the memory budget ({limit >> 20} MB) allows --chunk {fits} "
                          "(or raise --memory-limit, or lower --max-dates)")
     c = CHUNKS[-1]
-    return MemoryPlan(limit, c, 1, BASE_BYTES + block_bytes(c, n_dates, n_bands), 1)
+    return MemoryPlan(limit, c, 1, BASE_BYTES + needs(1, c), 1)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .aoi import AOI, parse_aoi, parse_bbox
 from .catalog.search import SearchRequest, search
+from .cluster import MAX_READ_AHEAD
 from .catalog.sources import is_static_source, open_catalog, source_id
 from .cube.load import CubeSpec, MaskConfig, open_cube
 from .cube.store import build_cube
@@ -27,11 +28,6 @@ from .reconstruct.dataset import reconstruct, resolve_method
 from .reconstruct.tiles import TileConfig
 
 __all__ = ["JobConfig", "run_job", "run", "default_weights"]
-
-MAX_READ_AHEAD = 4
-"""Blocks whose reads may start ahead of the model beyond the stripe's row (the streamed path):
-the blocks at once, at most this. On the H100 host a full tile took 72.5 s and 19.2 GiB with 4,
-75.4 s / 21.7 GiB with 8 and 80.8 s / 22.3 GiB with 16 (one block per thread, as before)."""
 
 
 @dataclass(frozen=True)
@@ -337,8 +333,11 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     mask = MaskConfig.from_classes(exclude_scl if exclude_scl is not None else MaskConfig().unusable, source=mask,
                                    dilate=dilate)
     n_bands = len(bands.split(",") if isinstance(bands, str) else bands) if bands else 12
+    import torch
+
+    gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     plan = plan_memory(parse_memory(memory_limit), threads=os.cpu_count() or 1, n_bands=n_bands, n_dates=max_dates,
-                       chunk=chunk)
+                       chunk=chunk, streamed=stream, gpu=gpu)
     spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask, native_reads=native_reads)
     job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                     tiles=TileConfig(patch=patch, overlap=overlap, batch=batch or plan.batch, device=device),

@@ -30,6 +30,25 @@ def test_memory_plan_stays_under_the_budget(limit_gib, threads):
     assert (bigger.chunk, bigger.in_flight) >= (plan.chunk, plan.in_flight) or bigger.chunk * bigger.in_flight >= plan.chunk
 
 
+def test_a_streamed_plan_counts_its_reads_in_flight():
+    """A streamed run holds a stripe's row of reads beside its blocks: the plan counts them (so 2 GB
+    on 2 cores gets smaller blocks than the cube path), whatever the area; on a GPU host the blocks'
+    work is on the device, so a full Sentinel-2 block size still fits."""
+    from cloudfree.cluster import stream_bytes
+
+    for limit, threads, gpu in [(2 * 10**9, 2, False), (8 * 2**30, 4, False), (100 * 2**30, 16, True)]:
+        plan = plan_memory(limit, threads=threads, n_bands=12, n_dates=12, streamed=True, gpu=gpu)
+        cube = plan_memory(limit, threads=threads, n_bands=12, n_dates=12)
+        reads = stream_bytes(plan.chunk, 12, 12, plan.in_flight, gpu)
+        blocks = 0 if gpu else plan.in_flight * block_bytes(plan.chunk, 12, 12)
+        assert plan.estimate == BASE_BYTES + blocks + reads <= plan.limit
+        assert plan.chunk <= cube.chunk
+    assert plan_memory(2 * 10**9, threads=2, streamed=True).chunk < plan_memory(2 * 10**9, threads=2).chunk
+    assert plan_memory(100 * 2**30, threads=16, streamed=True, gpu=True).chunk == 2048
+    with pytest.raises(ValueError, match="allows --chunk 384"):
+        plan_memory(2 * 10**9, threads=2, streamed=True, chunk=1024)
+
+
 def test_memory_words_are_checked():
     assert parse_memory("auto") is None and parse_memory("2GB") == 2 * 10**9
     with pytest.raises(ValueError, match="not a size"):
