@@ -45,7 +45,7 @@ def test_a_streamed_plan_counts_its_reads_in_flight():
         assert plan.chunk <= cube.chunk
     assert plan_memory(2 * 10**9, threads=2, streamed=True).chunk < plan_memory(2 * 10**9, threads=2).chunk
     assert plan_memory(100 * 2**30, threads=16, streamed=True, gpu=True).chunk == 2048
-    with pytest.raises(ValueError, match="allows --chunk 384"):
+    with pytest.raises(ValueError, match="allows --chunk 256"):
         plan_memory(2 * 10**9, threads=2, streamed=True, chunk=1024)
 
 
