@@ -28,7 +28,8 @@ PATCH_BYTES = 300 * 2**20
 """Activations per 256² patch of the U-Net in one forward pass (measured: batch 16 → 4 cost 4 GB)."""
 CHUNKS = (2048, 1536, 1024, 768, 512, 256, 128)
 """Block sizes the plan picks from: multiples of the COG's 256-px tiles, so every region compresses
-its own full-resolution tiles (384 px sent them all through the shared sums: 16 % slower)."""
+its own full-resolution tiles (at 384 px they all went through the shared sums, and a 4200² run on
+2 cores took 327 s against 282 s at 512 px)."""
 
 
 def parse_memory(text: str | int | None) -> int | None:

@@ -174,3 +174,18 @@ def test_no_gpu_resource_no_annotation():
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
                       resources={"GPU": 1}) as c, Client(c):
         assert gpu_task_resources() == {"GPU": 0.5}
+
+
+def test_the_model_is_prepared_in_every_process_that_runs_it():
+    """``--compile`` compiles before the first read wherever model tasks run: in this process for
+    threads (or without a cluster), once in each worker process otherwise."""
+    from distributed import LocalCluster
+
+    from cloudfree.cluster import run_on_model_processes
+
+    assert run_on_model_processes(os.getpid) == {"local": os.getpid()}
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as c, Client(c):
+        assert run_on_model_processes(os.getpid) == {"local": os.getpid()}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, Client(c):
+        pids = run_on_model_processes(os.getpid)
+        assert len(pids) == 2 and os.getpid() not in pids.values() and len(set(pids.values())) == 2
