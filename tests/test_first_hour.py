@@ -182,3 +182,29 @@ def test_the_lost_ctrl_c_prints_no_traceback():
     finally:
         sys.unraisablehook = hook
     assert [type(i.exc_value) for i in seen] == [ValueError]
+
+
+def test_freed_heap_goes_back_to_the_os_and_the_trimmer_stops_when_idle(monkeypatch):
+    """Blocks' tasks hand freed heap back (glibc keeps it otherwise): a fragmented heap's free pages
+    leave the process, and the timed trimming ends once no task has called for it."""
+    import threading
+    import time
+
+    import numpy as np
+    import psutil
+
+    from cloudfree import heap
+
+    monkeypatch.setattr(heap, "IDLE_AFTER", 0.5)
+    proc = psutil.Process()
+    chunks = [np.ones(40_000, np.float64) for _ in range(8000)]  # 320 KB each, below glibc's mmap threshold
+    keep = chunks[::50]  # pins at the top of the heap keep glibc from shrinking it by itself
+    del chunks
+    before = proc.memory_info().rss
+    assert heap.release_heap()
+    after = proc.memory_info().rss
+    assert before - after > 500 * 2**20, (before >> 20, after >> 20)
+    assert any(t.name == "cloudfree-heap-trim" for t in threading.enumerate())
+    time.sleep(1.2)
+    assert not any(t.name == "cloudfree-heap-trim" for t in threading.enumerate())
+    del keep
