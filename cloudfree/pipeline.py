@@ -18,8 +18,8 @@ import pandas as pd
 
 from .aoi import AOI, parse_aoi, parse_bbox
 from .catalog.search import SearchRequest, search
-from .cluster import MAX_READ_AHEAD
 from .catalog.sources import is_static_source, open_catalog, source_id
+from .cluster import MAX_READ_AHEAD
 from .cube.load import CubeSpec, MaskConfig, open_cube
 from .cube.store import build_cube
 from .models.checkpoint import default_weights

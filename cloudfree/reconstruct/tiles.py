@@ -153,7 +153,6 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
 
         usable = np.asarray(clear, bool) & np.isfinite(x).all(1)
         aux_all = torch.from_numpy(context_features(usable)).to(device)
-        keep = model.pass_through
     for i in range(0, len(jobs), cfg.batch):
         chunk = jobs[i : i + cfg.batch]
         sl = [(py - y0 + halo, px - x0 + halo) for py, px in chunk]  # into the extended block
@@ -161,12 +160,9 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
         mb = torch.stack([mb_all[:, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
         with lock, torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
             if aware:
-                model.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
                 auxb = torch.stack([aux_all[:, :, ly : ly + cfg.patch, lx : lx + cfg.patch] for ly, lx in sl])
-                try:
+                with _passing_through(model, cfg):
                     pred = model(xb, mb, dtt.expand(len(chunk), t), bands=bands, aux=auxb)["output"]
-                finally:
-                    model.pass_through = keep
             else:
                 pred = model(xb, mb, dtt.expand(len(chunk), t))["output"]
         pred = pred.float()
@@ -183,6 +179,22 @@ def predict_block(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, cf
     return out
 
 
+@contextlib.contextmanager
+def _passing_through(net, cfg: TileConfig):
+    """``cfg.pass_through`` on the shared module for one call, restored after (hold its lock)."""
+    keep = getattr(net, "pass_through", None)
+    if keep is None:
+        yield
+        return
+    net.pass_through = keep and cfg.pass_through
+    try:
+        yield
+    finally:
+        net.pass_through = keep
+
+
+GPU_PIXELS_PER_BATCH = 1 << 19
+"""Pixels per call of a per-pixel model on a GPU (the compiled graph's one input length)."""
 _COMPILED: dict[int, object] = {}
 GPU_BLOCKS_AT_ONCE = 2
 """Blocks resident on one GPU at a time (one uploading while one computes): what bounds GPU memory
@@ -245,21 +257,15 @@ def compile_ahead(model, cfg: TileConfig, n_dates: list[int], bands: list[str]) 
     if not cfg.compiles(device):
         return 0.0
     net, lock = model_on_device(model, device)
-    size = 1 << 19  # pixels_on_device's batch on a GPU
+    size = GPU_PIXELS_PER_BATCH
     t0 = time.perf_counter()
-    with lock, torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp):
-        keep = getattr(net, "pass_through", None)
-        if keep is not None:
-            net.pass_through = keep and cfg.pass_through
-        try:
-            for t in sorted(set(n_dates)):
-                x = torch.full((1, t, len(bands), 1, size), float("nan"), device=device)
-                valid = torch.zeros((1, t, 1, size), dtype=torch.bool, device=device)
-                aux = torch.ones((1, t, 3, 1, size), device=device)
-                _forward(net, cfg, device, x, valid, torch.zeros((1, t), device=device), bands=list(bands), aux=aux)
-        finally:
-            if keep is not None:
-                net.pass_through = keep
+    with lock, torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp), \
+            _passing_through(net, cfg):
+        for t in sorted(set(n_dates)):
+            x = torch.full((1, t, len(bands), 1, size), float("nan"), device=device)
+            valid = torch.zeros((1, t, 1, size), dtype=torch.bool, device=device)
+            aux = torch.ones((1, t, 3, 1, size), device=device)
+            _forward(net, cfg, device, x, valid, torch.zeros((1, t), device=device), bands=list(bands), aux=aux)
     torch.cuda.synchronize(device)
     return time.perf_counter() - t0
 
@@ -424,7 +430,7 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
     # Pixels go to the model in flat batches of one length (with ``cfg.compile`` the last one is
     # padded as no data): the network is per pixel, so a batch needs no rows, and one input shape
     # means one compiled graph for every block, edge blocks included.
-    ppb = pixels_per_batch or ((1 << 19) if cuda else 16384)
+    ppb = pixels_per_batch or (GPU_PIXELS_PER_BATCH if cuda else 16384)
     size = ppb if cfg.compile else min(ppb, n)
     use_amp = cfg.amp and cuda
     if decode is not None:
@@ -459,25 +465,18 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
     if dep:
         temporal = torch.empty((c, h, w), dtype=torch.float32, device=device)
         kept = torch.empty((1, h, w), dtype=torch.float32, device=device)
-    with lock, torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
-        keep = getattr(net, "pass_through", None)
-        if keep is not None:
-            net.pass_through = keep and cfg.pass_through  # shared module: set and restore under the lock
-        try:
-            for p0 in range(0, n, size):
-                p1 = min(p0 + size, n)
-                k = p1 - p0
-                xb = padded(reflectance(xf[:, :, p0:p1]), float("nan"))[None, :, :, None]  # (1, T, C, 1, size)
-                aux = padded(ctx[:, :, p0:p1], 1.0)[None, :, :, None] if ctx is not None else None
-                res = _forward(net, cfg, device, xb, padded(core[:, p0:p1], False)[None, :, None], dtt, bands=bands,
-                               aux=aux)
-                out.view(c, n)[:, p0:p1] = res["output"][0, :, 0, :k].float()
-                if dep:
-                    temporal.view(c, n)[:, p0:p1] = res["temporal"][0, :, 0, :k].float()
-                    kept.view(1, n)[:, p0:p1] = res["kept"][0, :, 0, :k].float()
-        finally:
-            if keep is not None:
-                net.pass_through = keep
+    with lock, torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp), _passing_through(net, cfg):
+        for p0 in range(0, n, size):
+            p1 = min(p0 + size, n)
+            k = p1 - p0
+            xb = padded(reflectance(xf[:, :, p0:p1]), float("nan"))[None, :, :, None]  # (1, T, C, 1, size)
+            aux = padded(ctx[:, :, p0:p1], 1.0)[None, :, :, None] if ctx is not None else None
+            res = _forward(net, cfg, device, xb, padded(core[:, p0:p1], False)[None, :, None], dtt, bands=bands,
+                           aux=aux)
+            out.view(c, n)[:, p0:p1] = res["output"][0, :, 0, :k].float()
+            if dep:
+                temporal.view(c, n)[:, p0:p1] = res["temporal"][0, :, 0, :k].float()
+                kept.view(1, n)[:, p0:p1] = res["kept"][0, :, 0, :k].float()
     if dep:
         return apply_departure(out, temporal, kept, q, dep["gain"], dep.get("min_fraction", 0.05)).contiguous()
     if q:
