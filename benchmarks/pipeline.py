@@ -40,12 +40,29 @@ def _gpu_sampler(stop: threading.Event, samples: list) -> None:
         stop.wait(0.5)
 
 
-def _rss_sampler(pid: int, stop: threading.Event, peak: dict, trace: list) -> None:
+def _rss_kinds(pid: int) -> dict:
+    """RssAnon and RssFile of one process, bytes (Linux): heap and buffers against mapped files
+    and libraries, which the kernel can drop."""
+    out = {}
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(("RssAnon", "RssFile")):
+                k, v = line.split(":")
+                out[k] = int(v.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def _rss_sampler(pid: int, stop: threading.Event, peak: dict, trace: list, kinds: dict | None = None) -> None:
     import psutil
 
     root = psutil.Process(pid)
     while not stop.is_set():
         total = 0
+        for k, v in _rss_kinds(pid).items():
+            if kinds is not None:
+                kinds[k] = max(kinds.get(k, 0), v)
         try:
             for p in [root, *root.children(recursive=True)]:
                 try:
@@ -68,9 +85,9 @@ def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
-    stop, gpu, peak, trace = threading.Event(), [], {}, []
+    stop, gpu, peak, trace, kinds = threading.Event(), [], {}, [], {}
     threads = [threading.Thread(target=_gpu_sampler, args=(stop, gpu), daemon=True),
-               threading.Thread(target=_rss_sampler, args=(proc.pid, stop, peak, trace), daemon=True)]
+               threading.Thread(target=_rss_sampler, args=(proc.pid, stop, peak, trace, kinds), daemon=True)]
     for t in threads:
         t.start()
     stages, tail = {}, []
@@ -90,6 +107,8 @@ def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
     manifest = json.loads((out / "run.json").read_text())
     res = {"wall_s": round(wall, 2), "stages_s": stages, "method": manifest["method"], "device": manifest.get("device"),
            "shape": manifest["shape"], "peak_rss_gib_per_process": sorted(round(v / 2**30, 2) for v in peak.values())[::-1][:8],
+           # the main process's peak anonymous (heap, buffers) and file-backed (libraries, mapped files) RSS
+           "peak_rss_kinds_gib_main": {k: round(v / 2**30, 2) for k, v in kinds.items()},
            # does memory level off while the run goes on over more of the area? (flat in area)
            "rss_gib_peak_by_tenth_of_wall": [round(max([r for t, r in trace if t0 + k * wall / 10 <= t < t0 + (k + 1) * wall / 10],
                                                        default=0) / 2**30, 1) for k in range(10)]}
