@@ -54,15 +54,14 @@ def _rss_kinds(pid: int) -> dict:
     return out
 
 
-def _rss_sampler(pid: int, stop: threading.Event, peak: dict, trace: list, kinds: dict | None = None) -> None:
+def _rss_sampler(pid: int, stop: threading.Event, peak: dict, trace: list, kinds: dict) -> None:
     import psutil
 
     root = psutil.Process(pid)
     while not stop.is_set():
         total = 0
         for k, v in _rss_kinds(pid).items():
-            if kinds is not None:
-                kinds[k] = max(kinds.get(k, 0), v)
+            kinds[k] = max(kinds.get(k, 0), v)
         try:
             for p in [root, *root.children(recursive=True)]:
                 try:

@@ -146,14 +146,15 @@ class CogPlan:
     positioned file I/O, not mapped: the pages of a mapped grid count in the process's resident memory
     (a 4× area's grid read at the end added 0.12 GiB of RSS, and the grid grows with the area)."""
 
-    def _shared_rows(self, name: str, dtype, r0: int, r1: int) -> np.ndarray:
-        """Rows [r0, r1) of one shared grid, (rows, x, band)."""
+    def _shared_rows(self, r0: int, r1: int) -> list[np.ndarray]:
+        """Rows [r0, r1) of the shared sums and counts, each (rows, x, band)."""
         _, w = self.shape(self.shared)
-        row = w * self.nb
-        with open(self.parts / name, "rb") as f:
-            f.seek(r0 * row * np.dtype(dtype).itemsize)
-            a = np.fromfile(f, dtype, (r1 - r0) * row)
-        return a.reshape(r1 - r0, w, self.nb)
+        out = []
+        for name, dtype in self._SHARED:
+            with open(self.parts / name, "rb") as f:
+                f.seek(r0 * w * self.nb * np.dtype(dtype).itemsize)
+                out.append(np.fromfile(f, dtype, (r1 - r0) * w * self.nb).reshape(r1 - r0, w, self.nb))
+        return out
 
     def prepare(self, fresh: bool = False) -> None:
         """Make ``<name>.parts/``; parts of another request or layout, or all with ``fresh``
@@ -298,10 +299,8 @@ class CogPlan:
                 emit(k, s_all[:TILE], c_all[:TILE])
 
         h, _ = self.shape(self.shared)
-        (sname, sdt), (cname, cdt) = self._SHARED
         for i in range(0, h, TILE):
-            feed(self.shared, self._shared_rows(sname, sdt, i, min(i + TILE, h)),
-                 self._shared_rows(cname, cdt, i, min(i + TILE, h)))
+            feed(self.shared, *self._shared_rows(i, min(i + TILE, h)))
         for k in levels:  # the last, shorter row of each level; finer levels first, as they feed coarser ones
             left, pending[k] = pending[k], []
             if sum(p[0].shape[0] for p in left):
