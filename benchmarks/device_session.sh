@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU host's figures for issue 12 in one device call (the host has torch but not this project's
+# other dependencies, and no network): unpack the carried site-packages, write the full-tile
+# SYNTHETIC catalog, then run benchmarks/pipeline.py on it. Results land in $OUT as JSON lines.
+#
+#   here:  pip install --target (for cp312, manylinux) the wheels it lacks, strip tests, then
+#          tar cJf .carry/site.tar.xz -C <dir> site   (about 34 MB; .carry/ is git-ignored)
+#   there: CLOUDFREE_COMMIT=<sha> bash benchmarks/device_session.sh [steps...]
+# steps: full (CLI defaults on the full tile), area (x0.25 and x0.5 of its side: memory against
+# area), median16 (run and --method median on x0.25: their ratio). Default: all of them.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+tar xJf .carry/site.tar.xz -C /tmp || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+python3 -c "import rasterio, odc.stac, zarr, distributed, torch; print('deps ok', rasterio.__version__, torch.__version__, torch.cuda.get_device_name(0))" || exit 1
+CAT=/tmp/f/catalog
+python3 benchmarks/make_catalog.py --size 10980 --out $CAT | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
+X025=16.078124584412272,46.389792582562855,16.441412543292987,46.64229566281659
+X05=16.078124584412272,46.137289502309116,16.804700502173702,46.64229566281659
+steps=${*:-full area median16}
+for s in $steps; do
+  case $s in
+    full) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
+            --label "full tile, CLI defaults" ;;
+    area) for b in $X025 $X05; do
+            python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
+              --label "area against memory, bbox $b" --bbox $b; done ;;
+    median16) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --append "$OUT/pipeline_h200.jsonl" \
+            --label "x0.25 of the tile's side: run and --method median" --bbox $X025 ;;
+  esac
+  rm -rf /tmp/b
+done
+ls -la "$OUT"
