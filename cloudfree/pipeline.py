@@ -146,8 +146,13 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     cube_fp = cube_fingerprint(source or stac_url, items, search_req, spec)
     streaming = job.stream and store_state(out / "cube.zarr", cube_fp) != "complete"
     reads = contextlib.nullcontext(None)
+    from .reconstruct.dataset import is_pixelwise
+
+    # a per-pixel model with the SCL mask reads every block itself, on the bands' own grids: the
+    # cube is then only the run's coordinates and attributes (see lazy_cube's template)
+    blocks = streaming and method == "model" and spec.mask.source == "scl" and is_pixelwise(model)
     if streaming:
-        cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets)
+        cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets, template=blocks)
         cube.attrs["cloudfree:fingerprint"] = json.loads(json.dumps(cube_fp))  # as a store keeps it
         echo("cube streamed: read from the assets block by block, no cube.zarr (--stream)")
         no_data = _dates_sampled_without_data(items, cube, spec, fail_on_error=not job.skip_bad_assets)
@@ -173,14 +178,11 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     echo(f"output CRS {cube.rio.crs} at {spec.resolution:g} m, bands {', '.join(spec.bands)}" +
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
     source = None
-    if streaming and method == "model" and spec.mask.source == "scl":
+    if blocks:  # read per block on the bands' own grids, enlarged on the model's device
         from .cube.stream import block_source
-        from .reconstruct.dataset import is_pixelwise
 
-        if is_pixelwise(model):  # read per block on the bands' own grids, enlarged on the model's device
-            source = block_source(items, search_req.aoi, spec, times=cube.time.values,
-                                  fail_on_error=not job.skip_bad_assets,
-                                  read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
+        source = block_source(items, search_req.aoi, spec, times=cube.time.values, fail_on_error=not job.skip_bad_assets,
+                              read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
     ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=method, model=model,
                      context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles, chunk=spec.chunk,
                      fill_unobserved=job.fill_unobserved, source=source)

@@ -118,13 +118,43 @@ def cube_fingerprint(source: str, items, request: SearchRequest, spec: CubeSpec)
             "cloudfree": __version__}
 
 
-def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, skip_bad_assets: bool = False):
+def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, skip_bad_assets: bool = False,
+              template: bool = False):
     """The cube exactly as :func:`build_cube` stores it (reflectance clipped to what the store
-    encodes), lazily: what a streaming run computes its outputs from."""
-    ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
-    refl = ds["reflectance"].clip(-0.1, 6.4)
-    ds["reflectance"] = refl.where(ds["reflectance"].notnull())
-    return ds.chunk({"time": 1, "band": -1, "y": spec.chunk, "x": spec.chunk})
+    encodes), lazily: what a streaming run computes its outputs from.
+
+    ``template``: its coordinates, attributes, dtypes and chunks only, for a run whose blocks are
+    read by :mod:`cloudfree.cube.stream`. The full cube's graph is materialised task by task by
+    odc-stac (684 000 tasks, 185 MiB for a 4347² px area in 256 px blocks, growing with the area and
+    held for the whole run); the template's is two lazy layers per variable, and computing any of
+    its blocks raises instead of returning values that were never read."""
+    if not template:
+        ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
+        refl = ds["reflectance"].clip(-0.1, 6.4)
+        ds["reflectance"] = refl.where(ds["reflectance"].notnull())
+        return ds.chunk({"time": 1, "band": -1, "y": spec.chunk, "x": spec.chunk})
+    from dataclasses import replace
+
+    from .load import plan_geobox
+
+    whole = max(plan_geobox(items, request.aoi, spec.resolved(items)).shape)  # one block a date: a small graph
+    ds = load_cube(items, request.aoi, replace(spec, chunk=whole), patch_url=patch_url,
+                   fail_on_error=not skip_bad_assets)
+    return ds.copy(data={k: _unread(v, spec.chunk) for k, v in ds.data_vars.items()})
+
+
+def _never_read(block: np.ndarray) -> np.ndarray:
+    raise RuntimeError("a block of a streamed run's cube template was computed: its pixels were never read "
+                       "(cloudfree.cube.stream reads them per block)")
+
+
+def _unread(v, chunk: int):
+    """``v``'s shape, dtype and cube chunks, lazily, with no reads behind it (see :func:`lazy_cube`)."""
+    import dask.array as da
+
+    chunks = {"time": 1, "band": -1, "y": chunk, "x": chunk}
+    blank = da.empty(v.shape, dtype=v.dtype, chunks=tuple(chunks.get(d, -1) for d in v.dims))
+    return blank.map_blocks(_never_read, dtype=v.dtype, meta=np.empty((0,) * v.ndim, v.dtype))
 
 
 @contextlib.contextmanager
