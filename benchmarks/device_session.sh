@@ -7,7 +7,9 @@
 #          tar cJf .carry/site.tar.xz -C <dir> site   (about 34 MB; .carry/ is git-ignored)
 #   there: CLOUDFREE_COMMIT=<sha> bash benchmarks/device_session.sh [steps...]
 # steps: full (CLI defaults on the full tile), area (x0.25 and x0.5 of its side: memory against
-# area), median16 (run and --method median on x0.25: their ratio). Default: all of them.
+# area), median16 (run and --method median on x0.25: their ratio), chunk1024 (x0.25, x0.5 and the
+# full tile at --chunk 1024, whose 8-block stripe, 8192 px, is narrower than the tile: memory once
+# the area is wider than a stripe; the full tile is cut off after 240 s). Default: all of them.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -19,7 +21,7 @@ CAT=/tmp/f/catalog
 python3 benchmarks/make_catalog.py --size 10980 --out $CAT | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
 X025=16.078124584412272,46.389792582562855,16.441412543292987,46.64229566281659
 X05=16.078124584412272,46.137289502309116,16.804700502173702,46.64229566281659
-steps=${*:-full area median16}
+steps=${*:-full area median16 chunk1024}
 for s in $steps; do
   case $s in
     full) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
@@ -29,6 +31,11 @@ for s in $steps; do
               --label "area against memory, bbox $b" --bbox $b; done ;;
     median16) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --append "$OUT/pipeline_h200.jsonl" \
             --label "x0.25 of the tile's side: run and --method median" --bbox $X025 ;;
+    chunk1024) for b in $X025 $X05; do
+            python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
+              --label "chunk 1024: area against memory, bbox $b" --bbox $b --chunk 1024; done
+          timeout 240 python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median \
+            --append "$OUT/pipeline_h200.jsonl" --label "chunk 1024: full tile" --chunk 1024 ;;
   esac
   rm -rf /tmp/b
 done

@@ -240,3 +240,30 @@ def test_streamed_run_names_dates_whose_items_miss_the_area(demo_items, demo_bbo
     spec = CubeSpec(chunk=40)
     cube = lazy_cube(items, req, spec)
     assert _dates_sampled_without_data(items, cube, spec.resolved(items)) == [str(far.datetime.date())]
+
+
+def test_streamed_template_cube_is_the_cubes_shape_with_nothing_behind_it(demo_items, demo_bbox):
+    """A streamed run with block reads holds only a template of the cube: the same coordinates,
+    attributes, dtypes and chunks, a graph that does not grow with the number of blocks (odc-stac's
+    did, task by task, for the whole run), and blocks that raise if anything computes them."""
+    from cloudfree.catalog.sources import read_static_items
+    from cloudfree.cube.store import lazy_cube
+
+    items = read_static_items(str(demo_items))[:4]
+    req = SearchRequest(parse_bbox(demo_bbox), "2024-03-01", "2024-04-01")
+    tasks = {}
+    for chunk in (40, 20):
+        spec = CubeSpec(chunk=chunk)
+        full = lazy_cube(items, req, spec)
+        tmpl = lazy_cube(items, req, spec, template=True)
+        xr.testing.assert_identical(full.coords.to_dataset(), tmpl.coords.to_dataset())
+        assert tmpl.attrs == full.attrs
+        for v in full.data_vars:
+            assert (tmpl[v].dims, tmpl[v].dtype, tmpl[v].chunks, repr(tmpl[v].attrs)) == \
+                   (full[v].dims, full[v].dtype, full[v].chunks, repr(full[v].attrs)), v  # repr: nan == nan
+        tasks[chunk] = (len(dict(full["reflectance"].data.__dask_graph__())),
+                        len(tmpl["reflectance"].data.__dask_graph__().layers))
+    assert tasks[20][0] > 2 * tasks[40][0]  # the full cube's graph grows with the blocks...
+    assert tasks[20][1] == tasks[40][1] <= 2  # ...the template's is two layers whatever the blocks
+    with pytest.raises(RuntimeError, match="never read"):
+        tmpl["reflectance"].isel(time=0, band=0, y=slice(0, 5), x=slice(0, 5)).values
