@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import dask
@@ -180,6 +181,7 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     source = None
     if blocks:  # read per block on the bands' own grids, enlarged on the model's device
         from .cube.stream import block_source
+        from .reconstruct.streamed import panel_of
 
         source = block_source(items, search_req.aoi, spec, times=cube.time.values, fail_on_error=not job.skip_bad_assets,
                               read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
@@ -196,8 +198,10 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
                    "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
     with reads as failed:
         res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
-                            # block reads share margins with their neighbours: one graph reads each once
-                            regions_at_once=None if source is not None else job.blocks_at_once,
+                            # block reads share margins with their neighbours: one graph per panel
+                            # reads each once (the scheduler holds a panel's tasks, not the area's)
+                            regions_at_once=partial(panel_of, chunk=source.chunk) if source is not None
+                            else job.blocks_at_once,
                             progress=progress and progress("outputs (period x tile)"))
     if failed is not None:
         skipped = sorted(set(failed.messages))

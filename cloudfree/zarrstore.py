@@ -12,7 +12,7 @@ import itertools
 import json
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
 import dask
@@ -136,7 +136,7 @@ def write_by_regions(
     fingerprint: dict,
     *,
     encoding: dict | None = None,
-    batch: int | None = 4,
+    batch: int | Callable[[dict], Hashable] | None = 4,
     on_region: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
     dims: tuple[str, ...] = ("time", "y", "x"),
@@ -149,7 +149,9 @@ def write_by_regions(
     memory whatever the area; ``batch=None`` computes every region in one graph, each marked done
     by a task as soon as it is written, so regions that share inputs (block reads with margins)
     read them once and no batch waits for its slowest region (what then bounds memory must be in
-    the graph, as the streamed reads' back-pressure is). ``on_region(done, total)`` reports
+    the graph, as the streamed reads' back-pressure is); a function of the region computes one
+    such graph per group of regions it gives the same key, in the keys' order (a streamed run's
+    panels: the scheduler then holds one panel's tasks, not the area's). ``on_region(done, total)`` reports
     progress; ``after_write(region)`` runs as a task (on any worker) once the region is in the
     store, and the region is marked done only after it (the COGs' tiles are compressed there,
     from what the store holds); ``stop_after`` (tests) stops after that many regions as
@@ -198,9 +200,13 @@ def write_by_regions(
     interrupted = stop_after is not None and count + len(todo) > stop_after
     if interrupted:
         todo = todo[: max(0, stop_after - count)]
-    if batch is None:
-        if todo:
-            _write_all(writable, path, todo, prog, count, len(regions), on_region, after_write)
+    if batch is None or callable(batch):
+        groups: dict = {}
+        for r in todo:
+            groups.setdefault(batch(r) if batch else 0, []).append(r)
+        for _, group in sorted(groups.items()):
+            _write_all(writable, path, group, prog, count, len(regions), on_region, after_write)
+            count += len(group)
     else:
         for chunk in _batches(todo, batch):
             jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
@@ -299,9 +305,31 @@ def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, to
                     on_region(done + len(heard), total)
 
     with _Progress():
-        dask.compute(Delayed(final, HighLevelGraph(layers, deps)))
+        dask.compute(Delayed(final, _culled(HighLevelGraph(layers, deps), {final})))
     if on_region and len(heard) < len(keys):  # a distributed client runs no local callbacks
         on_region(done + len(todo), total)
+
+
+def _culled(graph, keys: set):
+    """The layers and tasks that ``keys`` need, each layer culled to its needed keys.
+    ``HighLevelGraph.cull`` (dask 2026.8) keeps any layer of one task while one key is wanted
+    (it compares the number of wanted keys with the layer's size): the graph of one streamed
+    panel, a layer per task, kept every other panel's tasks."""
+    from dask.highlevelgraph import HighLevelGraph
+
+    want = set(keys)
+    ext = graph.get_all_external_keys()
+    layers = {}
+    for name in reversed(graph._toposort_layers()):
+        layer = graph.layers[name]
+        mine = want.intersection(layer.get_output_keys())
+        if not mine:
+            continue
+        layers[name], needs = layer.cull(mine, ext)
+        for k, d in needs.items():
+            want |= d
+        want -= set(needs)
+    return HighLevelGraph(layers, {n: graph.dependencies[n] & layers.keys() for n in layers})
 
 
 def _batches(seq: list, n: int) -> Iterator[list]:

@@ -43,7 +43,8 @@ def _run(tmp_path, name, **kw):
 def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path, monkeypatch):
     """Real series, 20 m bands and SCL enlarged on the device: the model's picture and the clear
     counts equal the run through cube.zarr (GDAL's warp), and tiles of 24 and 40 px agree, in
-    one stripe of blocks or in stripes one block wide (each reading its neighbours' edges)."""
+    one stripe of blocks, in stripes one block wide (each reading its neighbours' edges) or in
+    panels of one block row, each its own graph."""
     from cloudfree.reconstruct import streamed
 
     stored = _run(tmp_path, "cube", chunk=40, stream=False)
@@ -51,6 +52,9 @@ def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path, mon
     _run(tmp_path, "stream24", chunk=24, stream=True)
     monkeypatch.setattr(streamed, "STRIPE", 1)
     _run(tmp_path, "stripes24", chunk=24, stream=True)
+    monkeypatch.setattr(streamed, "STRIPE", 2)
+    monkeypatch.setattr(streamed, "PANEL_ROWS", 1)
+    _run(tmp_path, "panels24", chunk=24, stream=True)
     assert stored["block_reads"] is None and a["cube"] is None
     assert {g["factor"] for g in a["block_reads"]} == {1, 2}
     assert ["SCL"] == [n for g in a["block_reads"] if g["factor"] == 2 for n in g["names"] if n == "SCL"]
@@ -64,6 +68,55 @@ def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path, mon
     assert np.nanmean(np.abs(x - y)) < 2e-5 and np.nanmax(np.abs(x - y)) < 5e-3  # GDAL rounds coarse bands to DN
     np.testing.assert_allclose(sb["reflectance"].values, x, atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(open_("stripes24")["reflectance"].values, sb["reflectance"].values)
+    np.testing.assert_array_equal(open_("panels24")["reflectance"].values, sb["reflectance"].values)
+    np.testing.assert_array_equal(open_("panels24")["clear_count"].values, sb["clear_count"].values)
+
+
+def test_a_panel_of_the_streamed_graph_needs_nothing_of_the_others(monkeypatch):
+    """A panel is a graph of its own: culled to its output blocks, the graph holds its own model
+    tasks and the reads around it, and no task of another panel (so the scheduler is given one
+    panel at a time, whatever the area)."""
+    from cloudfree import search
+    from cloudfree.cube.load import CubeSpec
+    from cloudfree.cube.stream import block_source
+    from cloudfree.models.checkpoint import default_weights
+    from cloudfree.models.pixel import CONTEXT
+    from cloudfree.reconstruct import streamed
+    from cloudfree.reconstruct.periods import make_periods
+    from cloudfree.reconstruct.dataset import departure_reach
+    from cloudfree.reconstruct.tiles import TileConfig
+
+    monkeypatch.setattr(streamed, "STRIPE", 2)
+    monkeypatch.setattr(streamed, "PANEL_ROWS", 1)
+    items = search(bundled_catalog(), "2019-08-01", "2019-09-30")
+    src = block_source(items, None, CubeSpec(chunk=24, bands=("B02", "B03", "B04", "B05", "B08", "B11")))
+    times = np.array([d[0].datetime.replace(tzinfo=None) for d in src.days], dtype="datetime64[ns]")
+    (period,) = make_periods(times, "2019-08-01", "2019-09-30", None, 30, 12)
+    model = default_weights()
+    arr = streamed.streamed_model(src, period, model, TileConfig(device="cpu"), dt=np.zeros(len(period.dates), np.float32),
+                                  margin=CONTEXT, reach=departure_reach(model))
+    assert arr.numblocks[1:] == (3, 3)  # 64 x 64 px in blocks of 24: panels of 2 x 1 blocks
+    graph = arr.__dask_graph__()
+
+    def blocks(keys, kind):
+        return {tuple(int(v) for v in k.split("-")[4:6]) if kind == "read" else tuple(int(v) for v in k.split("-")[-3:-1])
+                for k in keys if isinstance(k, str) and k.startswith(f"cloudfree-{kind}-")}
+
+    from cloudfree.zarrstore import _culled
+
+    big, (ny, nx) = CONTEXT + src.dilate, src.shape
+
+    def around(i, j):  # the blocks whose reads the margin of block (i, j) overlaps, on any grid
+        y0, x0 = i * 24, j * 24
+        return {b for g in range(len(src.grids))
+                for b in src.blocks_for(g, *src.window(g, y0 - big, min(y0 + 24, ny) + big, x0 - big, min(x0 + 24, nx) + big))}
+
+    total = set(dict(graph))
+    for outputs in ([(0, 0), (0, 1)], [(1, 2)]):
+        keys = set(dict(_culled(graph, {(arr.name, 0, i, j) for i, j in outputs})))  # what write_by_regions sends
+        assert blocks(keys, "predict") == set(outputs)
+        assert blocks(keys, "read") == set().union(*(around(i, j) for i, j in outputs))
+        assert len(keys) < len(total) / 2
 
 
 def test_streamed_60m_bands_and_a_grown_mask_equal_the_stored_cube(demo_items, demo_bbox, tmp_path):

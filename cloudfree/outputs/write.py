@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import pystac
@@ -55,13 +56,15 @@ def _default_fingerprint(ds: xr.Dataset) -> dict:
 
 
 def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | None = None, cog: bool = True,
-                  progress=None, stop_after: int | None = None, echo=print, regions_at_once: int | None = 2) -> OutputsResult:
+                  progress=None, stop_after: int | None = None, echo=print,
+                  regions_at_once: int | Callable[[dict], Hashable] | None = 2) -> OutputsResult:
     """Write ``ds`` (from :func:`cloudfree.reconstruct`) into ``out_dir``.
 
     ``fingerprint`` identifies the request (default: the Dataset's attributes and graph token): the
     same fingerprint reuses or resumes ``mosaic.zarr``, another one is refused; COGs carry its digest
     and are rewritten whenever it changes. Item ids are ``cloudfree-<period>-<digest>``: unique per
-    period and per request.
+    period and per request. ``regions_at_once``: how regions are computed together
+    (:func:`cloudfree.zarrstore.write_by_regions`'s ``batch``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,22 @@ from ..heap import release_heap
 from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
                     to_device)
 
-__all__ = ["streamed_model", "predict_streamed", "enlarge", "STRIPE"]
+__all__ = ["streamed_model", "predict_streamed", "enlarge", "STRIPE", "PANEL_ROWS", "panel_of"]
 
 STRIPE = 8
 """Block columns per stripe of the streamed order: reads in flight stay those of about a stripe's
 row of blocks plus the read-ahead, however wide the area (a single tile at 2048 px is one stripe)."""
+PANEL_ROWS = 32
+"""Block rows per panel: a panel (a stripe's run of rows) is a graph of its own, which reads the
+blocks around it that its margins need itself, so the scheduler holds one panel's tasks (about 40
+a block), not the area's (4-6 KiB each in the scheduler: 1 GiB for a 100-tile region in 2048 px
+blocks). Panels run one after another; the rows read twice cost 2 / PANEL_ROWS more reads."""
+
+
+def panel_of(region: dict, chunk: int) -> tuple[int, int]:
+    """The panel (stripe, row band) of an output region (``{"y": slice, "x": slice, ...}``) of a
+    streamed run in ``chunk`` px blocks: regions of one panel are written by one graph."""
+    return region["x"].start // chunk // STRIPE, region["y"].start // chunk // PANEL_ROWS
 
 
 def enlarge(a, factor: int, nodata, nearest: bool):
@@ -202,15 +213,25 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
     # so no task waits on itself, plus ``read_ahead`` blocks so reads overlap the model (with 2
     # blocks ahead, reads and model alternated: a full tile took 156 s, not 101 s). In stripes the
     # farthest neighbour is at most a stripe's row ahead, whatever the area's width, so what is in
-    # flight is flat in the area; a stripe reads its neighbour stripe's edge blocks itself.
-    order = [(i, j) for s0 in range(0, nbx, STRIPE) for i in range(nby) for j in range(s0, min(s0 + STRIPE, nbx))]
+    # flight is flat in the area; a stripe reads its neighbour stripe's edge blocks itself. Stripes
+    # are cut into panels of PANEL_ROWS rows, each a graph of its own (see PANEL_ROWS, panel_of):
+    # a panel reads the blocks around it that it needs itself and waits on nothing outside it.
+    order = [(i, j) for s0 in range(0, nbx, STRIPE) for p0 in range(0, nby, PANEL_ROWS)
+             for i in range(p0, min(p0 + PANEL_ROWS, nby)) for j in range(s0, min(s0 + STRIPE, nbx))]
     pos = {b: n for n, b in enumerate(order)}
 
-    def slot(need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
-        """Where a read sits in the order: its own block, or the reader's stripe edge in that row."""
-        s0 = block[1] // STRIPE * STRIPE
-        return need[0], min(max(need[1], s0), min(s0 + STRIPE, nbx) - 1)
+    def panel(block: tuple[int, int]) -> tuple[int, int]:
+        return block[1] // STRIPE, block[0] // PANEL_ROWS
 
+    def slot(need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
+        """Where a read sits in the order: its own block, or the nearest block of the reader's panel."""
+        s0, p0 = panel(block)[0] * STRIPE, panel(block)[1] * PANEL_ROWS
+        return (min(max(need[0], p0), min(p0 + PANEL_ROWS, nby) - 1),
+                min(max(need[1], s0), min(s0 + STRIPE, nbx) - 1))
+
+    first = {}  # each panel's first place in the order
+    for n, b in enumerate(order):
+        first.setdefault(panel(b), n)
     ahead = max(pos[slot(n, b)] - pos[b] for b, need in needs.items() for n in need)
     lag = ahead + 1 + src.read_ahead
     from ..cluster import gpu_task_resources
@@ -228,9 +249,10 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
         for t in dates:
             for ii, jj in needs[i, j]:
                 at = slot((ii, jj), (i, j))
-                key = f"cloudfree-read-{token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else f"-for-{j // STRIPE}")
+                key = f"cloudfree-read-{token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else "-for-%d-%d" % panel((i, j)))
                 if key not in layers:
-                    after = done.get(pos[at] - lag)
+                    earlier = pos[at] - lag
+                    after = done.get(earlier) if earlier >= first[panel((i, j))] else None
                     layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)})
                     deps[key] = {src_key} | ({after} if after else set())
                 windows.append((t, ii, jj))
