@@ -27,8 +27,9 @@ row of blocks plus the read-ahead, however wide the area (a single tile at 2048 
 PANEL_ROWS = 32
 """Block rows per panel: a panel (a stripe's run of rows) is a graph of its own, which reads the
 blocks around it that its margins need itself, so the scheduler holds one panel's tasks (about 40
-a block), not the area's (4-6 KiB each in the scheduler: 1 GiB for a 100-tile region in 2048 px
-blocks). Panels run one after another; the rows read twice cost 2 / PANEL_ROWS more reads."""
+a block), not the area's (4-6 KiB each in an in-process scheduler: about 0.7 GiB for a 100-tile
+region in 2048 px blocks, by that count). Panels run one after another; the rows read twice cost
+2 / PANEL_ROWS more reads."""
 
 
 def panel_of(region: dict, chunk: int) -> tuple[int, int]:
