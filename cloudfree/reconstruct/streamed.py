@@ -32,6 +32,13 @@ region in 2048 px blocks, by that count). Panels run one after another; the rows
 2 / PANEL_ROWS more reads."""
 
 
+READ_PRIORITY = {"priority": -1}
+"""Reads run only when nothing else is ready: with the graph's own order the scheduler ran the
+next reads before the finished blocks' writes (their results, 3 MB a block, piled up with the
+area until a panel ended: +0.2 GiB at 4x the 1x area on 2 cores). A read still never waits for
+more than that (back-pressure holds them anyway)."""
+
+
 def panel_of(region: dict, chunk: int) -> tuple[int, int]:
     """The panel (stripe, row band) of an output region (``{"y": slice, "x": slice, ...}``) of a
     streamed run in ``chunk`` px blocks: regions of one panel are written by one graph."""
@@ -254,7 +261,8 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
                 if key not in layers:
                     earlier = pos[at] - lag
                     after = done.get(earlier) if earlier >= first[panel((i, j))] else None
-                    layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)})
+                    layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)},
+                                                    annotations=READ_PRIORITY)
                     deps[key] = {src_key} | ({after} if after else set())
                 windows.append((t, ii, jj))
                 keys.append(key)
