@@ -33,10 +33,10 @@ region in 2048 px blocks, by that count). Panels run one after another; the rows
 
 
 READ_PRIORITY = {"priority": -1}
-"""Reads run only when nothing else is ready: with the graph's own order the scheduler ran the
-next reads before the finished blocks' writes (their results, 3 MB a block, piled up with the
-area until a panel ended: +0.2 GiB at 4x the 1x area on 2 cores). A read still never waits for
-more than that (back-pressure holds them anyway)."""
+"""Reads run when no other task is ready: in the graph's own order the scheduler ran the next
+reads before the writes of finished blocks, whose results then piled up until the panel ended
+(about 200 MiB at the 4x area on 2 cores with spilling off; with it on, spilled to disk). The
+model's tasks and the writes keep the default priority, so reads still overlap the model."""
 
 
 def panel_of(region: dict, chunk: int) -> tuple[int, int]:
