@@ -39,10 +39,15 @@ reads before the writes of finished blocks, whose results then piled up until th
 model's tasks and the writes keep the default priority, so reads still overlap the model."""
 
 
+def _panel(i: int, j: int) -> tuple[int, int]:
+    """The panel (stripe, row band) of block (i, j)."""
+    return j // STRIPE, i // PANEL_ROWS
+
+
 def panel_of(region: dict, chunk: int) -> tuple[int, int]:
-    """The panel (stripe, row band) of an output region (``{"y": slice, "x": slice, ...}``) of a
-    streamed run in ``chunk`` px blocks: regions of one panel are written by one graph."""
-    return region["x"].start // chunk // STRIPE, region["y"].start // chunk // PANEL_ROWS
+    """The panel of an output region (``{"y": slice, "x": slice, ...}``) of a streamed run in
+    ``chunk`` px blocks: regions of one panel are written by one graph."""
+    return _panel(region["y"].start // chunk, region["x"].start // chunk)
 
 
 def enlarge(a, factor: int, nodata, nearest: bool):
@@ -228,18 +233,16 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
              for i in range(p0, min(p0 + PANEL_ROWS, nby)) for j in range(s0, min(s0 + STRIPE, nbx))]
     pos = {b: n for n, b in enumerate(order)}
 
-    def panel(block: tuple[int, int]) -> tuple[int, int]:
-        return block[1] // STRIPE, block[0] // PANEL_ROWS
-
     def slot(need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
         """Where a read sits in the order: its own block, or the nearest block of the reader's panel."""
-        s0, p0 = panel(block)[0] * STRIPE, panel(block)[1] * PANEL_ROWS
+        stripe, band = _panel(*block)
+        s0, p0 = stripe * STRIPE, band * PANEL_ROWS
         return (min(max(need[0], p0), min(p0 + PANEL_ROWS, nby) - 1),
                 min(max(need[1], s0), min(s0 + STRIPE, nbx) - 1))
 
     first = {}  # each panel's first place in the order
     for n, b in enumerate(order):
-        first.setdefault(panel(b), n)
+        first.setdefault(_panel(*b), n)
     ahead = max(pos[slot(n, b)] - pos[b] for b, need in needs.items() for n in need)
     lag = ahead + 1 + src.read_ahead
     from ..cluster import gpu_task_resources
@@ -257,10 +260,10 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
         for t in dates:
             for ii, jj in needs[i, j]:
                 at = slot((ii, jj), (i, j))
-                key = f"cloudfree-read-{token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else "-for-%d-%d" % panel((i, j)))
+                key = f"cloudfree-read-{token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else "-for-%d-%d" % _panel(i, j))
                 if key not in layers:
                     earlier = pos[at] - lag
-                    after = done.get(earlier) if earlier >= first[panel((i, j))] else None
+                    after = done.get(earlier) if earlier >= first[_panel(i, j)] else None
                     layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)},
                                                     annotations=READ_PRIORITY)
                     deps[key] = {src_key} | ({after} if after else set())
