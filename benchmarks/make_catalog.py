@@ -42,11 +42,10 @@ def _write_asset(args) -> tuple[str, int]:
 
     from cloudfree.catalog.demo import _block_mean, _to_dn, _write_cog
 
-    t, band_index, factor, size, origin, epsg, path = args
+    t, band_index, factor, (rows, size), origin, epsg, path = args
     base = _SCENE["scl"][t] if band_index < 0 else _SCENE["observed"][t, band_index]
     s = base.shape[0]
-    iy = _mirror_index(size, s)
-    arr = base[np.ix_(iy, iy)]
+    arr = base[np.ix_(_mirror_index(rows, s), _mirror_index(size, s))]
     if band_index < 0:
         arr = arr[::factor, ::factor]
     else:
@@ -56,19 +55,24 @@ def _write_asset(args) -> tuple[str, int]:
     return path, os.path.getsize(path)
 
 
-def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int = 11, workers: int | None = None) -> dict:
+def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int = 11, workers: int | None = None,
+                 rows: int | None = None) -> dict:
+    """``size`` px wide and ``rows`` (default: ``size``) px tall: a wide, short scene shows memory
+    against the area's width (what a streamed run's memory depends on) at little cost."""
     import pystac
 
     from cloudfree.bands import S2_BANDS
     from cloudfree.catalog.demo import DemoSpec, _lonlat_footprint
     from cloudfree.catalog.simulate import simulate_scene
 
-    if size % 6 or base % 6:
-        raise SystemExit("--size and --base must be multiples of 6 (10/20/60 m grids align)")
+    rows = rows or size
+    if size % 6 or rows % 6 or base % 6:
+        raise SystemExit("--size, --rows and --base must be multiples of 6 (10/20/60 m grids align)")
     spec = DemoSpec(size=size, n_dates=n_dates, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "spec.json"
-    key = json.dumps({"size": size, "n_dates": n_dates, "base": base, "seed": seed})
+    key = json.dumps({"size": size, "n_dates": n_dates, "base": base, "seed": seed}
+                     | ({"rows": rows} if rows != size else {}))
     if marker.exists() and marker.read_text() == key:
         return {"items": str(out / "items.json"), "reused": True}
     t0 = time.perf_counter()
@@ -84,7 +88,7 @@ def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int 
         item_id = f"SYNTH_S2_L2A_{spec.epsg}_{day.replace('-', '')}"
         folder = out / item_id
         folder.mkdir(exist_ok=True)
-        geom, bbox = _lonlat_footprint((x0, y0 - size * 10, x0 + size * 10, y0), spec.epsg)
+        geom, bbox = _lonlat_footprint((x0, y0 - rows * 10, x0 + size * 10, y0), spec.epsg)
         item = pystac.Item(item_id, geom, bbox, np.datetime64(day + "T10:00:00").astype("O"), {
             "platform": "sentinel-2a", "constellation": "sentinel-2", "proj:epsg": spec.epsg,
             "eo:cloud_cover": round(float(np.isin(scene.scl[t], (8, 9, 10)).mean() * 100), 3),
@@ -98,11 +102,11 @@ def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int 
             f = 2 if b is None else res_px[b.resolution]
             name = "SCL" if b is None else b.id
             path = folder / f"{name}.tif"
-            jobs.append((t, -1 if b is None else list(scene.bands).index(b.id), f, size, spec.origin, spec.epsg, str(path)))
-            n = size // f
+            jobs.append((t, -1 if b is None else list(scene.bands).index(b.id), f, (rows, size), spec.origin, spec.epsg,
+                         str(path)))
             rb = ({"nodata": 0, "data_type": "uint8", "spatial_resolution": 20} if b is None else
                   {"nodata": 0, "data_type": "uint16", "spatial_resolution": b.resolution, "scale": 0.0001, "offset": -0.1})
-            extra = {"proj:shape": [n, n], "proj:transform": [10.0 * f, 0, x0, 0, -10.0 * f, y0], "raster:bands": [rb]}
+            extra = {"proj:shape": [rows // f, size // f], "proj:transform": [10.0 * f, 0, x0, 0, -10.0 * f, y0], "raster:bands": [rb]}
             if b is not None:
                 extra["eo:bands"] = [{"name": b.id, "common_name": b.common_name}]
             item.add_asset(name, pystac.Asset(path.resolve().as_uri(), media_type=pystac.MediaType.COG,
@@ -115,21 +119,41 @@ def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int 
     (out / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": [i.to_dict() for i in items]}))
     scene_path.unlink()
     marker.write_text(key)
-    return {"items": str(out / "items.json"), "reused": False, "size": size, "dates": n_dates, "base": base,
+    return {"items": str(out / "items.json"), "reused": False, "size": size, "rows": rows, "dates": n_dates, "base": base,
             "assets": len(jobs), "bytes": written, "simulate_s": round(t_sim, 2),
             "write_s": round(time.perf_counter() - t1, 2), "workers": workers, "data": "SYNTHETIC"}
+
+
+def write_aoi(out: Path, width: int, rows: int, inset_m: float = 5.0) -> Path:
+    """``aoi_<width>.geojson`` in ``out``: the scene's first ``width`` columns, all ``rows`` rows, as
+    a lon/lat polygon whose corners are the UTM rectangle's (inset a little, so the run's grid is
+    the scene's pixels and not one column more)."""
+    from cloudfree.catalog.demo import DemoSpec, _lonlat_footprint
+
+    spec = DemoSpec(size=width)
+    x0, y0 = spec.origin
+    geom, _ = _lonlat_footprint((x0 + inset_m, y0 - rows * 10 + inset_m, x0 + width * 10 - inset_m, y0 - inset_m),
+                                spec.epsg)
+    path = out / f"aoi_{width}.geojson"
+    path.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": geom}))
+    return path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench-out/catalog"))
     ap.add_argument("--size", type=int, default=10980, help="10 m pixels per side (10980: a full Sentinel-2 tile)")
+    ap.add_argument("--rows", type=int, default=None, help="10 m pixels tall (default: --size): a wide, short scene")
+    ap.add_argument("--aoi-widths", default="", help="comma-separated widths in px: write aoi_<width>.geojson, the "
+                    "scene's first <width> columns over all its rows (memory against the area's width)")
     ap.add_argument("--dates", type=int, default=12)
     ap.add_argument("--base", type=int, default=600, help="side of the simulated scene that is mirror-tiled")
     ap.add_argument("--workers", type=int, default=None)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    res = make_catalog(a.out, a.size, a.dates, a.base, workers=a.workers)
+    res = make_catalog(a.out, a.size, a.dates, a.base, workers=a.workers, rows=a.rows)
+    for w in filter(None, a.aoi_widths.split(",")):
+        res.setdefault("aois", []).append(str(write_aoi(a.out, int(w), a.rows or a.size)))
     from real_quality import _commit  # the commit, honouring CLOUDFREE_COMMIT on copies without .git
 
     print(json.dumps({"benchmark": "make_catalog", "machine": f"{os.cpu_count()} CPU cores", "date": time.strftime("%Y-%m-%d"),
