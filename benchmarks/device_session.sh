@@ -9,7 +9,10 @@
 # steps: full (CLI defaults on the full tile), area (x0.25 and x0.5 of its side: memory against
 # area), median16 (run and --method median on x0.25: their ratio), chunk1024 (x0.25, x0.5 and the
 # full tile at --chunk 1024, whose 8-block stripe, 8192 px, is narrower than the tile: memory once
-# the area is wider than a stripe; the full tile is cut off after 240 s). Default: all of them.
+# the area is wider than a stripe; the full tile is cut off after 240 s), wide (a 4-tile-wide, 2748-row
+# scene at CLI defaults over its first 1, 2 and 4 tiles' width: a 2048-px stripe is 16384 px, so
+# memory against the area's width once it is wider than a stripe; writes its own catalog instead of
+# the full tile's). Default: full area median16 chunk1024.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -18,10 +21,16 @@ tar xJf .carry/site.tar.xz -C /tmp || exit 1
 export PYTHONPATH=/tmp/site:$PWD
 python3 -c "import rasterio, odc.stac, zarr, distributed, torch; print('deps ok', rasterio.__version__, torch.__version__, torch.cuda.get_device_name(0))" || exit 1
 CAT=/tmp/f/catalog
-python3 benchmarks/make_catalog.py --size 10980 --out $CAT | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
+WIDE=/tmp/w/catalog
+steps=${*:-full area median16 chunk1024}
+if [ "$steps" = wide ]; then
+  python3 benchmarks/make_catalog.py --size 43920 --rows 2748 --aoi-widths 10980,21960,43920 --out $WIDE \
+    | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
+else
+  python3 benchmarks/make_catalog.py --size 10980 --out $CAT | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
+fi
 X025=16.078124584412272,46.389792582562855,16.441412543292987,46.64229566281659
 X05=16.078124584412272,46.137289502309116,16.804700502173702,46.64229566281659
-steps=${*:-full area median16 chunk1024}
 for s in $steps; do
   case $s in
     full) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
@@ -36,6 +45,10 @@ for s in $steps; do
               --label "chunk 1024: area against memory, bbox $b" --bbox $b --chunk 1024; done
           timeout 240 python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median \
             --append "$OUT/pipeline_h200.jsonl" --label "chunk 1024: full tile" --chunk 1024 ;;
+    wide) for w in 10980 21960 43920; do
+            python3 benchmarks/pipeline.py --stac $WIDE/items.json --out /tmp/b --skip-median \
+              --append "$OUT/pipeline_h200.jsonl" --label "width against memory: $w px x 2748 rows, CLI defaults" \
+              --aoi $WIDE/aoi_$w.geojson; done ;;
   esac
   rm -rf /tmp/b
 done
