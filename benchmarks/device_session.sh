@@ -9,10 +9,10 @@
 # steps: full (CLI defaults on the full tile), area (x0.25 and x0.5 of its side: memory against
 # area), median16 (run and --method median on x0.25: their ratio), chunk1024 (x0.25, x0.5 and the
 # full tile at --chunk 1024, whose 8-block stripe, 8192 px, is narrower than the tile: memory once
-# the area is wider than a stripe; the full tile is cut off after 240 s), wide (a 4-tile-wide, 2748-row
-# scene at CLI defaults over its first 1, 2 and 4 tiles' width: a 2048-px stripe is 16384 px, so
-# memory against the area's width once it is wider than a stripe; writes its own catalog instead of
-# the full tile's). Default: full area median16 chunk1024.
+# the area is wider than a stripe; the full tile is cut off after 240 s), wide (a 2-stripe-wide scene of 3
+# block rows, 32784 x 6144 px, at CLI defaults over its first 1 and 2 stripes' width, 16384 and
+# 32768 px: memory against the area's width once it is a stripe wide, the most that is ever in
+# flight; its own catalog instead of the full tile's; EPSG:32633 throughout, as it crosses a zone). Default: full area median16 chunk1024.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -24,7 +24,7 @@ CAT=/tmp/f/catalog
 WIDE=/tmp/w/catalog
 steps=${*:-full area median16 chunk1024}
 if [ "$steps" = wide ]; then
-  python3 benchmarks/make_catalog.py --size 43920 --rows 2748 --aoi-widths 10980,21960,43920 --out $WIDE \
+  python3 benchmarks/make_catalog.py --size 32784 --rows 6144 --aoi-widths 16384,32768 --out $WIDE \
     | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
 else
   python3 benchmarks/make_catalog.py --size 10980 --out $CAT | tee -a "$OUT/make_catalog_h200.jsonl" || exit 1
@@ -45,10 +45,10 @@ for s in $steps; do
               --label "chunk 1024: area against memory, bbox $b" --bbox $b --chunk 1024; done
           timeout 240 python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median \
             --append "$OUT/pipeline_h200.jsonl" --label "chunk 1024: full tile" --chunk 1024 ;;
-    wide) for w in 10980 21960 43920; do
+    wide) for w in 16384 32768; do
             python3 benchmarks/pipeline.py --stac $WIDE/items.json --out /tmp/b --skip-median \
-              --append "$OUT/pipeline_h200.jsonl" --label "width against memory: $w px x 2748 rows, CLI defaults" \
-              --aoi $WIDE/aoi_$w.geojson; done ;;
+              --append "$OUT/pipeline_h200.jsonl" --label "width against memory: $w px x 6144 rows, CLI defaults" \
+              --aoi $WIDE/aoi_$w.geojson --crs EPSG:32633 --yes; done ;;
   esac
   rm -rf /tmp/b
 done

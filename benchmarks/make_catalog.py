@@ -130,7 +130,7 @@ def write_aoi(out: Path, width: int, rows: int, inset_m: float = 5.0) -> Path:
     the scene's pixels and not one column more)."""
     from cloudfree.catalog.demo import DemoSpec, _lonlat_footprint
 
-    spec = DemoSpec(size=width)
+    spec = DemoSpec()  # the origin and CRS make_catalog places every scene at
     x0, y0 = spec.origin
     geom, _ = _lonlat_footprint((x0 + inset_m, y0 - rows * 10 + inset_m, x0 + width * 10 - inset_m, y0 - inset_m),
                                 spec.epsg)
