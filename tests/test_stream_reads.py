@@ -119,6 +119,35 @@ def test_a_panel_of_the_streamed_graph_needs_nothing_of_the_others(monkeypatch):
         assert len(keys) < len(total) / 2
 
 
+def test_finished_blocks_are_written_before_more_is_read(tmp_path):
+    """Reads yield to everything else (``READ_PRIORITY``): a block the model has finished is
+    written before the next reads start, so a worker holds the reads in flight and about a
+    stripe's row of finished blocks (whose outputs wait for their neighbours), not a panel's
+    worth. On one thread, 64 blocks of 8 px in one stripe: at most 8 blocks finished but not
+    yet written at any task's start; 23 when reads keep the default priority."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from cloudfree.reconstruct.streamed import STRIPE
+
+    ch = 8
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
+            Client(lc) as client, get_task_stream(client) as ts:
+        _run(tmp_path, "run", chunk=ch, stream=True)
+    events = []
+    for t in ts.data:
+        compute = [s for s in t["startstops"] if s["action"] == "compute"]
+        if compute and isinstance(t["key"], str):
+            events.append((compute[0]["start"], compute[0]["stop"], t["key"]))
+    finished = {tuple(int(v) for v in k.split("-")[-3:-1]): stop for _, stop, k in events
+                if k.startswith("cloudfree-predict-")}
+    writes = {k: start for start, _, k in events if k.startswith("cloudfree-region-write-")}
+    assert len(finished) == len(writes) == 64
+    written = {(i, j): min(s for k, s in writes.items() if f"y{i * ch}-" in k and f"x{j * ch}-" in k)
+               for i, j in finished}
+    held = [sum(done <= start < written[b] for b, done in finished.items()) for start, _, _ in events]
+    assert 0 < max(held) <= STRIPE
+
+
 def test_streamed_60m_bands_and_a_grown_mask_equal_the_stored_cube(demo_items, demo_bbox, tmp_path):
     """SYNTHETIC, all 12 bands: B01/B09 at 60 m (enlarged 6x) and SCL grown by 2 px on the device."""
     kw = dict(bbox=demo_bbox, device="cpu", echo=lambda s: None, dilate=2, chunk=48)
