@@ -56,9 +56,10 @@ def _write_asset(args) -> tuple[str, int]:
 
 
 def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int = 11, workers: int | None = None,
-                 rows: int | None = None) -> dict:
+                 rows: int | None = None, items_only: bool = False) -> dict:
     """``size`` px wide and ``rows`` (default: ``size``) px tall: a wide, short scene shows memory
-    against the area's width (what a streamed run's memory depends on) at little cost."""
+    against the area's width (what a streamed run's memory depends on) at little cost.
+    ``items_only``: the items without their COGs (what plans a run, never what reads one)."""
     import pystac
 
     from cloudfree.bands import S2_BANDS
@@ -72,7 +73,7 @@ def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int 
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "spec.json"
     key = json.dumps({"size": size, "n_dates": n_dates, "base": base, "seed": seed}
-                     | ({"rows": rows} if rows != size else {}))
+                     | ({"rows": rows} if rows != size else {}) | ({"items_only": True} if items_only else {}))
     if marker.exists() and marker.read_text() == key:
         return {"items": str(out / "items.json"), "reused": True}
     t0 = time.perf_counter()
@@ -114,8 +115,10 @@ def make_catalog(out: Path, size: int, n_dates: int, base: int = 600, seed: int 
         items.append(item)
     t1 = time.perf_counter()
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(scene_path),)) as pool:
-        written = sum(n for _, n in pool.map(_write_asset, jobs, chunksize=1))
+    written = 0
+    if not items_only:
+        with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(scene_path),)) as pool:
+            written = sum(n for _, n in pool.map(_write_asset, jobs, chunksize=1))
     (out / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": [i.to_dict() for i in items]}))
     scene_path.unlink()
     marker.write_text(key)

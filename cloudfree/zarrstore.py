@@ -185,7 +185,8 @@ def write_by_regions(
         # leaves no half-made store (that would be neither resumable nor recognisably ours)
         init = path.with_name(path.name + ".init")
         shutil.rmtree(init, ignore_errors=True)
-        ds.to_zarr(init, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding or {})
+        _without_graphs(ds).to_zarr(init, mode="w", compute=False, zarr_format=3, consolidated=True,
+                                    encoding=encoding or {})
         init.replace(path)
         prog.mkdir(parents=True, exist_ok=True)
     prog.mkdir(parents=True, exist_ok=True)
@@ -235,6 +236,20 @@ def _write_region(blocks: list, *, path: str, region: dict, variables: dict) -> 
                     zip(variables.items(), blocks)}).to_zarr(path, region=region, zarr_format=3)
     finally:
         release_heap()  # compression buffers of many sizes: see cloudfree.heap
+
+
+def _without_graphs(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each lazy variable's graph swapped for zeros of its shape, chunks and dtype
+    (attributes and encoding kept): creating the store writes metadata only, and its unused write
+    graph would otherwise take in every task of the area at once (a streamed run's graph is made
+    panel by panel only when it is culled)."""
+    import dask.array as da
+
+    out = ds.copy(deep=False)
+    for name, v in ds.data_vars.items():
+        if isinstance(v.data, da.Array):
+            out[name] = v.copy(data=da.zeros(v.shape, chunks=v.data.chunks, dtype=v.dtype))
+    return out
 
 
 def _then(fn: Callable[[dict], None], _written, *, region: dict) -> None:

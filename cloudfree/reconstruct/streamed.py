@@ -13,13 +13,14 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.highlevelgraph import Layer, MaterializedLayer
 
 from ..cube.stream import BlockSource, gather
 from ..heap import release_heap
 from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
                     to_device)
 
-__all__ = ["streamed_model", "predict_streamed", "enlarge", "STRIPE", "PANEL_ROWS", "panel_of"]
+__all__ = ["streamed_model", "StreamedLayer", "predict_streamed", "enlarge", "STRIPE", "PANEL_ROWS", "panel_of"]
 
 STRIPE = 8
 """Block columns per stripe of the streamed order: reads in flight stay those of about a stripe's
@@ -40,7 +41,7 @@ model's tasks and the writes keep the default priority, so reads still overlap t
 
 
 def _panel(i: int, j: int) -> tuple[int, int]:
-    """The panel (stripe, row band) of block (i, j)."""
+    """The panel (stripe, row band) of block (i, j) (:meth:`StreamedLayer.panel` as the module stands)."""
     return j // STRIPE, i // PANEL_ROWS
 
 
@@ -197,91 +198,174 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
                    reach: int) -> da.Array:
     """(C + 1, y, x) lazy: the model's output and the clear count for one period (see the module).
 
-    The graph is written out task by task, once: built from ``dask.delayed`` calls, each call
-    culled the whole graph so far (every read waits on an earlier block, so everything is upstream),
-    and a full tile in 1024 px blocks spent minutes building its graph before the first read."""
-    from functools import partial
-
-    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+    The array's graph is one :class:`StreamedLayer`, which writes out a panel's tasks only when
+    that panel is culled (see PANEL_ROWS): a run written panel by panel never holds the whole
+    area's tasks (ad hoc, about 60 KiB per block: 11 GB for a 100-tile region in 256 px blocks)."""
+    from dask.highlevelgraph import HighLevelGraph
 
     ny, nx = src.shape
     ch = src.chunk
-    nby, nbx = -(-ny // ch), -(-nx // ch)
-    dates = list(period.dates)
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, ch, src.days,
                      src.grids, src.bands, src.unusable, src.dilate, src.scale, src.offset)
-    src_key = f"cloudfree-source-{token}"
-    big = margin + src.dilate
-    needs = {}
-    for i in range(nby):
-        for j in range(nbx):
-            y0, x0 = i * ch, j * ch
-            y1, x1 = min(y0 + ch, ny), min(x0 + ch, nx)
-            needs[i, j] = sorted({b for g in range(len(src.grids))
-                                  for b in src.blocks_for(g, *src.window(g, y0 - big, y1 + big, x0 - big, x1 + big))})
-    # Back-pressure: reads are roots, so Dask's threads would run them all at once while the model's
-    # tasks queue for the GPU (memory then grows with the area). Blocks go in order, row by row
-    # within stripes of STRIPE block columns, and a block's reads wait until the model has finished
-    # the block ``lag`` places before it. ``lag`` exceeds the farthest block any model task reads,
-    # so no task waits on itself, plus ``read_ahead`` blocks so reads overlap the model (with 2
-    # blocks ahead, reads and model alternated: a full tile took 156 s, not 101 s). In stripes the
-    # farthest neighbour is at most a stripe's row ahead, whatever the area's width, so what is in
-    # flight is flat in the area; a stripe reads its neighbour stripe's edge blocks itself. Stripes
-    # are cut into panels of PANEL_ROWS rows, each a graph of its own (see PANEL_ROWS, panel_of):
-    # a panel reads the blocks around it that it needs itself and waits on nothing outside it.
-    order = [(i, j) for s0 in range(0, nbx, STRIPE) for p0 in range(0, nby, PANEL_ROWS)
-             for i in range(p0, min(p0 + PANEL_ROWS, nby)) for j in range(s0, min(s0 + STRIPE, nbx))]
-    pos = {b: n for n, b in enumerate(order)}
-
-    def slot(need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
-        """Where a read sits in the order: its own block, or the nearest block of the reader's panel."""
-        stripe, band = _panel(*block)
-        s0, p0 = stripe * STRIPE, band * PANEL_ROWS
-        return (min(max(need[0], p0), min(p0 + PANEL_ROWS, nby) - 1),
-                min(max(need[1], s0), min(s0 + STRIPE, nbx) - 1))
-
-    first = {}  # each panel's first place in the order
-    for n, b in enumerate(order):
-        first.setdefault(_panel(*b), n)
-    ahead = max(pos[slot(n, b)] - pos[b] for b, need in needs.items() for n in need)
-    lag = ahead + 1 + src.read_ahead
+    name = f"cloudfree-model-{token}"
     from ..cluster import gpu_task_resources
 
-    res = gpu_task_resources()
-    # One layer per task: the model's tasks carry the GPU resource annotation, and layers that
-    # depend on each other both ways (reads wait on earlier model tasks) would form a cycle.
-    layers: dict[str, MaterializedLayer] = {src_key: MaterializedLayer({src_key: src})}
-    deps: dict[str, set] = {src_key: set()}
-    done: dict[int, str] = {}
-    name = f"cloudfree-model-{token}"
-    out = {}
-    for i, j in order:
-        windows, keys = [], []
-        for t in dates:
-            for ii, jj in needs[i, j]:
-                at = slot((ii, jj), (i, j))
-                key = f"cloudfree-read-{token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else "-for-%d-%d" % _panel(i, j))
-                if key not in layers:
-                    earlier = pos[at] - lag
-                    after = done.get(earlier) if earlier >= first[_panel(i, j)] else None
-                    layers[key] = MaterializedLayer({key: (partial(_read, t=t, i=ii, j=jj), src_key, after)},
-                                                    annotations=READ_PRIORITY)
-                    deps[key] = {src_key} | ({after} if after else set())
-                windows.append((t, ii, jj))
-                keys.append(key)
-        pkey = f"cloudfree-predict-{period.label}-{i}-{j}-{token}"
-        fn = partial(_predict, windows=windows, dates=dates, block=(i, j), model=model, cfg=tiles, dt=dt,
-                     margin=margin, reach=reach)
-        layers[pkey] = MaterializedLayer({pkey: (fn, src_key, keys)}, annotations={"resources": res} if res else None)
-        deps[pkey] = {src_key, *keys}
-        dkey = f"cloudfree-done-{token}-{i}-{j}"
-        layers[dkey] = MaterializedLayer({dkey: (_finished, pkey)})
-        deps[dkey] = {pkey}
-        done[pos[i, j]] = dkey
-        out[(name, 0, i, j)] = pkey
-    layers[name] = MaterializedLayer(out)
-    deps[name] = set(out.values())
+    layer = StreamedLayer(name, token, src, period, model, tiles, dt=dt, margin=margin, reach=reach,
+                          resources=gpu_task_resources())
     rows = tuple(min(ch, ny - y0) for y0 in range(0, ny, ch))
     cols = tuple(min(ch, nx - x0) for x0 in range(0, nx, ch))
-    return da.Array(HighLevelGraph(layers, deps), name, chunks=((len(src.bands) + 1,), rows, cols), dtype=np.float32,
-                    meta=np.empty((0, 0, 0), np.float32))
+    return da.Array(HighLevelGraph({name: layer}, {name: set()}), name, chunks=((len(src.bands) + 1,), rows, cols),
+                    dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+
+
+def _is_read(key) -> bool:
+    return isinstance(key, str) and key.startswith("cloudfree-read-")
+
+
+def _is_model(key) -> bool:
+    return isinstance(key, str) and key.startswith("cloudfree-predict-")
+
+
+class _PerKey:
+    """A layer annotation that holds for some keys only (Dask calls a callable annotation with
+    each key; ``None`` leaves the key unannotated)."""
+
+    def __init__(self, which, value):
+        self.which, self.value = which, value
+
+    def __call__(self, key):
+        return self.value if self.which(key) else None
+
+
+class StreamedLayer(Layer):
+    """The tasks of a streamed period: one read task per date × block, one model task per block
+    and a token per finished block; its output keys are the array's blocks ``(name, 0, i, j)``.
+
+    Back-pressure: reads are roots, so Dask's threads would run them all at once while the model's
+    tasks queue for the GPU (memory then grows with the area). Blocks go in order, row by row within
+    stripes of STRIPE block columns, and a block's reads wait until the model has finished the
+    block ``lag`` places before it. ``lag`` exceeds the farthest block any model task reads, so no
+    task waits on itself, plus ``read_ahead`` blocks so reads overlap the model (with 2 blocks
+    ahead, reads and model alternated: a full tile took 156 s, not 101 s). In stripes the farthest
+    neighbour is at most a stripe's row ahead, whatever the area's width, so what is in flight is
+    flat in the area. Stripes are cut into panels of PANEL_ROWS rows: a panel reads the blocks
+    around it that it needs itself (the neighbour panel's edge blocks) and waits on nothing
+    outside it, so :meth:`cull` writes out only the wanted blocks' panels (written task by task:
+    built from ``dask.delayed`` calls, each call culled the whole graph so far, and a full tile in
+    1024 px blocks spent minutes building its graph before the first read). Reads carry
+    READ_PRIORITY and model tasks the GPU resource, as per-key annotations of the one layer (with
+    a layer per task, reads and model tasks that wait on each other both ways formed a cycle
+    between layers)."""
+
+    def __init__(self, name: str, token: str, src: BlockSource, period, model, tiles: TileConfig, *,
+                 dt: np.ndarray, margin: int, reach: int, resources: dict | None):
+        annotations = {"priority": _PerKey(_is_read, READ_PRIORITY["priority"])}
+        if resources:
+            annotations["resources"] = _PerKey(_is_model, resources)
+        super().__init__(annotations=annotations)
+        self.name, self.token, self.src, self.period, self.model = name, token, src, period, model
+        self.kw = dict(dates=list(period.dates), model=model, cfg=tiles, dt=dt, margin=margin, reach=reach)
+        ny, nx = src.shape
+        ch = src.chunk
+        self.nby, self.nbx = nby, nbx = -(-ny // ch), -(-nx // ch)
+        self.stripe, self.panel_rows = STRIPE, PANEL_ROWS  # as they are when the graph is made
+        self.order = [(i, j) for s0 in range(0, nbx, STRIPE) for p0 in range(0, nby, PANEL_ROWS)
+                      for i in range(p0, min(p0 + PANEL_ROWS, nby)) for j in range(s0, min(s0 + STRIPE, nbx))]
+        self.pos = {b: n for n, b in enumerate(self.order)}
+        self.span: dict = {}  # each panel's places in the order (a panel's blocks are consecutive)
+        for n, b in enumerate(self.order):
+            p = self.panel(*b)
+            self.span[p] = (self.span.get(p, (n,))[0], n + 1)
+        ahead = 0
+        for (i, j) in self.order:
+            ahead = max(ahead, max(self.pos[self.slot(n, (i, j))] - self.pos[i, j] for n in self.needs(i, j)))
+        self.lag = ahead + 1 + src.read_ahead
+        self._full: dict | None = None
+        self.src_key = f"cloudfree-source-{token}"
+
+    def panel(self, i: int, j: int) -> tuple[int, int]:
+        return j // self.stripe, i // self.panel_rows
+
+    def needs(self, i: int, j: int) -> list[tuple[int, int]]:
+        """The blocks, on any grid, whose reads the model task of block (i, j) gathers its window from."""
+        src, ch, big = self.src, self.src.chunk, self.kw["margin"] + self.src.dilate
+        ny, nx = src.shape
+        y0, x0 = i * ch, j * ch
+        y1, x1 = min(y0 + ch, ny), min(x0 + ch, nx)
+        return sorted({b for g in range(len(src.grids))
+                       for b in src.blocks_for(g, *src.window(g, y0 - big, y1 + big, x0 - big, x1 + big))})
+
+    def slot(self, need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
+        """Where a read sits in the order: its own block, or the nearest block of the reader's panel."""
+        stripe, band = self.panel(*block)
+        s0, p0 = stripe * self.stripe, band * self.panel_rows
+        return (min(max(need[0], p0), min(p0 + self.panel_rows, self.nby) - 1),
+                min(max(need[1], s0), min(s0 + self.stripe, self.nbx) - 1))
+
+    def _done(self, i: int, j: int) -> str:
+        return f"cloudfree-done-{self.token}-{i}-{j}"
+
+    def panel_tasks(self, panel: tuple[int, int]) -> dict:
+        """Every task of one panel: the source, its reads, model tasks, tokens and output blocks."""
+        from functools import partial
+
+        t0, t1 = self.span[panel]
+        dsk: dict = {self.src_key: self.src}
+        for i, j in self.order[t0:t1]:
+            windows, keys = [], []
+            for t in self.kw["dates"]:
+                for ii, jj in self.needs(i, j):
+                    at = self.slot((ii, jj), (i, j))
+                    key = f"cloudfree-read-{self.token}-{t}-{ii}-{jj}" + ("" if at == (ii, jj) else "-for-%d-%d" % panel)
+                    if key not in dsk:
+                        earlier = self.pos[at] - self.lag
+                        after = self._done(*self.order[earlier]) if earlier >= t0 else None
+                        dsk[key] = (partial(_read, t=t, i=ii, j=jj), self.src_key, after)
+                    windows.append((t, ii, jj))
+                    keys.append(key)
+            pkey = f"cloudfree-predict-{self.period.label}-{i}-{j}-{self.token}"
+            dsk[pkey] = (partial(_predict, windows=windows, block=(i, j), **self.kw), self.src_key, keys)
+            dsk[self._done(i, j)] = (_finished, pkey)
+            dsk[(self.name, 0, i, j)] = pkey
+        return dsk
+
+    has_legacy_tasks = True
+    """The tasks are tuples; said here because Dask would otherwise look at every task to find out."""
+
+    def get_output_keys(self):
+        return {(self.name, 0, i, j) for i, j in self.order}
+
+    def is_materialized(self) -> bool:
+        return False
+
+    def cull(self, keys, all_hlg_keys):
+        """Only the panels of the wanted blocks are written out, then culled to what those need."""
+        from dask._task_spec import convert_legacy_graph, cull
+
+        panels = {self.panel(*k[2:]) for k in keys if isinstance(k, tuple) and k[0] == self.name}
+        dsk: dict = {}
+        for p in sorted(panels):
+            dsk.update(self.panel_tasks(p))
+        out = cull(convert_legacy_graph(dsk), set(keys) & dsk.keys())
+        return MaterializedLayer(out, annotations=self.annotations), {k: set(v.dependencies) for k, v in out.items()}
+
+    def _all(self) -> dict:
+        """Every panel's tasks, kept once made (a caller that takes the whole graph: not a streamed
+        run, which culls panel by panel)."""
+        if self._full is None:
+            self._full = {}
+            for p in self.span:
+                self._full.update(self.panel_tasks(p))
+        return self._full
+
+    def __getitem__(self, key):
+        return self._all()[key]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __contains__(self, key) -> bool:
+        return key in self.get_output_keys() or key in self._all()
