@@ -149,12 +149,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None, help="10 m pixels tall (default: --size): a wide, short scene")
     ap.add_argument("--aoi-widths", default="", help="comma-separated widths in px: write aoi_<width>.geojson, the "
                     "scene's first <width> columns over all its rows (memory against the area's width)")
+    ap.add_argument("--items-only", action="store_true", help="the items without their COGs (plans a run, reads nothing)")
     ap.add_argument("--dates", type=int, default=12)
     ap.add_argument("--base", type=int, default=600, help="side of the simulated scene that is mirror-tiled")
     ap.add_argument("--workers", type=int, default=None)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    res = make_catalog(a.out, a.size, a.dates, a.base, workers=a.workers, rows=a.rows)
+    res = make_catalog(a.out, a.size, a.dates, a.base, workers=a.workers, rows=a.rows, items_only=a.items_only)
     for w in filter(None, a.aoi_widths.split(",")):
         res.setdefault("aois", []).append(str(write_aoi(a.out, int(w), a.rows or a.size)))
     from real_quality import _commit  # the commit, honouring CLOUDFREE_COMMIT on copies without .git

@@ -27,10 +27,11 @@ STRIPE = 8
 row of blocks plus the read-ahead, however wide the area (a single tile at 2048 px is one stripe)."""
 PANEL_ROWS = 32
 """Block rows per panel: a panel (a stripe's run of rows) is a graph of its own, which reads the
-blocks around it that its margins need itself, so the scheduler holds one panel's tasks (about 40
-a block), not the area's (4-6 KiB each in an in-process scheduler: about 0.7 GiB for a 100-tile
-region in 2048 px blocks, by that count). Panels run one after another; the rows read twice cost
-2 / PANEL_ROWS more reads."""
+blocks around it that its margins need itself. Its tasks are made only when it is culled
+(:class:`StreamedLayer`), so the driver and the scheduler hold one panel's tasks (about 17 a
+block), not the area's (the tasks alone took 27 KiB a block in 256 px blocks: about 4.7 GiB for a
+100-tile region; the scheduler 4-6 KiB a pending task). Panels run one after another; the rows
+read twice cost 2 / PANEL_ROWS more reads."""
 
 
 READ_PRIORITY = {"priority": -1}
@@ -41,7 +42,7 @@ model's tasks and the writes keep the default priority, so reads still overlap t
 
 
 def _panel(i: int, j: int) -> tuple[int, int]:
-    """The panel (stripe, row band) of block (i, j) (:meth:`StreamedLayer.panel` as the module stands)."""
+    """The panel (stripe, row band) of block (i, j)."""
     return j // STRIPE, i // PANEL_ROWS
 
 
@@ -268,7 +269,6 @@ class StreamedLayer(Layer):
         ny, nx = src.shape
         ch = src.chunk
         self.nby, self.nbx = nby, nbx = -(-ny // ch), -(-nx // ch)
-        self.stripe, self.panel_rows = STRIPE, PANEL_ROWS  # as they are when the graph is made
         self.order = [(i, j) for s0 in range(0, nbx, STRIPE) for p0 in range(0, nby, PANEL_ROWS)
                       for i in range(p0, min(p0 + PANEL_ROWS, nby)) for j in range(s0, min(s0 + STRIPE, nbx))]
         self.pos = {b: n for n, b in enumerate(self.order)}
@@ -284,7 +284,7 @@ class StreamedLayer(Layer):
         self.src_key = f"cloudfree-source-{token}"
 
     def panel(self, i: int, j: int) -> tuple[int, int]:
-        return j // self.stripe, i // self.panel_rows
+        return _panel(i, j)
 
     def needs(self, i: int, j: int) -> list[tuple[int, int]]:
         """The blocks, on any grid, whose reads the model task of block (i, j) gathers its window from."""
@@ -298,9 +298,9 @@ class StreamedLayer(Layer):
     def slot(self, need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
         """Where a read sits in the order: its own block, or the nearest block of the reader's panel."""
         stripe, band = self.panel(*block)
-        s0, p0 = stripe * self.stripe, band * self.panel_rows
-        return (min(max(need[0], p0), min(p0 + self.panel_rows, self.nby) - 1),
-                min(max(need[1], s0), min(s0 + self.stripe, self.nbx) - 1))
+        s0, p0 = stripe * STRIPE, band * PANEL_ROWS
+        return (min(max(need[0], p0), min(p0 + PANEL_ROWS, self.nby) - 1),
+                min(max(need[1], s0), min(s0 + STRIPE, self.nbx) - 1))
 
     def _done(self, i: int, j: int) -> str:
         return f"cloudfree-done-{self.token}-{i}-{j}"
