@@ -120,8 +120,8 @@ def test_a_panel_of_the_streamed_graph_needs_nothing_of_the_others(monkeypatch):
 
 
 def test_a_streamed_run_writes_out_each_panels_tasks_once_and_never_the_areas(tmp_path, monkeypatch):
-    """The driver holds one panel's tasks at a time, not the area's (which grew by about 60 KiB a
-    block: 11 GB for a 100-tile region in 256 px blocks): every panel of every period is written
+    """The driver holds one panel's tasks at a time, not the area's (at least 27 KiB a
+    block: about 4.7 GiB for a 100-tile region in 256 px blocks): every panel of every period is written
     out exactly once, and nothing asks for the whole graph."""
     from collections import Counter
 

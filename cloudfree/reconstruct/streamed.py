@@ -201,7 +201,8 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
 
     The array's graph is one :class:`StreamedLayer`, which writes out a panel's tasks only when
     that panel is culled (see PANEL_ROWS): a run written panel by panel never holds the whole
-    area's tasks (ad hoc, about 60 KiB per block: 11 GB for a 100-tile region in 256 px blocks)."""
+    area's tasks (at least 27 KiB a block, ``benchmarks/graph_memory.py``: about 4.7 GiB for a
+    100-tile region in 256 px blocks)."""
     from dask.highlevelgraph import HighLevelGraph
 
     ny, nx = src.shape
@@ -264,7 +265,7 @@ class StreamedLayer(Layer):
         if resources:
             annotations["resources"] = _PerKey(_is_model, resources)
         super().__init__(annotations=annotations)
-        self.name, self.token, self.src, self.period, self.model = name, token, src, period, model
+        self.name, self.token, self.src, self.period = name, token, src, period
         self.kw = dict(dates=list(period.dates), model=model, cfg=tiles, dt=dt, margin=margin, reach=reach)
         ny, nx = src.shape
         ch = src.chunk
