@@ -71,17 +71,10 @@ def measure(items_json: Path, chunk: int, whole_max_blocks: int) -> dict:
            "panel_s": round(panel_s, 2)}
     del panel
     if blocks <= whole_max_blocks:
-        whole, whole_bytes, whole_s = _traced(lambda: dict(StreamedLayerAll(layer)))
+        whole, whole_bytes, whole_s = _traced(layer._all)  # every panel's tasks, as every run held them before
         res.update(whole_tasks=len(whole), whole_mib=round(whole_bytes / 2**20, 1), whole_s=round(whole_s, 2),
                    whole_kib_per_block=round(whole_bytes / blocks / 1024, 1))
     return res
-
-
-def StreamedLayerAll(layer) -> dict:  # noqa: N802  (every panel's tasks, as every run held them before)
-    out: dict = {}
-    for p in layer.span:
-        out.update(layer.panel_tasks(p))
-    return out
 
 
 def main() -> None:

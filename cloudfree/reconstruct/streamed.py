@@ -275,7 +275,7 @@ class StreamedLayer(Layer):
         self.pos = {b: n for n, b in enumerate(self.order)}
         self.span: dict = {}  # each panel's places in the order (a panel's blocks are consecutive)
         for n, b in enumerate(self.order):
-            p = self.panel(*b)
+            p = _panel(*b)
             self.span[p] = (self.span.get(p, (n,))[0], n + 1)
         ahead = 0
         for (i, j) in self.order:
@@ -283,9 +283,6 @@ class StreamedLayer(Layer):
         self.lag = ahead + 1 + src.read_ahead
         self._full: dict | None = None
         self.src_key = f"cloudfree-source-{token}"
-
-    def panel(self, i: int, j: int) -> tuple[int, int]:
-        return _panel(i, j)
 
     def needs(self, i: int, j: int) -> list[tuple[int, int]]:
         """The blocks, on any grid, whose reads the model task of block (i, j) gathers its window from."""
@@ -298,7 +295,7 @@ class StreamedLayer(Layer):
 
     def slot(self, need: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
         """Where a read sits in the order: its own block, or the nearest block of the reader's panel."""
-        stripe, band = self.panel(*block)
+        stripe, band = _panel(*block)
         s0, p0 = stripe * STRIPE, band * PANEL_ROWS
         return (min(max(need[0], p0), min(p0 + PANEL_ROWS, self.nby) - 1),
                 min(max(need[1], s0), min(s0 + STRIPE, self.nbx) - 1))
@@ -343,7 +340,7 @@ class StreamedLayer(Layer):
         """Only the panels of the wanted blocks are written out, then culled to what those need."""
         from dask._task_spec import convert_legacy_graph, cull
 
-        panels = {self.panel(*k[2:]) for k in keys if isinstance(k, tuple) and k[0] == self.name}
+        panels = {_panel(*k[2:]) for k in keys if self._is_output(k)}
         dsk: dict = {}
         for p in sorted(panels):
             dsk.update(self.panel_tasks(p))
@@ -368,5 +365,8 @@ class StreamedLayer(Layer):
     def __len__(self) -> int:
         return len(self._all())
 
+    def _is_output(self, key) -> bool:
+        return isinstance(key, tuple) and len(key) == 4 and key[0] == self.name and key[2:] in self.pos
+
     def __contains__(self, key) -> bool:
-        return key in self.get_output_keys() or key in self._all()
+        return self._is_output(key) or key in self._all()
