@@ -88,6 +88,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--window-days", type=int, default=45)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-model-row", action="store_true", help="skip the fixed model (without self-validation) row")
     a = ap.parse_args(argv)
     commit = _commit()
     if a.terramind in (None, "none"):
@@ -103,10 +104,17 @@ def main(argv=None) -> dict:
 
     items = read_static_items(a.catalog)
     collections = sorted({i.collection_id for i in items}) if a.collections == "all" else a.collections.split(",")
+    from cloudfree.reconstruct.selfcheck import ValidationConfig
+
+    fixed = ValidationConfig(enabled=False)  # the yardsticks as they are, without a run's own validation
     methods = {"default": {"method": "auto", "model": a.model, "device": a.device},
-               **{m: {"method": m} for m in ("median", "interpolation", "mosaicking", "least_cloudy")}}
+               "model": {"method": "model", "model": a.model, "device": a.device, "validation": fixed},
+               **{m: {"method": m, "validation": fixed} for m in ("median", "interpolation", "mosaicking",
+                                                                  "least_cloudy")}}
+    if a.no_model_row:
+        methods.pop("model")
     if a.terramind:
-        methods["terramind"] = {"method": "model", "model": a.terramind, "device": a.device}
+        methods["terramind"] = {"method": "model", "model": a.terramind, "device": a.device, "validation": fixed}
     settings: list[Setting] = []
     resolved: dict[str, str] = {}
     t0 = time.time()
@@ -133,11 +141,23 @@ def main(argv=None) -> dict:
                 _, _, res = score_setting(cube, t, s, methods, window_days=a.window_days)
                 if not res["metrics"]:
                     continue
+                n_dates = int(np.sum(np.abs((cube.time.values - cube.time.values[t]) / np.timedelta64(1, "D"))
+                                     <= a.window_days))
                 settings.append(Setting(c, str(cube.time.values[t])[:10], str(cube.time.values[s])[:10], frac,
-                                        res["metrics"], res["scored_fraction"]))
+                                        res["metrics"], res["scored_fraction"], n_dates, res["coverage"],
+                                        res["methods_used"]))
+                m = res["metrics"]
+                print(f"  {settings[-1].target} <- {settings[-1].source} ({n_dates} dates): default "
+                      f"{m['default']['psnr']:.2f} [{res['methods_used']['default']}] best comp "
+                      f"{max(v['psnr'] for k, v in m.items() if k not in ('default', 'model', 'terramind')):.2f}"
+                      + (f" model {m['model']['psnr']:.2f}" if "model" in m else ""), file=sys.stderr, flush=True)
         print(f"{c}: {len(bands)} bands, {cube.sizes['time']} dates, {len(targets)} targets, "
               f"default = {resolved[c]}, {sum(s.collection == c for s in settings)} settings", file=sys.stderr)
     summary = summarize_settings(settings, model="default")
+    if "model" in methods:
+        extra_model = {"model_only_summary": summarize_settings(settings, model="model")}
+    else:
+        extra_model = {}
     test = summarize_settings([s for s in settings if s.collection == TEST_COLLECTION], model="default") \
         if any(s.collection == TEST_COLLECTION for s in settings) else None
     extra = {}
@@ -155,7 +175,7 @@ def main(argv=None) -> dict:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
             "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
-            **extra,
+            **extra, **extra_model,
             "settings": [s.__dict__ for s in settings]}
     return emit(line, a.out)
 

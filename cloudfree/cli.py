@@ -46,6 +46,9 @@ PROCESSES_HELP = "local workers as processes instead of threads (each loads its 
 SCHEDULER_HELP = ("join an existing Dask cluster instead of starting a local one: a scheduler address (tcp://host:8786) or "
                   "a scheduler file (.json, as dask scheduler --scheduler-file, dask-jobqueue or dask-mpi write)")
 DASHBOARD_HELP = "host:port of the local cluster's dashboard (0.0.0.0:8787 to reach it from other machines)"
+VALIDATE_HELP = ("measure every candidate (the model, each compositing method) on clear pixels of the run's own series "
+                 "hidden under real clouds, per period; with --method auto use what validated best (or a blend). Scores "
+                 "go to run.json, the Zarr and the STAC Items, with a calibrated uncertainty layer")
 METHOD_HELP = ("auto (the model where it serves the bands, else median) | model | median | mosaicking | least_cloudy | "
                "interpolation")
 
@@ -225,7 +228,10 @@ def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, 
     tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,
                        device=device, pass_through=job_args.pop("pass_through", True),
                        compile=job_args.pop("compile", False))
-    job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, **job_args)
+    from .reconstruct.selfcheck import ValidationConfig
+
+    job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, validation=ValidationConfig(enabled=job_args.pop("validate", True)),
+                    **job_args)
     console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
                                                             if cluster.gpus else ""))
     with interrupt_guard(), open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
@@ -278,6 +284,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                                     "output block; a complete cube.zarr of the same request is reused); --keep-cube: "
                                     "store the cube first (cube.zarr, for `cloudfree evaluate` or other runs)"),
         native_reads: bool = typer.Option(False, "--native-reads/--warp-reads", help=NATIVE_HELP),
+        validate: bool = typer.Option(True, "--validate/--no-validate", help=VALIDATE_HELP),
         gpus: Optional[str] = typer.Option(None, help="local GPUs: all, a count, or ids like 0,1 — one Dask worker per "
                                                       "GPU (pinned with CUDA_VISIBLE_DEVICES, resource GPU=1)"),
         scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
@@ -293,7 +300,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                    dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                         fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
                         pass_through=pass_through, compile=compile_model, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels,
-                        stream=stream),
+                        stream=stream, validate=validate),
                    _cluster(scheduler, workers, threads, processes, dashboard_address, gpus), memory_limit)
     except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
         _fail(exc)
@@ -320,7 +327,7 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
                   chunk=None, memory_limit=memory_limit, patch=256, overlap=16, batch=None, device=device, fill_unobserved=False, pass_through=True,
                   exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, skip_bad_assets=False, max_pixels=250e6, yes=False, stream=False, native_reads=False,
-                  gpus=None, scheduler=None, workers=None, threads=None, processes=False,
+                  validate=True, gpus=None, scheduler=None, workers=None, threads=None, processes=False,
                   dashboard_address="127.0.0.1:0")
     if synthetic:
         from .catalog.demo import DemoSpec, write_demo_catalog

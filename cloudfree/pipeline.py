@@ -26,6 +26,7 @@ from .cube.store import build_cube
 from .models.checkpoint import default_weights
 from .outputs.write import write_outputs
 from .reconstruct.dataset import reconstruct, resolve_method
+from .reconstruct.selfcheck import PeriodValidation, ValidationConfig
 from .reconstruct.tiles import TileConfig
 
 __all__ = ["JobConfig", "run_job", "run", "default_weights"]
@@ -54,6 +55,9 @@ class JobConfig:
     blocks_at_once: int = 2
     """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
     (see :func:`cloudfree.cluster.plan_memory`)."""
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    """The run's self-validation (on by default): every period's candidates measured on held-out
+    clear pixels of the series itself; with ``method="auto"`` each period uses what validated best."""
     stream: bool = False
     """Compute the outputs straight from the assets (read → mask → infer → write per block) without
     storing ``cube.zarr``; a complete cube store for the same request is still reused. Resumes
@@ -185,9 +189,13 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
 
         source = block_source(items, search_req.aoi, spec, times=cube.time.values, fail_on_error=not job.skip_bad_assets,
                               read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
-    ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=method, model=model,
+    validations, cube = _validate(cube, items, search_req, request, spec, job, method, model, template=blocks,
+                                  echo=echo)
+    ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=job.method, model=model,
                      context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles, chunk=spec.chunk,
-                     fill_unobserved=job.fill_unobserved, source=source)
+                     fill_unobserved=job.fill_unobserved, source=source, validation=job.validation,
+                     validations=validations)
+    method, reason = ds.attrs["method"], ds.attrs["method_reason"]
     ds.attrs["method_reason"] = reason
     tiles = asdict(job.tiles)
     tiles.pop("batch", None)
@@ -195,7 +203,8 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
     tiles.pop("compile", None)  # how, not what: the same picture compiled or eager
     job_fp = {k: v for k, v in asdict(job).items() if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}  # how, not what: resumable across budgets
     fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
-                   "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model)}}
+                   "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model),
+                           "recipes": {k: v.recipe.describe() for k, v in validations.items()}}}
     with reads as failed:
         res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
                             # block reads share margins with their neighbours: one graph per panel
@@ -227,15 +236,44 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
                 "cube": None if streaming else str(out / "cube.zarr"), "streamed": streaming,
                 "block_reads": source.describe() if source is not None else None, "mosaic": res["zarr"], "items": res.get("items"),
                 "periods": res["periods"], "method": method, "method_reason": reason,
-                "model": str(model) if method == "model" else None, "bands": list(spec.bands),
+                "model": str(model) if ds.attrs.get("model") else None, "bands": list(spec.bands),
                 "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
                 "mask_source": cube.attrs.get("mask_source", "scl"),
                 "mask_config": json.loads(cube.attrs.get("mask_config", "{}")),
                 "device": device, "shape": res["shape"],
                 "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
-                "synthetic_input": synthetic}
+                "synthetic_input": synthetic,
+                "validation": {k: v.to_attrs() for k, v in validations.items()}}
     (out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _validate(cube, items, search_req, request, spec: CubeSpec, job: JobConfig, method: str, model, *, template: bool,
+              echo) -> tuple[dict[str, PeriodValidation], object]:
+    """The validate stage: every period's candidates on held-out clear pixels of windows of the
+    run's own grid (read from the assets where the cube is a streamed run's template). Returns the
+    validations and the cube the chosen recipes need: a composite cannot be made from a template,
+    so where one is chosen the cube becomes the lazy one (the model keeps its block reads)."""
+    if not job.validation.enabled:
+        return {}, cube
+    from .cube.store import lazy_cube, window_reader
+    from .reconstruct.dataset import candidate_methods, cube_window
+    from .reconstruct.periods import make_periods
+    from .reconstruct.selfcheck import validate_periods
+
+    periods = make_periods(cube.time.values, request.start, request.end, job.period_step, job.context_days,
+                           job.max_dates)
+    read = window_reader(items, spec, cube.odc.geobox, skip_bad_assets=job.skip_bad_assets) if template else \
+        partial(cube_window, cube)
+    cfg = replace(job.validation, adapt=job.validation.adapt and job.method == "auto")
+    vals = validate_periods(read, (cube.sizes["y"], cube.sizes["x"]), periods, candidate_methods(method), model=model,
+                            tiles=job.tiles, prior=method, cfg=cfg, echo=echo)
+    if template and any(v.recipe.names != ["model"] for v in vals.values()):
+        fp = cube.attrs["cloudfree:fingerprint"]
+        cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets)
+        cube.attrs["cloudfree:fingerprint"] = fp
+        echo("validation chose compositing for some period: those read the cube lazily, the model keeps its block reads")
+    return vals, cube
 
 
 def _check_visible_on_workers(model) -> None:
@@ -320,7 +358,8 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
         batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
-        mask: str = "scl", dilate: int = 0, stream: bool = True, native_reads: bool = False, echo=print) -> dict:
+        mask: str = "scl", dilate: int = 0, stream: bool = True, native_reads: bool = False, validate: bool = True,
+        echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 
     ``stac``: an API URL, ``earth-search``, ``planetary-computer``, a static ``catalog.json`` /
@@ -329,6 +368,8 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     ``chunk`` and ``batch`` default to what ``memory_limit`` (default: 80 % of the machine) allows.
     ``stream=True`` (the default, as the CLI's) computes the outputs from the assets without storing
     ``cube.zarr`` (see :attr:`JobConfig.stream`); ``stream=False`` stores the cube first. ``native_reads``: see :attr:`CubeSpec.native_reads`.
+    ``validate`` (default on): the run measures its candidates on its own series and, with
+    ``method="auto"``, uses per period what validated best (see :attr:`JobConfig.validation`).
     """
     import os
 
@@ -347,7 +388,8 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask, native_reads=native_reads)
     job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
                     tiles=TileConfig(patch=patch, overlap=overlap, batch=batch or plan.batch, device=device),
-                    fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight, stream=stream)
+                    fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight, stream=stream,
+                    validation=ValidationConfig(enabled=validate))
     with open_catalog(stac) as url:
         return run_job(url, req, spec, out, job, echo=echo, source=source_id(stac))
 

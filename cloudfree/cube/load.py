@@ -258,7 +258,7 @@ def _load_raw(items: list[pystac.Item], mapping: dict[str, str], geobox, spec: C
 
 
 def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec | None = None, *, patch_url=None,
-              fail_on_error: bool = True, **spec_args) -> xr.Dataset:
+              fail_on_error: bool = True, geobox=None, **spec_args) -> xr.Dataset:
     """Load items lazily into the cube described in the module docstring. Nothing is computed.
 
     ``aoi``: an :class:`~cloudfree.aoi.AOI`, a bbox (west, south, east, north in degrees) or GeoJSON;
@@ -266,7 +266,8 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
 
     ``spec`` (or its fields as keywords: ``bands``, ``resolution``, ``crs``, ``chunk``, ``mask``)
     says how; bands and resolution default to what the items have. Items without an SCL asset give
-    a cube whose ``clear`` is "has data" (said in the ``mask`` attribute).
+    a cube whose ``clear`` is "has data" (said in the ``mask`` attribute). ``geobox``: load this
+    grid instead of the one planned from ``aoi`` (e.g. a window of a run's grid).
     """
     if not items:
         raise ValueError("no items to load")
@@ -280,7 +281,7 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     bands = spec.bands
     mapping = band_mapping(items, bands)
     has_scl = SCL in mapping
-    geobox = plan_geobox(items, aoi, spec)
+    geobox = geobox if geobox is not None else plan_geobox(items, aoi, spec)
     raw = _load_raw(items, mapping, geobox, spec, patch_url=patch_url, fail_on_error=fail_on_error)
     key, index = band_source(items[0].assets, bands[0])
     rad = item_radiometry_by_day(items, key, index)

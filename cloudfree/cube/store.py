@@ -143,6 +143,22 @@ def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, 
     return ds.copy(data={k: _unread(v, spec.chunk) for k, v in ds.data_vars.items()})
 
 
+def window_reader(items, spec: CubeSpec, geobox, *, skip_bad_assets: bool = False):
+    """``(ys, xs, dates) → Dataset``: a window of the run's grid, its dates' ``reflectance`` and
+    ``clear`` in memory, read from the assets as :func:`lazy_cube` reads the whole (for a streamed
+    run's validation, whose cube is a template)."""
+    from dataclasses import replace
+
+    def read(ys: slice, xs: slice, dates: list[int]):
+        box = geobox[ys, xs]
+        ds = load_cube(items, None, replace(spec, chunk=max(box.shape)), geobox=box, fail_on_error=not skip_bad_assets)
+        ds = ds[["reflectance", "clear"]].isel(time=dates)
+        ds["reflectance"] = ds["reflectance"].clip(-0.1, 6.4).where(ds["reflectance"].notnull())
+        return ds.compute()
+
+    return read
+
+
 def _never_read(block: np.ndarray) -> np.ndarray:
     raise RuntimeError("a block of a streamed run's cube template was computed: its pixels were never read "
                        "(cloudfree.cube.stream reads them per block)")

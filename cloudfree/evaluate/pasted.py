@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..reconstruct.selfcheck import dilate_cross
+
 __all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "learned_classes", "summarize_settings",
            "CLOUD_SHADOW_SCL", "CLEAR_SCL"]
 
@@ -51,16 +53,7 @@ def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_cl
 
 
 def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
-    """Binary dilation by ``px`` pixels (3×3 cross per step, as scipy's default), numpy only."""
-    m = mask.astype(bool)
-    for _ in range(max(px, 0)):
-        g = m.copy()
-        g[1:] |= m[:-1]
-        g[:-1] |= m[1:]
-        g[:, 1:] |= m[:, :-1]
-        g[:, :-1] |= m[:, 1:]
-        m = g
-    return m
+    return dilate_cross(mask, px)
 
 
 def cloud_sources(scl: np.ndarray, *, dilate: int = 2, lo: float = 0.1, hi: float = 0.9) -> list[tuple[int, float]]:
@@ -96,6 +89,12 @@ class Setting:
     """method → metrics on the hidden pixels every method has a value for."""
     scored_fraction: float
     """Fraction of hidden pixels all methods had a value for (NaN: no clear observation)."""
+    n_dates: int = 0
+    """Dates in the setting's window (the series length the methods saw)."""
+    coverage: dict = None
+    """Method → [hidden pixels inside its ±uncertainty, pixels scored] (methods with an uncertainty layer)."""
+    used: dict = None
+    """Method → what the run reported it used (``method`` attribute: a candidate, ``adaptive``)."""
 
 
 def learned_classes(refl: np.ndarray, bands: list[str]) -> np.ndarray:
@@ -145,14 +144,20 @@ def score_setting(cube, target: int, source: int, methods: dict[str, dict], *, w
     day = np.datetime64(cube.time.values[target], "D")
     start, end = str(day - np.timedelta64(window_days, "D")), str(day + np.timedelta64(window_days, "D"))
     mod = mod.chunk({"time": 1, "y": -1, "x": -1})
-    preds = {}
+    preds, unc, recipes = {}, {}, {}
     for name, kw in methods.items():
         out = reconstruct(mod, start, end, context_days=0, max_dates=4 * window_days, **kw)
         preds[name] = out["reflectance"].isel(time=0).values
+        if "uncertainty" in out:
+            unc[name] = out["uncertainty"].isel(time=0).values
+        recipes[name] = out.attrs.get("method", "")
     truth = refl[target]
     both = hidden & np.all([np.isfinite(p).all(0) for p in preds.values()], axis=0)
     metrics = {name: all_metrics(p, truth, both) for name, p in preds.items()} if both.any() else {}
-    return hidden, preds, {"metrics": metrics, "scored_fraction": float(both.sum() / max(hidden.sum(), 1))}
+    coverage = {name: [int((np.abs(preds[name] - truth).mean(0)[both] <= u[both]).sum()), int(both.sum())]
+                for name, u in unc.items()}
+    return hidden, preds, {"metrics": metrics, "scored_fraction": float(both.sum() / max(hidden.sum(), 1)),
+                           "coverage": coverage, "methods_used": recipes}
 
 
 def _bin(cover: float) -> str:
@@ -180,6 +185,14 @@ def summarize_settings(settings: list[Setting], model: str = "model") -> dict:
             out["model_minus_best_psnr"] = _mean_se(d_best)
             out["model_wins"] = float(np.mean([d > 0 for d in d_best])) if d_best else float("nan")
             out["model_minus_median_psnr"] = _mean_se(d_med)
+            if d_best:
+                k = int(np.argmin(d_best))
+                out["worst_setting"] = {"margin_psnr": float(d_best[k]), "collection": group[k].collection,
+                                        "target": group[k].target, "source": group[k].source}
+                out["settings_below_best_by_0_5_db"] = int(sum(d < -0.5 for d in d_best))
+            cov = [s.coverage[model] for s in group if s.coverage and model in s.coverage]
+            if cov:
+                out["uncertainty_coverage_68"] = float(sum(c[0] for c in cov) / max(1, sum(c[1] for c in cov)))
         best = {c: 0 for c in comp}
         for s in group:
             if comp:
@@ -187,12 +200,18 @@ def summarize_settings(settings: list[Setting], model: str = "model") -> dict:
         out["best_compositing_counts"] = best
         return out
 
-    res = {"overall": agg(settings), "by_collection": {}, "by_cover": {}}
+    res = {"overall": agg(settings), "by_collection": {}, "by_cover": {}, "by_series_length": {}}
+    for b in sorted({_length_bin(s.n_dates) for s in settings}):
+        res["by_series_length"][b] = agg([s for s in settings if _length_bin(s.n_dates) == b])
     for c in sorted({s.collection for s in settings}):
         res["by_collection"][c] = agg([s for s in settings if s.collection == c])
     for b in sorted({_bin(s.cover) for s in settings}):
         res["by_cover"][b] = agg([s for s in settings if _bin(s.cover) == b])
     return res
+
+
+def _length_bin(n: int) -> str:
+    return "<=8 dates" if n <= 8 else ("9-30 dates" if n <= 30 else ">30 dates")
 
 
 def _mean_se(v: list[float]) -> dict:

@@ -27,8 +27,11 @@ class OutputsResult(dict):
 def _encoding(ds: xr.Dataset) -> dict:
     cy, cx = ds.chunks["y"][0], ds.chunks["x"][0]
     nb = ds.sizes["band"]
-    return {"reflectance": {"dtype": "float32", "chunks": (1, nb, cy, cx)},
-            "clear_count": {"chunks": (1, cy, cx)}, "no_clear": {"chunks": (1, cy, cx)}}
+    enc = {"reflectance": {"dtype": "float32", "chunks": (1, nb, cy, cx)},
+           "clear_count": {"chunks": (1, cy, cx)}, "no_clear": {"chunks": (1, cy, cx)}}
+    if "uncertainty" in ds:
+        enc["uncertainty"] = {"dtype": "float32", "chunks": (1, cy, cx)}
+    return enc
 
 
 class _CogTiles:
@@ -88,6 +91,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     synthetic = json.loads(str(ds.attrs.get("synthetic_input", "false")).lower())
     masked = json.loads(ds.attrs.get("masked_scl_classes", "[]"))
     input_dates = json.loads(ds.attrs.get("input_dates", "{}"))
+    validation = json.loads(ds.attrs.get("validation", "{}") or "{}")
     props = {"cloudfree:method": ds.attrs.get("method", ""), "cloudfree:method_reason": ds.attrs.get("method_reason", ""),
              "cloudfree:masked_scl_classes": masked, "cloudfree:mask": ds.attrs.get("mask", ""),
              "cloudfree:mask_source": ds.attrs.get("mask_source", "scl"),
@@ -112,7 +116,8 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         if cog:
             item_path = out / f"cloudfree_{label}.stac.json"
             items.append(write_stac_item(res, t, assets, item_path, item_id=f"cloudfree-{label}-{digest}",
-                                         properties={**props, "cloudfree:input_dates": input_dates.get(label, [])}))
+                                         properties={**props, "cloudfree:input_dates": input_dates.get(label, []),
+                                                     **_validation_properties(validation.get(label))}))
             files["stac_item"] = str(item_path)
         periods[label] = files
     result = OutputsResult(status=status, zarr=str(zpath), periods=periods, digest=digest,
@@ -123,6 +128,18 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         (out / "items.json").write_text(json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
         result["items"] = str(out / "items.json")
     return result
+
+
+def _validation_properties(v: dict | None) -> dict:
+    """A period's self-validation as STAC properties (``cloudfree:validation_*``)."""
+    if not v:
+        return {}
+    chosen = v.get("scores", {}).get("chosen", {})
+    return {"cloudfree:validation_recipe": v["recipe"], "cloudfree:validation_reason": v["reason"],
+            "cloudfree:validation_psnr": chosen.get("psnr"), "cloudfree:validation_mae": chosen.get("mae"),
+            "cloudfree:validation_mae_per_band": chosen.get("mae_per_band"),
+            "cloudfree:validation_pixels": v["n_pixels"], "cloudfree:validation_examples": v["n_examples"],
+            "cloudfree:validation_scores": v.get("scores", {}), "cloudfree:validation_thin": v["thin"]}
 
 
 def _version() -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import dask
@@ -191,31 +193,44 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
 
 def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model=None,
            tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False,
-           model_path=None, source=None) -> xr.Dataset:
+           model_path=None, source=None, recipes: dict | None = None,
+           uncertainty: dict[str, list[float]] | None = None) -> xr.Dataset:
     """The output Dataset (lazy): ``reflectance(time, band, y, x)``, ``clear_count(time, y, x)``,
     ``no_clear(time, y, x)``; ``time`` is each period's centre, with ``period``, ``period_start``
-    and ``period_end`` coordinates."""
+    and ``period_end`` coordinates.
+
+    ``recipes``: period label → :class:`~cloudfree.reconstruct.selfcheck.Recipe` (the candidates
+    and their weights, from the run's self-validation); other periods use ``method``.
+    ``uncertainty``: period label → the calibrated error per clear-count bin
+    (:data:`~cloudfree.reconstruct.selfcheck.UNCERTAINTY_BINS`); adds ``uncertainty(time, y, x)``."""
     model = model if model is not None else model_path
     refl, clear = cube["reflectance"], cube["clear"]
     dn = cube["dn"] if "dn" in cube else None
     imgs, counts = [], []
-    if method == "model" and model is None:
+    uses_model = method == "model" or any("model" in r.names for r in (recipes or {}).values())
+    if uses_model and model is None:
         raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
-    streamed = method == "model" and source is not None and is_pixelwise(model)
-    if method == "model" and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
+    streamed = uses_model and source is not None and is_pixelwise(model)
+    if uses_model and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
         from ..cluster import run_on_model_processes
 
         # compiled for the run's inputs before the first read (where it runs on a GPU, see TileConfig)
         run_on_model_processes(compile_ahead, model, tiles, [len(p.dates) for p in periods if len(p.dates)],
                                [str(b) for b in refl.band.values])
+    recipes = recipes or {}
     for p in periods:
-        if streamed:
-            img, n = _streamed(refl, p, model, tiles, source)
-        elif method == "model":
-            img = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
-        else:
-            img = composite(method, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)), p.target_day)
-        if not streamed:  # the streamed model's task counts the clear observations itself
+        names = recipes[p.label].names if p.label in recipes else [method]
+        parts, n = {}, None
+        for name in names:
+            if name == "model" and streamed:
+                parts[name], n = _streamed(refl, p, model, tiles, source)
+            elif name == "model":
+                parts[name] = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
+            else:
+                parts[name] = composite(name, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)),
+                                        p.target_day)
+        img = sum(w * parts[k] for k, w in recipes[p.label].weights) if p.label in recipes else parts[method]
+        if n is None:  # the streamed model's task counts the clear observations itself
             sel = list(p.dates)
             usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
             n = usable.sum("time").astype(np.uint16)
@@ -232,6 +247,8 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
         "clear_count": cnt.assign_attrs(long_name="number of clear observations used"),
         "no_clear": (cnt == 0).astype(np.uint8).assign_attrs(long_name="1 where no clear observation existed"),
     })
+    if uncertainty:
+        ds["uncertainty"] = _uncertainty_layer(cnt, [uncertainty.get(p.label) for p in periods])
     ds = ds.assign_coords(period=("time", np.array([p.label for p in periods], dtype=str)),
                           period_start=("time", np.array([p.start for p in periods]).astype("datetime64[ns]")),
                           period_end=("time", np.array([p.end for p in periods]).astype("datetime64[ns]")))
@@ -240,10 +257,60 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     return ds.chunk({"time": 1, "band": -1, "y": chunk, "x": chunk})
 
 
+def _uncertainty_layer(count: xr.DataArray, tables: list[list[float] | None]) -> xr.DataArray:
+    """Expected absolute error (reflectance, band mean; the 68 % interval's half-width) per pixel:
+    each period's table, calibrated on its held-out pixels, looked up by the pixel's clear count."""
+    from .selfcheck import UNCERTAINTY_BINS
+
+    edges = np.asarray(UNCERTAINTY_BINS)
+    layers = []
+    for t, table in enumerate(tables):
+        c = count.isel(time=t)
+        if table is None:
+            layers.append(xr.full_like(c, np.nan, dtype=np.float32))
+            continue
+        lut = np.asarray(table, np.float32)
+        layers.append(xr.apply_ufunc(lambda v: lut[np.searchsorted(edges, v, side="right") - 1], c, dask="parallelized",
+                                     output_dtypes=[np.float32]))
+    out = xr.concat(layers, dim=count.time)
+    return out.assign_attrs(units="1", long_name="expected absolute error of the reflectance (band mean, 68 % "
+                                                 "interval half-width), calibrated on the run's held-out pixels")
+
+
+ADAPTIVE = "adaptive"
+"""The method of a run whose periods use different candidates or blends (chosen by validation)."""
+
+
+def candidate_methods(method: str) -> list[str]:
+    """What a run measures: the model (where it serves the bands) and every compositing method."""
+    return (["model"] if method == "model" else []) + [m for m in METHODS]
+
+
+def cube_window(cube: xr.Dataset, ys: slice, xs: slice, dates: list[int]) -> xr.Dataset:
+    """A window of the cube's dates in memory (reflectance, clear)."""
+    import dask
+
+    sub = cube[["reflectance", "clear"]].isel(time=dates, y=ys, x=xs)
+    with dask.config.set(scheduler="threads"):
+        return sub.compute()
+
+
+def _adapted(method: str, reason: str, recipes: dict) -> tuple[str, str]:
+    """The run's method once the recipes are known: one candidate everywhere keeps its name."""
+    used = {r.describe() for r in recipes.values()}
+    if not recipes or used == {method}:
+        return method, reason
+    if len(used) == 1 and len(next(iter(recipes.values())).weights) == 1:
+        return next(iter(used)), f"{reason}; self-validation chose {next(iter(used))} in every period"
+    return ADAPTIVE, f"{reason}; self-validation chose per period: " + ", ".join(
+        f"{k} {r.describe()}" for k, r in recipes.items())
+
+
 def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = None, *, period: str | None = None,
                 method: str = "auto", model=None, context_days: int = 30, max_dates: int = 12,
                 tiles: TileConfig | None = None, chunk: int | None = None, fill_unobserved: bool = False,
-                device: str | None = None, source=None) -> xr.Dataset:
+                device: str | None = None, source=None, validation=None, validations: dict | None = None,
+                read_window=None, echo=None) -> xr.Dataset:
     """One cloud-free image per period from a cube, lazily (nothing is computed).
 
     Args:
@@ -261,36 +328,60 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
         source: block reads of the cube's items (:func:`cloudfree.cube.stream.block_source`, with
             the cube's chunk): a per-pixel model then reads every block straight from the assets,
             coarse bands on their own grid, enlarged and masked on its device (a streamed run).
+        validation: a :class:`~cloudfree.reconstruct.selfcheck.ValidationConfig` (default: on).
+            Every period's candidates (the model where it serves the bands, and every compositing
+            method) are measured on held-out clear pixels of the cube's own series; with ``auto``
+            each period then uses the recipe that validated best (see :mod:`.selfcheck`), and an
+            ``uncertainty`` layer calibrated on those pixels is added. The scores are in the
+            ``validation`` attribute.
+        validations: period label → :class:`~cloudfree.reconstruct.selfcheck.PeriodValidation`
+            already measured (the run's validate stage); then nothing is measured here.
+        read_window: ``(ys, xs, dates) → Dataset`` of the cube's window in memory, for cubes whose
+            blocks cannot be computed (a streamed run's template); default: the cube's own slice.
     """
     if start is None or end is None:
         days = cube.time.values.astype("datetime64[D]")
         start = start or str(days.min())
         end = end or str(days.max())
     bands = [str(b) for b in cube.band.values]
+    requested = method
     method, model, reason = resolve_method(method, bands, model)
     periods = make_periods(cube.time.values, start, end, period, context_days, max_dates)
     tiles = tiles or TileConfig()
     if device is not None:
-        from dataclasses import replace
-
         tiles = replace(tiles, device=device)
     chunk = chunk or int(cube.chunks["y"][0] if cube.chunks else 1024)
     if not cube.chunks:  # an in-memory cube: wrap it in Dask so the result stays lazy
         cube = cube.chunk({"time": 1, "y": chunk, "x": chunk})
     if source is not None and source.chunk != chunk:
         raise ValueError(f"the block reads use chunk {source.chunk}, the run {chunk}")
-    ds = mosaic(cube, periods, method=method, model=model, tiles=tiles, chunk=chunk, fill_unobserved=fill_unobserved,
-                source=source)
+    from .selfcheck import ValidationConfig, validate_periods
+
+    validation = validation if validation is not None else ValidationConfig()
+    if validations is None and validation.enabled:
+        validations = validate_periods(read_window or partial(cube_window, cube), (cube.sizes["y"], cube.sizes["x"]),
+                                       periods, candidate_methods(method), model=model, tiles=tiles, prior=method,
+                                       cfg=replace(validation, adapt=validation.adapt and requested == "auto"),
+                                       echo=echo)
+    validations = validations or {}
+    recipes = {k: v.recipe for k, v in validations.items()}
+    prior = method
+    method, reason = _adapted(method, reason, recipes)
+    uses_model = prior == "model" and (not recipes or any("model" in r.names for r in recipes.values()))
+    ds = mosaic(cube, periods, method=prior, model=model, tiles=tiles,
+                chunk=chunk, fill_unobserved=fill_unobserved, source=source, recipes=recipes,
+                uncertainty={k: v.uncertainty for k, v in validations.items() if v.uncertainty})
     masked = cube.attrs.get("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
     ds.attrs.update({
         "title": "cloudfree cloud-free images",
         "method": method, "method_reason": reason,
-        "model": (str(model) if isinstance(model, (str, Path)) else type(model).__name__) if method == "model" else "",
+        "model": (str(model) if isinstance(model, (str, Path)) else type(model).__name__) if uses_model else "",
         "masked_scl_classes": masked if isinstance(masked, str) else json.dumps(list(masked)),
         "mask": cube.attrs.get("mask", ""),
         "mask_source": cube.attrs.get("mask_source", "scl"),
         "mask_config": cube.attrs.get("mask_config", "{}"),
         "synthetic_input": cube.attrs.get("synthetic", "false"),
         "input_dates": json.dumps({p.label: [str(v)[:10] for v in cube.time.values[list(p.dates)]] for p in periods}),
+        "validation": json.dumps({k: v.to_attrs() for k, v in validations.items()}),
     })
     return ds

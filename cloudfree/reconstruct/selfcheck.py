@@ -1,0 +1,364 @@
+"""Self-validation: every run measures its candidates on its own series and adapts per period.
+
+A series carries its own truth: clear pixels of a date can be hidden under real clouds and
+reconstructed from the rest. For each output period this stage
+
+1. **holds out** examples from the period's own dates: the date nearest the period's target day
+   (the image the output stands for) keeps its cloudy part and has some of its truly clear pixels
+   hidden under real cloud + shadow footprints (other dates' in the window, and flipped copies of
+   its own), with the real values and mask of that footprint pasted in, as
+   ``benchmarks/real_quality.py`` does offline. Nothing is scored where the truth is unknown;
+2. **measures every candidate** (the model and each compositing method) on them through the same
+   code as the outputs (:func:`cloudfree.reconstruct.dataset.mosaic` on the window);
+3. **adapts**: fits a recipe (one candidate, or a weighted blend of two) on one half of the
+   examples and keeps it only where it beats the best single candidate on the other half;
+4. **reports** the held-out scores and the recipe (:class:`PeriodValidation`), and calibrates an
+   uncertainty per pixel (the 68th percentile of the absolute error on hidden pixels, by the
+   number of clear observations a pixel has).
+
+Why the target's own visible part: examples built on *other* dates rank the methods poorly, since
+least-cloudy, interpolation and mosaicking draw on different dates for another target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", "validate_periods", "sample_windows",
+           "UNCERTAINTY_BINS", "recipes_from_attrs"]
+
+UNCERTAINTY_BINS = (0, 1, 2, 3, 5, 9)
+"""Lower edges of the clear-observation-count bins the uncertainty is calibrated in."""
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How a run validates itself (the defaults are what ``cloudfree run`` does)."""
+
+    enabled: bool = True
+    """Measure the candidates on held-out pixels of every period (reported in the outputs)."""
+    adapt: bool = True
+    """Choose or blend the candidates by those measurements (``--method auto`` only)."""
+    window: int = 384
+    """Side in pixels of the windows the examples are taken from."""
+    max_windows: int = 4
+    """Windows spread over the area (each read once per period)."""
+    max_examples: int = 12
+    """Examples (hidden footprints) per period."""
+    min_pixels: int = 300
+    """Fewer hidden pixels than this in all: validation is too thin, the prior is kept."""
+    dilate: int = 2
+    """Footprints are grown by this many pixels (the cloud edges masks leave out)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a period's image is made of: candidate → weight (the weights sum to 1)."""
+
+    weights: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def single(cls, name: str) -> "Recipe":
+        return cls(((name, 1.0),))
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.weights]
+
+    def describe(self) -> str:
+        if len(self.weights) == 1:
+            return self.weights[0][0]
+        return " + ".join(f"{w:.2f} {n}" for n, w in self.weights)
+
+    def apply(self, preds: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(w * preds[n] for n, w in self.weights)
+
+
+@dataclass
+class PeriodValidation:
+    """One period's validation: the recipe chosen and the held-out scores behind it."""
+
+    period: str
+    recipe: Recipe
+    reason: str
+    n_examples: int = 0
+    n_pixels: int = 0
+    targets: list[str] = field(default_factory=list)
+    """Dates whose visible part was hidden and reconstructed."""
+    scores: dict[str, dict] = field(default_factory=dict)
+    """Candidate (and ``chosen``) → PSNR, MAE, MAE per band, n pixels, on all held-out pixels."""
+    holdout: dict[str, dict] = field(default_factory=dict)
+    """The same on the half the recipe was not fitted on."""
+    uncertainty: list[float] = field(default_factory=list)
+    """68th percentile of the absolute error (band mean) per bin of :data:`UNCERTAINTY_BINS`."""
+    thin: bool = False
+
+    def to_attrs(self) -> dict:
+        d = asdict(self)
+        d["recipe"] = {n: w for n, w in self.recipe.weights}
+        d["recipe_text"] = self.recipe.describe()
+        return json.loads(json.dumps(d, default=float))
+
+    def summary(self) -> str:
+        """One line for the console."""
+        if self.thin or "chosen" not in self.scores:
+            return f"{self.period}: {self.recipe.describe()} ({self.reason})"
+        ch = self.scores["chosen"]
+        comp = {k: v for k, v in self.scores.items() if k not in ("chosen", "model")}
+        best = max(comp, key=lambda k: comp[k]["psnr"]) if comp else None
+        vs = f"; best compositing {best} {comp[best]['psnr']:.1f} dB" if best else ""
+        return (f"{self.period}: {self.recipe.describe()} — validation {ch['psnr']:.1f} dB PSNR, MAE {ch['mae']:.4f} "
+                f"on {self.n_pixels} held-out px ({self.n_examples} examples){vs}")
+
+
+def recipes_from_attrs(text: str) -> dict[str, Recipe]:
+    """The recipes of a Dataset's ``validation`` attribute (label → recipe)."""
+    out = {}
+    for label, v in json.loads(text or "{}").items():
+        out[label] = Recipe(tuple((n, float(w)) for n, w in v["recipe"].items()))
+    return out
+
+
+def sample_windows(ny: int, nx: int, window: int, max_windows: int) -> list[tuple[slice, slice]]:
+    """Up to ``max_windows`` windows of ``window`` px spread evenly over an ``ny × nx`` area (the
+    whole area where it is smaller than a window)."""
+    def starts(n: int, k: int) -> list[int]:
+        if n <= window:
+            return [0]
+        return sorted({int(round(v)) for v in np.linspace(0, n - window, k + 2)[1:-1]}) if k > 1 else [(n - window) // 2]
+
+    k = max(1, int(math.floor(math.sqrt(max_windows))))
+    ys, xs = starts(ny, k), starts(nx, k)
+    return [(slice(y, min(y + window, ny)), slice(x, min(x + window, nx))) for y in ys for x in xs][:max_windows]
+
+
+def dilate_cross(mask: np.ndarray, px: int) -> np.ndarray:
+    """Binary dilation by ``px`` pixels (3×3 cross per step, as scipy's default), numpy only."""
+    m = mask.astype(bool)
+    for _ in range(max(px, 0)):
+        g = m.copy()
+        g[1:] |= m[:-1]
+        g[:-1] |= m[1:]
+        g[:, 1:] |= m[:, :-1]
+        g[:, :-1] |= m[:, 1:]
+        m = g
+    return m
+
+
+@dataclass
+class _Example:
+    x: np.ndarray          # (T, C, h, w) with the footprint pasted onto the target
+    clear: np.ndarray      # (T, h, w)
+    target: int
+    hidden: np.ndarray     # (h, w)
+    truth: np.ndarray      # (C, n)
+
+
+def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, cfg: ValidationConfig,
+              rng: np.random.Generator) -> list[_Example]:
+    """Footprints hidden on ``target``'s clear pixels: other dates' real cloud + shadow, grown by
+    ``cfg.dilate`` (their values and mask pasted, edges included: what masks miss at a cloud's
+    edge), and flipped copies of the target's own (its own cloudy values, flagged)."""
+    has = np.isfinite(x).all(1)
+    usable = clear.astype(bool) & has
+    ok = usable[target]
+    n_ok = int(ok.sum())
+    if n_ok < 16:
+        return []
+    feet = []
+    for s in range(len(x)):
+        if s != target and has[s].mean() > 0.5:
+            feet.append((dilate_cross(~usable[s] & has[s], cfg.dilate), x[s], clear[s]))
+    own = ~usable[target] & has[target]
+    if own.any():  # its own clouds elsewhere: cloudy values, flagged (a flipped edge would be another place's clear)
+        for flip in ((0,), (1,), (0, 1)):
+            foot = np.flip(own, flip)
+            feet.append((foot, np.flip(x[target], tuple(a + 1 for a in flip)), np.zeros_like(foot)))
+    out = []
+    for foot, vals, cl in feet:
+        hidden = foot & ok
+        frac = hidden.sum() / n_ok
+        if hidden.sum() < 16 or not 0.03 <= frac <= 0.9:
+            continue
+        xx, cc = x.copy(), clear.copy()
+        xx[target][:, hidden] = vals[:, hidden]
+        cc[target][hidden] = cl[hidden]
+        out.append(_Example(xx, cc, target, hidden, x[target][:, hidden]))
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+def _candidates_on(ex: _Example, days: np.ndarray, bands, candidates: list[str], model, tiles) -> dict[str, np.ndarray]:
+    """Each candidate's values at the example's hidden pixels, through the output code path."""
+    import dask
+
+    from .dataset import mosaic
+    from .periods import Period
+
+    t, _, h, w = ex.x.shape
+    day = float(days[ex.target])
+    cube = xr.Dataset({"reflectance": (("time", "band", "y", "x"), ex.x), "clear": (("time", "y", "x"), ex.clear.astype(np.uint8))},
+                      coords={"time": (days.astype("datetime64[D]")).astype("datetime64[ns]"), "band": list(bands)})
+    cube = cube.chunk({"time": 1, "band": -1, "y": -1, "x": -1})
+    p = Period("validation", np.datetime64(int(day), "D"), np.datetime64(int(day), "D"), day, tuple(range(t)))
+    out = {}
+    for name in candidates:
+        ds = mosaic(cube, [p], method="model" if name == "model" else name, model=model if name == "model" else None,
+                    tiles=tiles, chunk=max(h, w), fill_unobserved=True)
+        with dask.config.set(scheduler="sync"):
+            img = ds["reflectance"].isel(time=0).values
+        out[name] = img[:, ex.hidden]
+    return out
+
+
+def _score(pred: np.ndarray, truth: np.ndarray) -> dict:
+    err = pred - truth
+    mse = float(np.mean(err ** 2))
+    return {"psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))), "mae": float(np.mean(np.abs(err))),
+            "mae_per_band": [float(v) for v in np.mean(np.abs(err), axis=1)], "n": int(truth.shape[1])}
+
+
+def _options(names: list[str], mse: dict[str, float]) -> list[Recipe]:
+    """Single candidates and blends of the three best by ``mse`` (pairs at 1/4, 1/2, 3/4)."""
+    top = sorted(names, key=lambda n: mse[n])[:3]
+    opts = [Recipe.single(n) for n in names]
+    for i, a in enumerate(top):
+        for b in top[i + 1:]:
+            for w in (0.25, 0.5, 0.75):
+                opts.append(Recipe(((a, w), (b, 1 - w))))
+    return opts
+
+
+def _mse(recipe: Recipe, preds: list[dict[str, np.ndarray]], truths: list[np.ndarray]) -> float:
+    num = sum(float(np.sum((recipe.apply(p) - t) ** 2)) for p, t in zip(preds, truths))
+    den = sum(t.size for t in truths)
+    return num / max(den, 1)
+
+
+def _fit(candidates: list[str], preds: list[dict], truths: list[np.ndarray], prior: str) -> tuple[Recipe, list[int], str]:
+    """Fit on one half of the examples, confirm on the other: (recipe, held-out indices, why).
+
+    The prior (what the run would use without validation) is left only for a recipe that fits
+    best on one half *and* beats the prior on the other: one noisy half never moves a run."""
+    if len(preds) == 1:  # one example: its pixels in two interleaved halves
+        preds = [{n: v[:, h::2] for n, v in preds[0].items()} for h in (0, 1)]
+        truths = [truths[0][:, h::2] for h in (0, 1)]
+    idx = np.arange(len(preds))
+    a, b = idx[0::2], idx[1::2]
+    pa, ta = [preds[i] for i in a], [truths[i] for i in a]
+    pb, tb = [preds[i] for i in b], [truths[i] for i in b]
+    mse_a = {n: _mse(Recipe.single(n), pa, ta) for n in candidates}
+    fitted = min(_options(candidates, mse_a), key=lambda r: _mse(r, pa, ta))
+    base = Recipe.single(prior) if prior in candidates else Recipe.single(min(candidates, key=lambda n: mse_a[n]))
+    if fitted == base:
+        return base, list(b), f"{prior} validated best"
+    if _mse(fitted, pb, tb) < _mse(base, pb, tb):
+        return fitted, list(b), f"better than {base.describe()} on both halves of the held-out pixels"
+    return base, list(b), f"{base.describe()} kept: {fitted.describe()} fitted better on one half, not on the other"
+
+
+def _uncertainty(recipe: Recipe, preds, truths, counts) -> list[float]:
+    """68th percentile of the band-mean absolute error per clear-count bin (pooled where a bin is empty)."""
+    err = np.concatenate([np.abs(recipe.apply(p) - t).mean(0) for p, t in zip(preds, truths)])
+    cnt = np.concatenate(counts)
+    pooled = float(np.quantile(err, 0.68)) if err.size else float("nan")
+    edges = list(UNCERTAINTY_BINS) + [10 ** 9]
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (cnt >= lo) & (cnt < hi)
+        out.append(float(np.quantile(err[sel], 0.68)) if sel.sum() >= 30 else pooled)
+    return out
+
+
+def _targets(usable: list[np.ndarray], days: np.ndarray, target_day: float, min_pixels: int) -> list[int]:
+    """The date nearest the target day with clear pixels; the next nearest too while the hidden
+    part could stay thin (validation widened rather than skipped)."""
+    total = np.array([sum(int(u[t].sum()) for u in usable) for t in range(len(days))])
+    order = np.argsort(np.abs(days - target_day), kind="stable")
+    out, seen = [], 0
+    for t in order:
+        if total[t] >= 16:
+            out.append(int(t))
+            seen += total[t]
+            if seen >= 8 * min_pixels or len(out) >= 3:
+                break
+    return out
+
+
+def validate_period(windows: list[xr.Dataset], label: str, target_day: float, candidates: list[str], *, model=None,
+                    tiles=None, prior: str, cfg: ValidationConfig = ValidationConfig()) -> PeriodValidation:
+    """Validate one period on in-memory windows of its dates (``reflectance``, ``clear``)."""
+    from .tiles import TileConfig
+
+    tiles = tiles or TileConfig()
+    rng = np.random.default_rng(cfg.seed)
+    days = windows[0].time.values.astype("datetime64[D]").astype(float)
+    bands = [str(b) for b in windows[0].band.values]
+    xs = [w["reflectance"].values.astype(np.float32) for w in windows]
+    cs = [w["clear"].values.astype(bool) for w in windows]
+    usable = [c & np.isfinite(x).all(1) for x, c in zip(xs, cs)]
+    targets = _targets(usable, days, target_day, cfg.min_pixels)
+    exs: list[tuple[int, _Example]] = []
+    for t in targets:
+        for k, (x, c) in enumerate(zip(xs, cs)):
+            exs += [(k, e) for e in _examples(x, c, days, t, cfg, rng)]
+    rng.shuffle(exs)  # windows and targets mixed, then the halves alternate
+    exs = exs[: cfg.max_examples]
+    preds, truths, counts = [], [], []
+    for _, ex in exs:
+        p = _candidates_on(ex, days, bands, candidates, model, tiles)
+        ok = np.isfinite(ex.truth).all(0) & np.all([np.isfinite(v).all(0) for v in p.values()], axis=0)
+        if ok.sum() < 8:
+            continue
+        preds.append({n: v[:, ok] for n, v in p.items()})
+        truths.append(ex.truth[:, ok])
+        n_clear = (ex.clear.astype(bool) & np.isfinite(ex.x).all(1)).sum(0)
+        counts.append(n_clear[ex.hidden][ok])
+    n_px = int(sum(t.shape[1] for t in truths))
+    used = [str(np.datetime64(int(days[t]), "D")) for t in targets]
+    if n_px < cfg.min_pixels or not preds:
+        return PeriodValidation(label, Recipe.single(prior), f"validation too thin ({n_px} held-out px): the prior, "
+                                f"{prior}", len(preds), n_px, used, thin=True)
+    recipe, held, how = _fit(candidates, preds, truths, prior)
+    if len(preds) == 1:
+        held = [0]
+    if not cfg.adapt:
+        recipe, how = Recipe.single(prior), "measured only (a fixed --method)"
+    allp = {n: np.concatenate([p[n] for p in preds], 1) for n in candidates}
+    allt = np.concatenate(truths, 1)
+    scores = {n: _score(allp[n], allt) for n in candidates}
+    scores["chosen"] = _score(recipe.apply(allp), allt)
+    hp = {n: np.concatenate([preds[i][n] for i in held], 1) for n in candidates}
+    ht = np.concatenate([truths[i] for i in held], 1)
+    holdout = {n: _score(hp[n], ht) for n in candidates}
+    holdout["chosen"] = _score(recipe.apply(hp), ht)
+    return PeriodValidation(label, recipe, how, len(preds), n_px, used, scores, holdout,
+                            _uncertainty(recipe, preds, truths, counts))
+
+
+def validate_periods(read_window: Callable[[slice, slice, list[int]], xr.Dataset], shape: tuple[int, int], periods,
+                     candidates: list[str], *, model=None, tiles=None, prior: str,
+                     cfg: ValidationConfig = ValidationConfig(), echo=None) -> dict[str, PeriodValidation]:
+    """:func:`validate_period` for every period; ``read_window(ys, xs, dates)`` gives an in-memory
+    window of the cube (the dates' ``reflectance`` and ``clear``)."""
+    wins = sample_windows(shape[0], shape[1], cfg.window, cfg.max_windows)
+    out = {}
+    for p in periods:
+        if not p.dates:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            windows = [read_window(ys, xs, list(p.dates)) for ys, xs in wins]
+            out[p.label] = validate_period(windows, p.label, p.target_day, candidates, model=model, tiles=tiles,
+                                           prior=prior, cfg=cfg)
+        if echo is not None:
+            echo("validation " + out[p.label].summary())
+    return out
