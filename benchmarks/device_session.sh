@@ -12,7 +12,8 @@
 # the area is wider than a stripe; the full tile is cut off after 240 s), wide (a 2-stripe-wide scene of 3
 # block rows, 32784 x 6144 px, at CLI defaults over its first 1 and 2 stripes' width, 16384 and
 # 32768 px: memory against the area's width once it is a stripe wide, the most that is ever in
-# flight; its own catalog instead of the full tile's; EPSG:32633 throughout, as it crosses a zone). Default: full area median16 chunk1024.
+# flight; its own catalog instead of the full tile's; EPSG:32633 throughout, as it crosses a zone), validate (the full tile
+# with --no-validate, then with the default self-validation, on the same machine). Default: full area median16 chunk1024.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -35,6 +36,10 @@ for s in $steps; do
   case $s in
     full) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
             --label "full tile, CLI defaults" ;;
+    validate) python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_gpu.jsonl" \
+            --label "full tile, CLI defaults without self-validation" --no-validate
+          python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_gpu.jsonl" \
+            --label "full tile, CLI defaults (self-validation on)" ;;
     area) for b in $X025 $X05; do
             python3 benchmarks/pipeline.py --stac $CAT/items.json --out /tmp/b --skip-median --append "$OUT/pipeline_h200.jsonl" \
               --label "area against memory, bbox $b" --bbox $b; done ;;

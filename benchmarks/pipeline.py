@@ -89,13 +89,15 @@ def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
                threading.Thread(target=_rss_sampler, args=(proc.pid, stop, peak, trace, kinds), daemon=True)]
     for t in threads:
         t.start()
-    stages, tail = {}, []
+    stages, tail, validation = {}, [], []
     for line in proc.stdout:
         now = round(time.perf_counter() - t0, 2)
         tail = (tail + [line.rstrip()])[-80:]
-        for key in ("method:", "cube ", "mosaic ", "inference device"):
-            if line.startswith(key) and key.strip() not in stages:
+        for key in ("method:", "cube ", "output CRS", "validation ", "mosaic ", "inference device"):
+            if line.startswith(key) and key.strip(": ") not in stages:
                 stages[key.strip(": ")] = now
+        if line.startswith("validation "):
+            validation.append(line.strip())
     rc = proc.wait()
     wall = time.perf_counter() - t0
     stop.set()
@@ -104,7 +106,8 @@ def run_once(args: list[str], out: Path, verbose: bool = False) -> dict:
     if rc != 0:
         raise SystemExit(f"cloudfree run failed ({rc}):\n" + "\n".join(tail))
     manifest = json.loads((out / "run.json").read_text())
-    res = {"wall_s": round(wall, 2), "stages_s": stages, "method": manifest["method"], "device": manifest.get("device"),
+    res = {"wall_s": round(wall, 2), "stages_s": stages, "validation": validation, "method": manifest["method"],
+           "device": manifest.get("device"),
            "shape": manifest["shape"], "peak_rss_gib_per_process": sorted(round(v / 2**30, 2) for v in peak.values())[::-1][:8],
            # the main process's peak anonymous (heap, buffers) and file-backed (libraries, mapped files) RSS
            "peak_rss_kinds_gib_main": {k: round(v / 2**30, 2) for k, v in kinds.items()},

@@ -84,6 +84,8 @@ def main(argv=None) -> dict:
                     help="also score this pixel_terramind checkpoint (the TerraMind path) as method 'terramind' "
                          "(default: benchmarks/weights/terramind_tiny_real.safetensors; 'none' to skip)")
     ap.add_argument("--max-targets", type=int, default=8)
+    ap.add_argument("--min-clear", type=float, default=0.98,
+                    help="a target date is at least this clear (only its clear pixels are ever hidden and scored)")
     ap.add_argument("--sources", type=int, default=3, help="cloud sources per target")
     ap.add_argument("--window-days", type=int, default=45)
     ap.add_argument("--device", default="auto")
@@ -122,13 +124,14 @@ def main(argv=None) -> dict:
         its = [i for i in items if i.collection_id == c]
         days = sorted(str(i.datetime)[:10] for i in its)
         found = cloudfree.search(a.catalog, days[0], days[-1], collection=c)
-        cube = cloudfree.load_cube(found, None).compute()
+        res = {a.extra_fields["proj:transform"][0] for a in found[0].assets.values() if "proj:transform" in a.extra_fields}
+        cube = cloudfree.load_cube(found, None, resolution=min(res) if res else None).compute()  # the items' own grid
         bands = [str(b) for b in cube.band.values]
         from cloudfree.reconstruct.dataset import resolve_method
 
         resolved[c] = resolve_method("auto", bands, a.model, warn=False)[0]
         refl, scl = cube["reflectance"].values, cube["scl"].values
-        targets = clear_targets(refl, scl, bands)
+        targets = clear_targets(refl, scl, bands, min_clear=a.min_clear)
         rng = np.random.default_rng(0)
         if len(targets) > a.max_targets:
             targets = sorted(rng.choice(targets, a.max_targets, replace=False).tolist())

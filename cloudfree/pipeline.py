@@ -138,40 +138,110 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
         _check_visible_on_workers(model)
     from .cluster import model_task_config
 
+    ctx = RunContext(stac_url, request, search_req, items, spec, out, job, method, model, reason, source or stac_url,
+                     progress, echo, stop_after)
     with _locked(out), dask.config.set(model_task_config()):
-        return _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, progress=progress,
-                           echo=echo, stop_after=stop_after, source=source)
+        return _run_stages(ctx)
 
 
-def _run_locked(stac_url, request, search_req, items, spec, out, job, method, model, reason, *, progress, echo,
-                stop_after, source) -> dict:
+@dataclass(frozen=True)
+class RunContext:
+    """One run after the search: what it was asked and what the checks before any read resolved."""
+
+    stac_url: str
+    request: SearchRequest
+    """The user's dates and area."""
+    search_req: SearchRequest
+    """The dates searched: the request widened by the context days."""
+    items: list
+    spec: CubeSpec
+    out: Path
+    job: JobConfig
+    method: str
+    """The resolved prior: ``model`` where the checkpoint serves the bands, else a compositing method."""
+    model: object
+    reason: str
+    catalog: str
+    """The catalog as the user named it (part of the cube's fingerprint)."""
+    progress: object = None
+    echo: object = print
+    stop_after: int | None = None
+
+
+@dataclass
+class CubeSource:
+    """Where a run's pixels come from: one strategy of three.
+
+    ``stored``: ``cube.zarr`` written first (or reused); ``lazy``: the cube computed from the
+    assets block by block, never stored; ``blocks``: a per-pixel model reads every block itself on
+    the bands' own grids (the cube is then a template: coordinates and attributes only)."""
+
+    kind: str
+    cube: object
+    no_data: list[str]
+    """Dates with no pixel of data over the area."""
+    skipped: list[str] = field(default_factory=list)
+    """Asset reads that failed and were treated as nodata (``skip_bad_assets``)."""
+    reads: object = None
+    """For block reads: the per-pixel model's :class:`~cloudfree.cube.stream.BlockSource`."""
+    failed_reads: object = None
+    """A context manager collecting failed asset reads of a streamed run."""
+
+
+def _run_stages(ctx: RunContext) -> dict:
+    """The run as named stages: cube source → validate → reconstruct → write → check → manifest."""
+    src = _cube_source(ctx)
+    validations, src.cube = _validate(ctx, src)
+    ds = _reconstruct(ctx, src, validations)
+    res = _write(ctx, src, ds, validations)
+    if res["status"] == "interrupted":
+        return {"status": "interrupted"}
+    checks = _check(ctx, res, ds)
+    manifest = _manifest(ctx, src, ds, res, checks, validations)
+    (ctx.out / "run.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _cube_source(ctx: RunContext) -> CubeSource:
+    """The cube source stage: a complete ``cube.zarr`` of the same request is reused; a streamed
+    run reads from the assets (block reads where a per-pixel model and SCL allow), else the cube
+    is stored first. Dates without data are named (all of them is an error)."""
     from .cube.store import asset_reads, cube_fingerprint, lazy_cube
+    from .reconstruct.dataset import is_pixelwise
     from .zarrstore import store_state
 
-    cube_fp = cube_fingerprint(source or stac_url, items, search_req, spec)
+    job, spec, out, echo = ctx.job, ctx.spec, ctx.out, ctx.echo
+    cube_fp = cube_fingerprint(ctx.catalog, ctx.items, ctx.search_req, spec)
     streaming = job.stream and store_state(out / "cube.zarr", cube_fp) != "complete"
-    reads = contextlib.nullcontext(None)
-    from .reconstruct.dataset import is_pixelwise
-
-    # a per-pixel model with the SCL mask reads every block itself, on the bands' own grids: the
-    # cube is then only the run's coordinates and attributes (see lazy_cube's template)
-    blocks = streaming and method == "model" and spec.mask.source == "scl" and is_pixelwise(model)
+    blocks = streaming and ctx.method == "model" and spec.mask.source == "scl" and is_pixelwise(ctx.model)
     if streaming:
-        cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets, template=blocks)
+        cube = lazy_cube(ctx.items, ctx.search_req, spec, skip_bad_assets=job.skip_bad_assets, template=blocks)
         cube.attrs["cloudfree:fingerprint"] = json.loads(json.dumps(cube_fp))  # as a store keeps it
         echo("cube streamed: read from the assets block by block, no cube.zarr (--stream)")
-        no_data = _dates_sampled_without_data(items, cube, spec, fail_on_error=not job.skip_bad_assets)
-        reads = asset_reads(out / "mosaic.zarr", "computing")
-        skipped: list = []
+        no_data = _dates_sampled_without_data(ctx.items, cube, spec, fail_on_error=not job.skip_bad_assets)
+        src = CubeSource("blocks" if blocks else "lazy", cube, no_data,
+                         failed_reads=asset_reads(out / "mosaic.zarr", "computing"))
     else:
-        cube_res = build_cube(stac_url, search_req, spec, out / "cube.zarr", items=items, source=source,
-                              progress=progress and progress("cube (date x tile)"),
-                              regions_at_once=max(1, 4 * job.blocks_at_once),  # one date each: small
-                              skip_bad_assets=job.skip_bad_assets)
-        echo(f"cube {cube_res.status}: {cube_res.path}")
+        res = build_cube(ctx.stac_url, ctx.search_req, spec, out / "cube.zarr", items=ctx.items, source=ctx.catalog,
+                         progress=ctx.progress and ctx.progress("cube (date x tile)"),
+                         regions_at_once=max(1, 4 * job.blocks_at_once),  # one date each: small
+                         skip_bad_assets=job.skip_bad_assets)
+        echo(f"cube {res.status}: {res.path}")
         cube = open_cube(out / "cube.zarr")
-        no_data = _dates_without_data(cube)
-        skipped = cube_res.skipped
+        src = CubeSource("stored", cube, _dates_without_data(cube), res.skipped)
+    _say_dates_and_grid(ctx, src)
+    if blocks:  # read per block on the bands' own grids, enlarged on the model's device
+        from .cube.stream import block_source
+
+        src.reads = block_source(ctx.items, ctx.search_req.aoi, spec, times=cube.time.values,
+                                 fail_on_error=not job.skip_bad_assets,
+                                 read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
+    return src
+
+
+def _say_dates_and_grid(ctx: RunContext, src: CubeSource) -> None:
+    """Dates without data (an error if every date) and the output grid, before any pixel is computed."""
+    cube, no_data, echo = src.cube, src.no_data, ctx.echo
     if len(no_data) == cube.sizes["time"]:
         raise ValueError(f"the inputs hold no data over the area on any of the {len(no_data)} dates: check the "
                          "items' footprints and proj:epsg / proj:transform, and the --bbox/--aoi")
@@ -179,100 +249,115 @@ def _run_locked(stac_url, request, search_req, items, spec, out, job, method, mo
         echo(f"warning: no data was read over the area on {len(no_data)} of {cube.sizes['time']} dates "
              f"({', '.join(no_data[:5])}{' ...' if len(no_data) > 5 else ''}); check those items' footprints and "
              "proj:epsg — they count as cloudy")
-    zones = request.aoi.utm_zones() if request.aoi is not None else []
-    echo(f"output CRS {cube.rio.crs} at {spec.resolution:g} m, bands {', '.join(spec.bands)}" +
+    zones = ctx.request.aoi.utm_zones() if ctx.request.aoi is not None else []
+    echo(f"output CRS {cube.rio.crs} at {ctx.spec.resolution:g} m, bands {', '.join(ctx.spec.bands)}" +
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
-    source = None
-    if blocks:  # read per block on the bands' own grids, enlarged on the model's device
-        from .cube.stream import block_source
-        from .reconstruct.streamed import panel_of
 
-        source = block_source(items, search_req.aoi, spec, times=cube.time.values, fail_on_error=not job.skip_bad_assets,
-                              read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
-    validations, cube = _validate(cube, items, search_req, request, spec, job, method, model, template=blocks,
-                                  echo=echo)
-    ds = reconstruct(cube, request.start, request.end, period=job.period_step, method=job.method, model=model,
-                     context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles, chunk=spec.chunk,
-                     fill_unobserved=job.fill_unobserved, source=source, validation=job.validation,
-                     validations=validations)
-    method, reason = ds.attrs["method"], ds.attrs["method_reason"]
-    ds.attrs["method_reason"] = reason
-    tiles = asdict(job.tiles)
-    tiles.pop("batch", None)
-    device = tiles.pop("device", "")
-    tiles.pop("compile", None)  # how, not what: the same picture compiled or eager
-    job_fp = {k: v for k, v in asdict(job).items() if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}  # how, not what: resumable across budgets
-    fingerprint = {"cube": json.loads(json.dumps(dict(cube.attrs).get("cloudfree:fingerprint", {}))),
-                   "job": {**job_fp, "method": method, "tiles": tiles, "model": _model_digest(model),
-                           "recipes": {k: v.recipe.describe() for k, v in validations.items()}}}
-    with reads as failed:
-        res = write_outputs(ds, out, fingerprint=fingerprint, cog=job.cog, echo=echo, stop_after=stop_after,
+
+def _reconstruct(ctx: RunContext, src: CubeSource, validations: dict) -> object:
+    """The reconstruct stage: the lazy output Dataset, each period by its validated recipe."""
+    job = ctx.job
+    return reconstruct(src.cube, ctx.request.start, ctx.request.end, period=job.period_step, method=job.method,
+                       model=ctx.model, context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles,
+                       chunk=ctx.spec.chunk, fill_unobserved=job.fill_unobserved, source=src.reads,
+                       validation=job.validation, validations=validations)
+
+
+def _fingerprint(ctx: RunContext, src: CubeSource, ds, validations: dict) -> dict:
+    """What identifies the outputs (a resumed run must match it): the request and the recipe, not
+    how it is computed (device, batch, compiled or eager, memory budget, streamed or stored)."""
+    tiles = asdict(ctx.job.tiles)
+    for how in ("batch", "device", "compile"):
+        tiles.pop(how, None)
+    job_fp = {k: v for k, v in asdict(ctx.job).items()
+              if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}
+    return {"cube": json.loads(json.dumps(dict(src.cube.attrs).get("cloudfree:fingerprint", {}))),
+            "job": {**job_fp, "method": ds.attrs["method"], "tiles": tiles, "model": _model_digest(ctx.model),
+                    "recipes": {k: v.recipe.describe() for k, v in validations.items()}}}
+
+
+def _write(ctx: RunContext, src: CubeSource, ds, validations: dict) -> dict:
+    """The write stage: Zarr region by region (panel by panel for block reads), COGs, PNGs, Items."""
+    from .reconstruct.streamed import panel_of
+
+    with src.failed_reads if src.failed_reads is not None else contextlib.nullcontext() as failed:
+        res = write_outputs(ds, ctx.out, fingerprint=_fingerprint(ctx, src, ds, validations), cog=ctx.job.cog,
+                            echo=ctx.echo, stop_after=ctx.stop_after,
                             # block reads share margins with their neighbours: one graph per panel
                             # reads each once (the scheduler holds a panel's tasks, not the area's)
-                            regions_at_once=partial(panel_of, chunk=source.chunk) if source is not None
-                            else job.blocks_at_once,
-                            progress=progress and progress("outputs (period x tile)"))
+                            regions_at_once=partial(panel_of, chunk=src.reads.chunk) if src.reads is not None
+                            else ctx.job.blocks_at_once,
+                            progress=ctx.progress and ctx.progress("outputs (period x tile)"))
     if failed is not None:
-        skipped = sorted(set(failed.messages))
-    if skipped:
-        echo(f"warning: {len(skipped)} asset reads failed and were treated as nodata (--skip-bad-assets): "
-             + "; ".join(skipped[:3]))
-    if res["status"] == "interrupted":
-        return {"status": "interrupted"}
-    synthetic = json.loads(cube.attrs.get("synthetic", "false"))
+        src.skipped = sorted(set(failed.messages))
+    if src.skipped:
+        ctx.echo(f"warning: {len(src.skipped)} asset reads failed and were treated as nodata (--skip-bad-assets): "
+                 + "; ".join(src.skipped[:3]))
+    return res
+
+
+def _check(ctx: RunContext, res: dict, ds) -> dict:
+    """The check stage: the written outputs read back (values, files); a failure is recorded in
+    ``run.json`` and raised, never left looking complete."""
     from .outputs.checks import OutputCheckError, check_files, check_outputs
 
     try:
         checks = check_outputs(res["zarr"])
         check_files(res["periods"], res["digest"])
     except OutputCheckError as exc:
-        (out / "run.json").write_text(json.dumps({"status": "failed_checks", "reason": str(exc), "method": method,
-                                                  "mosaic": res["zarr"]}, indent=1))
+        (ctx.out / "run.json").write_text(json.dumps({"status": "failed_checks", "reason": str(exc),
+                                                      "method": ds.attrs["method"], "mosaic": res["zarr"]}, indent=1))
         raise
     for w in checks["warnings"]:
-        echo(f"warning: {w}")
-    manifest = {"status": "complete", "checks": checks, "dates_without_data": no_data,
-                "skipped_assets": skipped,
-                "cube": None if streaming else str(out / "cube.zarr"), "streamed": streaming,
-                "block_reads": source.describe() if source is not None else None, "mosaic": res["zarr"], "items": res.get("items"),
-                "periods": res["periods"], "method": method, "method_reason": reason,
-                "model": str(model) if ds.attrs.get("model") else None, "bands": list(spec.bands),
-                "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable), "mask": cube.attrs.get("mask"),
-                "mask_source": cube.attrs.get("mask_source", "scl"),
-                "mask_config": json.loads(cube.attrs.get("mask_config", "{}")),
-                "device": device, "shape": res["shape"],
-                "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
-                "synthetic_input": synthetic,
-                "validation": {k: v.to_attrs() for k, v in validations.items()}}
-    (out / "run.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
+        ctx.echo(f"warning: {w}")
+    return checks
 
 
-def _validate(cube, items, search_req, request, spec: CubeSpec, job: JobConfig, method: str, model, *, template: bool,
-              echo) -> tuple[dict[str, PeriodValidation], object]:
+def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict, validations: dict) -> dict:
+    """The manifest stage: what ``run.json`` records."""
+    cube, spec = src.cube, ctx.spec
+    return {"status": "complete", "checks": checks, "dates_without_data": src.no_data,
+            "skipped_assets": src.skipped,
+            "cube": str(ctx.out / "cube.zarr") if src.kind == "stored" else None, "streamed": src.kind != "stored",
+            "block_reads": src.reads.describe() if src.reads is not None else None, "mosaic": res["zarr"],
+            "items": res.get("items"), "periods": res["periods"], "method": ds.attrs["method"],
+            "method_reason": ds.attrs["method_reason"], "model": str(ctx.model) if ds.attrs.get("model") else None,
+            "bands": list(spec.bands), "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable),
+            "mask": cube.attrs.get("mask"), "mask_source": cube.attrs.get("mask_source", "scl"),
+            "mask_config": json.loads(cube.attrs.get("mask_config", "{}")), "device": ctx.job.tiles.device,
+            "shape": res["shape"], "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
+            "synthetic_input": json.loads(cube.attrs.get("synthetic", "false")),
+            "validation": {k: v.to_attrs() for k, v in validations.items()}}
+
+
+def _validate(ctx: RunContext, src: CubeSource) -> tuple[dict[str, PeriodValidation], object]:
     """The validate stage: every period's candidates on held-out clear pixels of windows of the
-    run's own grid (read from the assets where the cube is a streamed run's template). Returns the
+    run's own grid (read from the assets where the cube is a block-read template). Returns the
     validations and the cube the chosen recipes need: a composite cannot be made from a template,
     so where one is chosen the cube becomes the lazy one (the model keeps its block reads)."""
+    job = ctx.job
     if not job.validation.enabled:
-        return {}, cube
+        return {}, src.cube
     from .cube.store import lazy_cube, window_reader
     from .reconstruct.dataset import candidate_methods, cube_window
     from .reconstruct.periods import make_periods
     from .reconstruct.selfcheck import validate_periods
 
-    periods = make_periods(cube.time.values, request.start, request.end, job.period_step, job.context_days,
+    cube = src.cube
+    template = src.kind == "blocks"
+    periods = make_periods(cube.time.values, ctx.request.start, ctx.request.end, job.period_step, job.context_days,
                            job.max_dates)
-    read = window_reader(items, spec, cube.odc.geobox, skip_bad_assets=job.skip_bad_assets) if template else \
+    read = window_reader(ctx.items, ctx.spec, cube.odc.geobox, skip_bad_assets=job.skip_bad_assets) if template else \
         partial(cube_window, cube)
     cfg = replace(job.validation, adapt=job.validation.adapt and job.method == "auto")
-    vals = validate_periods(read, (cube.sizes["y"], cube.sizes["x"]), periods, candidate_methods(method), model=model,
-                            tiles=job.tiles, prior=method, cfg=cfg, echo=echo)
+    vals = validate_periods(read, (cube.sizes["y"], cube.sizes["x"]), periods, candidate_methods(ctx.method),
+                            model=ctx.model, tiles=job.tiles, prior=ctx.method, cfg=cfg, echo=ctx.echo)
     if template and any(v.recipe.names != ["model"] for v in vals.values()):
         fp = cube.attrs["cloudfree:fingerprint"]
-        cube = lazy_cube(items, search_req, spec, skip_bad_assets=job.skip_bad_assets)
+        cube = lazy_cube(ctx.items, ctx.search_req, ctx.spec, skip_bad_assets=job.skip_bad_assets)
         cube.attrs["cloudfree:fingerprint"] = fp
-        echo("validation chose compositing for some period: those read the cube lazily, the model keeps its block reads")
+        ctx.echo("validation chose compositing for some period: those read the cube lazily, the model keeps its "
+                 "block reads")
     return vals, cube
 
 

@@ -27,7 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from ..aoi import AOI, choose_crs
 from ..bands import SCL, band_source, item_bands, load_name, validate_bands
-from .radiometry import Radiometry, item_radiometry
+from .radiometry import Radiometry, dn_limit, item_radiometry
 
 __all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "available_bands", "plan_geobox", "open_cube",
            "DEFAULT_UNUSABLE_SCL"]
@@ -302,6 +302,7 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     # the DN is nodata), without decoding every band of every date just for the mask (on the GPU
     # path that decode cost ~15 % of a run's CPU time: benchmarks/results/profile_run_h100.jsonl)
     has_data = (dn != nodata).all("band") if nodata is not None else refl.notnull().all("band")
+    has_data = has_data & (dn <= dn_limit(scale, offset)).all("band")  # saturated or cloud: never usable
     if has_scl:
         scl = raw[mapping[SCL]].astype(np.uint8)
         scl_bad = scl.isin(list(spec.mask.unusable))

@@ -12,10 +12,18 @@ from dataclasses import dataclass
 
 import pystac
 
-__all__ = ["Radiometry", "item_radiometry"]
+__all__ = ["Radiometry", "item_radiometry", "MAX_REFLECTANCE", "dn_limit"]
 
 QUANTIFICATION = 10000.0
 BOA_ADD_OFFSET = -1000.0
+MAX_REFLECTANCE = 1.0
+"""Above this a value is unusable whatever the cloud mask says: SCL labels bright cloud over cold
+ground as snow (class 11) or clear, and surface reflectance above 1 is saturation or cloud."""
+
+
+def dn_limit(scale, offset):
+    """The largest usable DN for reflectance = DN * scale + offset (see :data:`MAX_REFLECTANCE`)."""
+    return (MAX_REFLECTANCE - offset) / scale
 
 
 @dataclass(frozen=True)

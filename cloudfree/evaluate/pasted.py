@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cube.radiometry import MAX_REFLECTANCE
 from ..reconstruct.selfcheck import dilate_cross
 
 __all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "learned_classes", "summarize_settings",
@@ -44,9 +45,11 @@ def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_cl
     """Dates that are truly clear: SCL clear classes ≥ ``min_clear`` of the patch, little SCL 7,
     all bands valid, and not brighter than the series in the blue-most band (haze)."""
     n = scl.shape[0]
-    frac_clear = np.isin(scl, CLEAR_SCL).reshape(n, -1).mean(1)
-    frac_7 = (scl == 7).reshape(n, -1).mean(1)
-    valid = np.isfinite(refl).all(1).reshape(n, -1).mean(1)
+    ever = np.isfinite(refl).all(1).any(0)  # pixels some date has data for (not outside a field polygon)
+    m = max(int(ever.sum()), 1)
+    frac_clear = np.isin(scl, CLEAR_SCL)[:, ever].sum(1) / m
+    frac_7 = (scl == 7)[:, ever].sum(1) / m
+    valid = np.isfinite(refl).all(1)[:, ever].sum(1) / m
     haze = _haze_score(refl, scl, bands)
     ok = (frac_clear >= min_clear) & (frac_7 <= max_unclassified) & (valid >= 0.999) & (np.nan_to_num(haze, nan=1) <= max_haze)
     return [int(i) for i in np.flatnonzero(ok)]
@@ -68,8 +71,10 @@ def cloud_sources(scl: np.ndarray, *, dilate: int = 2, lo: float = 0.1, hi: floa
 
 def paste(refl: np.ndarray, scl: np.ndarray, target: int, source: int, dilate: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(refl, scl, hidden): copies with the source's real values and SCL pasted onto the target
-    where the source's dilated cloud+shadow lies; ``hidden`` marks those pixels."""
-    hidden = _dilate(np.isin(scl[source], CLOUD_SHADOW_SCL), dilate) & np.isfinite(refl[source]).all(0)
+    where the source's dilated cloud+shadow lies; ``hidden`` marks those pixels. Where the source
+    has no values (a series whose provider blanked its clouds), the gap itself is pasted."""
+    hidden = (_dilate(np.isin(scl[source], CLOUD_SHADOW_SCL), dilate) & np.isfinite(refl[target]).all(0)
+              & np.isin(scl[target], CLEAR_SCL))
     r, s = refl.copy(), scl.copy()
     r[target][:, hidden] = refl[source][:, hidden]
     s[target][hidden] = scl[source][hidden]
@@ -136,7 +141,7 @@ def score_setting(cube, target: int, source: int, methods: dict[str, dict], *, w
         cls[target] = learned_classes(r[target : target + 1], bands)[0]
         model_bad = np.isin(cls, [1, 2])
         bad = model_bad if mask_source == "model" else (bad | model_bad)
-    clear = (~bad & np.isfinite(r).all(1)).astype(np.uint8)
+    clear = (~bad & np.isfinite(r).all(1) & (r <= MAX_REFLECTANCE).all(1)).astype(np.uint8)  # as a run's cube
     mod = cube.copy()
     mod["reflectance"] = (cube["reflectance"].dims, r)
     mod["clear"] = (("time", "y", "x"), clear)

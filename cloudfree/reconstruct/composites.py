@@ -12,19 +12,22 @@ import warnings
 
 import numpy as np
 
-__all__ = ["least_cloudy", "mosaicking", "median_composite", "interpolation", "METHODS", "composite"]
+__all__ = ["least_cloudy", "least_cloudy_date", "mosaicking", "median_composite", "interpolation", "METHODS", "composite"]
 
 
 def _clear(x: np.ndarray, clear: np.ndarray) -> np.ndarray:
     return clear.astype(bool) & np.isfinite(x).all(1)
 
 
+def least_cloudy_date(usable_fraction: np.ndarray, days: np.ndarray, target_day: float) -> int:
+    """Index of the date with the most usable pixels (ties: nearest the target)."""
+    return int(np.lexsort((np.abs(np.asarray(days, float) - target_day), -np.asarray(usable_fraction)))[0])
+
+
 def least_cloudy(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target_day: float) -> np.ndarray:
     """The whole image of the date with the most clear pixels (ties: nearest the target)."""
     c = _clear(x, clear)
-    frac = c.reshape(len(c), -1).mean(1)
-    order = np.lexsort((np.abs(np.asarray(days, float) - target_day), -frac))
-    return x[order[0]].copy()
+    return x[least_cloudy_date(c.reshape(len(c), -1).mean(1), days, target_day)].copy()
 
 
 def mosaicking(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target_day: float) -> np.ndarray:
@@ -96,8 +99,7 @@ def composite(method: str, reflectance, clear, target_day: float):
     days = (reflectance.time.values.astype("datetime64[D]").astype(float))
     if method == "least_cloudy":
         usable = (clear.astype(bool) & reflectance.notnull().all("band")).mean(("y", "x")).compute().values
-        order = np.lexsort((np.abs(days - target_day), -usable))
-        return reflectance.isel(time=int(order[0]), drop=True)
+        return reflectance.isel(time=least_cloudy_date(usable, days, target_day), drop=True)
     fn = METHODS[method]
 
     def core(x, c):  # x (..., T, C) layout from apply_ufunc: move to (T, C, H, W)

@@ -197,7 +197,29 @@ def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, c
 
 
 def _candidates_on(ex: _Example, days: np.ndarray, bands, candidates: list[str], model, tiles) -> dict[str, np.ndarray]:
-    """Each candidate's values at the example's hidden pixels, through the output code path."""
+    """Each candidate's values at the example's hidden pixels, from the functions the outputs use:
+    the model through :func:`~cloudfree.reconstruct.dataset.mosaic` on the whole window (its
+    context features see the neighbourhood), the compositing methods per pixel on the hidden
+    pixels only (they are per pixel; least-cloudy's date is chosen on the whole window, as in a run)."""
+    from .composites import METHODS, least_cloudy_date
+
+    day = float(days[ex.target])
+    out = {}
+    x = ex.x[:, :, ex.hidden][..., None]  # (T, C, n, 1)
+    c = ex.clear[:, ex.hidden][..., None]
+    for name in candidates:
+        if name == "model":
+            out[name] = _model_on(ex, days, bands, model, tiles)[:, ex.hidden]
+        elif name == "least_cloudy":
+            usable = ex.clear.astype(bool) & np.isfinite(ex.x).all(1)
+            out[name] = ex.x[least_cloudy_date(usable.reshape(len(usable), -1).mean(1), days, day)][:, ex.hidden]
+        else:
+            out[name] = METHODS[name](x, c, days, day)[:, :, 0]
+    return out
+
+
+def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray:
+    """The model's (C, h, w) image of the example's window at its target's day, as a run makes it."""
     import dask
 
     from .dataset import mosaic
@@ -205,18 +227,14 @@ def _candidates_on(ex: _Example, days: np.ndarray, bands, candidates: list[str],
 
     t, _, h, w = ex.x.shape
     day = float(days[ex.target])
-    cube = xr.Dataset({"reflectance": (("time", "band", "y", "x"), ex.x), "clear": (("time", "y", "x"), ex.clear.astype(np.uint8))},
-                      coords={"time": (days.astype("datetime64[D]")).astype("datetime64[ns]"), "band": list(bands)})
+    cube = xr.Dataset({"reflectance": (("time", "band", "y", "x"), ex.x),
+                       "clear": (("time", "y", "x"), ex.clear.astype(np.uint8))},
+                      coords={"time": days.astype("datetime64[D]").astype("datetime64[ns]"), "band": list(bands)})
     cube = cube.chunk({"time": 1, "band": -1, "y": -1, "x": -1})
     p = Period("validation", np.datetime64(int(day), "D"), np.datetime64(int(day), "D"), day, tuple(range(t)))
-    out = {}
-    for name in candidates:
-        ds = mosaic(cube, [p], method="model" if name == "model" else name, model=model if name == "model" else None,
-                    tiles=tiles, chunk=max(h, w), fill_unobserved=True)
-        with dask.config.set(scheduler="sync"):
-            img = ds["reflectance"].isel(time=0).values
-        out[name] = img[:, ex.hidden]
-    return out
+    ds = mosaic(cube, [p], method="model", model=model, tiles=tiles, chunk=max(h, w), fill_unobserved=True)
+    with dask.config.set(scheduler="sync"):
+        return ds["reflectance"].isel(time=0).values
 
 
 def _score(pred: np.ndarray, truth: np.ndarray) -> dict:

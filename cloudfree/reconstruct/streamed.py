@@ -15,6 +15,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import Layer, MaterializedLayer
 
+from ..cube.radiometry import dn_limit
 from ..cube.stream import BlockSource, gather
 from ..heap import release_heap
 from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
@@ -150,9 +151,11 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
     dn = torch.empty((len(dates), len(src.where), h + 2 * q, w + 2 * q), dtype=dev[g0].dtype, device=device)
     has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
     nodata = torch.tensor(src.nodata, dtype=torch.int32, device=device)
+    limit = torch.tensor([dn_limit(src.scale[t], src.offset[t]) for t in dates], dtype=torch.float32,
+                         device=device).reshape(-1, 1, 1)  # saturated or cloud: never usable
     for b, (g, k) in enumerate(src.where):
         band = window_of(g, k)
-        has &= band != src.nodata
+        has &= (band != src.nodata) & (band <= limit)
         dn[:, b] = torch.where(inside[qy, qx], band[:, qy, qx], nodata).to(dn.dtype)
         del band
     if src.scl is not None:

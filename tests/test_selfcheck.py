@@ -1,0 +1,184 @@
+"""Self-validation: every run measures its candidates on its own series and adapts per period.
+
+Real data throughout: the Sentinel-2 L2A series bundled with the package (no ../shared needed).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+import cloudfree
+from cloudfree.catalog import bundled_catalog
+from cloudfree.models import default_weights
+from cloudfree.reconstruct.composites import METHODS
+from cloudfree.reconstruct.periods import make_periods
+from cloudfree.reconstruct.selfcheck import (Recipe, ValidationConfig, _fit, sample_windows, validate_period)
+
+CANDIDATES = ["model", *METHODS]
+
+
+@pytest.fixture(scope="module")
+def bundled_cube():
+    items = cloudfree.search(bundled_catalog(), "2019-06-01", "2019-10-31")
+    return cloudfree.load_cube(items, None).compute()
+
+
+def _period_window(cube, start="2019-08-01", end="2019-08-31"):
+    p = make_periods(cube.time.values, start, end, None, 20, 12)[0]
+    return p, cube[["reflectance", "clear"]].isel(time=list(p.dates))
+
+
+def test_windows_cover_small_areas_whole_and_spread_over_large_ones():
+    assert sample_windows(64, 64, 384, 4) == [(slice(0, 64), slice(0, 64))]
+    wins = sample_windows(4000, 3000, 384, 4)
+    assert len(wins) == 4 and all(ys.stop - ys.start == 384 and xs.stop - xs.start == 384 for ys, xs in wins)
+    assert len({(ys.start, xs.start) for ys, xs in wins}) == 4
+    assert all(0 <= ys.start and ys.stop <= 4000 and 0 <= xs.start and xs.stop <= 3000 for ys, xs in wins)
+
+
+def test_the_recipe_never_loses_to_the_prior_on_the_pixels_it_was_not_fitted_on(bundled_cube):
+    """On a real series: every candidate is scored on held-out clear pixels of the period's own
+    target date, and a recipe other than the prior holds only where it also wins on the half of
+    the examples it was not fitted on."""
+    p, win = _period_window(bundled_cube)
+    v = validate_period([win], p.label, p.target_day, CANDIDATES, model=str(default_weights()), prior="model")
+    assert not v.thin and v.n_examples >= 2 and v.n_pixels >= ValidationConfig().min_pixels
+    assert set(v.scores) == set(CANDIDATES) | {"chosen"} and set(v.holdout) == set(v.scores)
+    for s in v.scores.values():
+        assert np.isfinite(s["psnr"]) and 0 < s["mae"] < 0.5 and len(s["mae_per_band"]) == win.sizes["band"]
+    assert set(v.recipe.names) <= set(CANDIDATES) and abs(sum(w for _, w in v.recipe.weights) - 1) < 1e-9
+    assert v.holdout["chosen"]["psnr"] >= v.holdout["model"]["psnr"] - 1e-9
+    # the targets are the period's own dates nearest its centre
+    days = [str(d)[:10] for d in win.time.values]
+    assert v.targets and set(v.targets) <= set(days)
+    assert len(v.uncertainty) == 6 and all(u > 0 for u in v.uncertainty)
+
+
+def test_a_candidate_that_is_right_on_held_out_pixels_is_chosen_and_a_noisy_one_is_not():
+    """The adapt rule on real truths: a perfect candidate is taken, one that is better on one half
+    only never replaces the prior."""
+    rng = np.random.default_rng(3)
+    truths = [rng.uniform(0.02, 0.4, (4, 200)) for _ in range(6)]
+    prior = [t + rng.normal(0, 0.03, t.shape) for t in truths]
+    perfect = [{"model": p, "median": t} for p, t in zip(prior, truths)]
+    recipe, _, why = _fit(["model", "median"], perfect, truths, "model")
+    assert recipe == Recipe.single("median"), why
+    # 'median' is exact on the fitting half (even examples) and far off on the other half
+    lucky = [{"model": p, "median": t if i % 2 == 0 else t + 0.2} for i, (p, t) in enumerate(zip(prior, truths))]
+    recipe, held, why = _fit(["model", "median"], lucky, truths, "model")
+    assert recipe == Recipe.single("model") and held == [1, 3, 5] and "kept" in why
+
+
+def test_validation_is_too_thin_on_a_window_without_clear_pixels(bundled_cube):
+    p, win = _period_window(bundled_cube)
+    win = win.copy(deep=True)
+    win["clear"][:] = 0
+    v = validate_period([win], p.label, p.target_day, CANDIDATES, model=str(default_weights()), prior="model")
+    assert v.thin and v.recipe == Recipe.single("model") and v.n_pixels == 0 and "too thin" in v.reason
+
+
+@pytest.mark.slow
+def test_a_run_reports_its_validation_and_writes_what_it_chose(tmp_path):
+    """``cloudfree.run`` on the bundled real series: run.json, the Zarr attributes, the STAC Items
+    and the COG tags carry the validation; the written image is exactly what the chosen recipe
+    makes (a run with that one method, no validation); the uncertainty layer reads back."""
+    out = tmp_path / "run"
+    man = cloudfree.run(bundled_catalog(), "2019-08-01", "2019-09-30", out, period="month", context_days=20,
+                        stream=False, device="cpu", memory_limit="4GB")
+    assert set(man["validation"]) == {"2019-08", "2019-09"}
+    ds = xr.open_zarr(out / "mosaic.zarr", decode_coords="all")
+    attrs = json.loads(ds.attrs["validation"])
+    for label, v in man["validation"].items():
+        assert attrs[label]["recipe"] == v["recipe"] and v["n_pixels"] >= ValidationConfig().min_pixels
+        assert set(v["scores"]) == set(CANDIDATES) | {"chosen"}
+        item = json.loads((out / f"cloudfree_{label}.stac.json").read_text())
+        assert item["properties"]["cloudfree:validation_recipe"] == v["recipe"]
+        assert item["properties"]["cloudfree:validation_psnr"] == pytest.approx(v["scores"]["chosen"]["psnr"])
+    unc = ds["uncertainty"].values
+    refl = ds["reflectance"].values
+    assert np.isfinite(unc[np.isfinite(refl).all(1)]).all() and (unc[np.isfinite(unc)] > 0).all()
+    # what was written is what validation chose: the same image from the chosen method alone
+    for t, label in enumerate(str(v) for v in ds.period.values):
+        recipe = man["validation"][label]["recipe"]
+        if len(recipe) != 1:
+            continue
+        (name,) = recipe
+        one = cloudfree.run(bundled_catalog(), label + "-01", "2019-08-31" if label == "2019-08" else "2019-09-30",
+                            tmp_path / f"alone-{label}", period="month", context_days=20, stream=False, device="cpu",
+                            memory_limit="4GB", method=name, validate=False)
+        assert one["validation"] == {}
+        alone = xr.open_zarr(tmp_path / f"alone-{label}" / "mosaic.zarr")
+        assert "uncertainty" not in alone
+        np.testing.assert_array_equal(alone["reflectance"].isel(time=0).values, refl[t])
+    cog = rioxarray.open_rasterio(out / "cloudfree_2019-08.tif", mask_and_scale=True)
+    assert np.allclose(cog.values, refl[0], atol=1e-4, equal_nan=True)
+
+
+def _saturate(catalog_dir, item: str, band: str, rows: slice, cols: slice, dn: int = 15000):
+    import rasterio
+
+    path = next(catalog_dir.rglob(f"{item}/{band}.tif"))
+    with rasterio.open(path) as src:
+        profile, data = src.profile, src.read()
+    data[:, rows, cols] = dn
+    profile.update(driver="GTiff")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+
+
+def test_reflectance_above_one_is_never_a_clear_observation_whatever_scl_says(tmp_path):
+    """A bright value (reflectance 1.5 under SCL 'vegetation') is unusable in the cube and in the
+    streamed run's own mask: both count the same clear observations."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(bundled_catalog()).parent
+    cat = tmp_path / "catalog"
+    shutil.copytree(src, cat)
+    item = "worldcereal_0000280849BAC91C_20190824T105657"
+    _saturate(cat, item, "B04", slice(10, 20), slice(30, 40))
+    found = cloudfree.search(str(cat / "collection.json"), "2019-08-24", "2019-08-24")
+    cube = cloudfree.load_cube(found, None).compute()
+    assert float(cube["reflectance"].sel(band="B04").values[0, 15, 35]) == pytest.approx(1.5)
+    assert (cube["scl"].values[0, 10:20, 30:40] != 3).any()
+    assert (cube["clear"].values[0, 10:20, 30:40] == 0).all() and cube["clear"].values[0, :10].any()
+    counts = {}
+    for stream in (True, False):
+        out = tmp_path / f"run-{stream}"
+        cloudfree.run(str(cat / "collection.json"), "2019-08-01", "2019-08-31", out, context_days=10, stream=stream,
+                      device="cpu", memory_limit="4GB", validate=False)
+        counts[stream] = xr.open_zarr(out / "mosaic.zarr")["clear_count"].values
+    np.testing.assert_array_equal(counts[True], counts[False])
+    plain = cloudfree.load_cube(cloudfree.search(bundled_catalog(), "2019-07-22", "2019-09-10"), None)
+    assert counts[True][0, 15, 35] < int(plain["clear"].values[:, 15, 35].sum())
+
+
+def test_validation_scores_the_candidates_as_the_run_computes_them(bundled_cube):
+    """The compositing candidates at the hidden pixels equal what the run's own lazy path
+    (:func:`cloudfree.reconstruct.dataset.mosaic`) makes of the same example window."""
+    import dask
+
+    from cloudfree.reconstruct.dataset import mosaic
+    from cloudfree.reconstruct.periods import Period
+    from cloudfree.reconstruct.selfcheck import _candidates_on, _examples
+    from cloudfree.reconstruct.tiles import TileConfig
+
+    p, win = _period_window(bundled_cube)
+    days = win.time.values.astype("datetime64[D]").astype(float)
+    x, c = win["reflectance"].values, win["clear"].values.astype(bool)
+    t = int(np.argmin(np.abs(days - p.target_day)))
+    ex = _examples(x, c, days, t, ValidationConfig(), np.random.default_rng(0))[0]
+    got = _candidates_on(ex, days, [str(b) for b in win.band.values], CANDIDATES, str(default_weights()), TileConfig())
+    cube = xr.Dataset({"reflectance": (("time", "band", "y", "x"), ex.x), "clear": (("time", "y", "x"), ex.clear.astype(np.uint8))},
+                      coords={"time": win.time.values, "band": win.band.values}).chunk({"time": 1, "y": -1, "x": -1})
+    q = Period("v", np.datetime64(int(days[t]), "D"), np.datetime64(int(days[t]), "D"), float(days[t]), tuple(range(len(days))))
+    for name in METHODS:
+        with dask.config.set(scheduler="sync"):
+            ref = mosaic(cube, [q], method=name, chunk=64, fill_unobserved=True)["reflectance"].isel(time=0).values
+        np.testing.assert_allclose(got[name], ref[:, ex.hidden], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert got["model"].shape == got["median"].shape and np.isfinite(got["model"]).all()
