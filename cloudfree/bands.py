@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES",
+__all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES", "DEFAULT_UNUSABLE_SCL", "CLEAR_SCL", "CLOUD_SHADOW_SCL", "QUANTIFICATION",
+           "BOA_DN_OFFSET", "MAX_REFLECTANCE",
            "item_bands", "native_resolution"]
 
 
@@ -63,6 +64,26 @@ SCL_CLASSES: dict[int, str] = {
     10: "thin_cirrus",
     11: "snow",
 }
+
+DEFAULT_UNUSABLE_SCL: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+"""SCL classes masked by default: no data, saturated/defective, cloud shadow, cloud medium/high
+probability, thin cirrus. Not masked by default, and the two classes where SCL most often hides
+cloud on real series: 7 (unclassified: haze and thin cloud edges land here) and 11 (snow: bright
+cloud over cold ground is labelled snow, e.g. in September). Add them with ``--exclude-scl
+0,1,3,7,8,9,10,11`` where no real snow is expected; masking 11 everywhere would delete real winter
+snow cover. Dark areas (2) are kept: they include real terrain shadow and dark water."""
+CLEAR_SCL: tuple[int, ...] = (4, 5, 6)
+"""Vegetation, not vegetated, water: what a truly clear pixel is made of."""
+CLOUD_SHADOW_SCL: tuple[int, ...] = (3, 8, 9, 10)
+"""Cloud shadow, cloud medium/high probability, thin cirrus: a date's cloud footprint."""
+
+QUANTIFICATION = 10000.0
+"""L2A digital numbers per unit of reflectance."""
+BOA_DN_OFFSET = 1000
+"""DN added to L2A values from processing baseline 04.00 on: reflectance = (DN - 1000) / 10000."""
+MAX_REFLECTANCE = 1.0
+"""Above this a value is unusable whatever the cloud mask says: SCL labels bright cloud over cold
+ground as snow (class 11) or clear, and surface reflectance above 1 is saturation or cloud."""
 
 _BY_ID = {b.id: b for b in S2_BANDS}
 _ALIASES = {**{b.id.lower(): b.id for b in S2_BANDS}, **{b.common_name: b.id for b in S2_BANDS},

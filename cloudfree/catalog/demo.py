@@ -16,13 +16,11 @@ import pystac
 import rasterio
 from rasterio.transform import Affine
 
-from ..bands import S2_BANDS
+from ..bands import BOA_DN_OFFSET, QUANTIFICATION, S2_BANDS
 from .simulate import SyntheticScene, simulate_scene
 
 __all__ = ["DemoSpec", "write_demo_catalog", "DEMO_SPEC"]
 
-BOA_ADD_OFFSET = 1000
-"""DN offset of processing baseline >= 04.00 (reflectance = (DN - 1000) / 10000)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ def _write_cog(path: Path, data: np.ndarray, transform: Affine, epsg: int, nodat
 
 
 def _to_dn(refl: np.ndarray) -> np.ndarray:
-    dn = np.round(np.nan_to_num(refl, nan=-1.0) * 10000 + BOA_ADD_OFFSET)
+    dn = np.round(np.nan_to_num(refl, nan=-1.0) * QUANTIFICATION + BOA_DN_OFFSET)
     dn = np.where(np.isnan(refl), 0, np.clip(dn, 1, 65535))
     return dn.astype(np.uint16)
 

@@ -26,7 +26,7 @@ import xarray as xr
 from rasterio.errors import NotGeoreferencedWarning
 
 from ..aoi import AOI, choose_crs
-from ..bands import SCL, band_source, item_bands, load_name, validate_bands
+from ..bands import DEFAULT_UNUSABLE_SCL, SCL, band_source, item_bands, load_name, validate_bands
 from .radiometry import Radiometry, dn_limit, item_radiometry
 
 __all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "available_bands", "plan_geobox", "open_cube",
@@ -38,13 +38,6 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 
-DEFAULT_UNUSABLE_SCL = (0, 1, 3, 8, 9, 10)
-"""SCL classes masked by default: no data, saturated/defective, cloud shadow, cloud medium/high
-probability, thin cirrus. Not masked by default, and the two classes where SCL most often hides
-cloud on real series: 7 (unclassified: haze and thin cloud edges land here) and 11 (snow: bright
-cloud over cold ground is labelled snow, e.g. in September). Add them with ``--exclude-scl
-0,1,3,7,8,9,10,11`` where no real snow is expected; masking 11 everywhere would delete real winter
-snow cover. Dark areas (2) are kept: they include real terrain shadow and dark water."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +90,7 @@ class MaskConfig:
             raise ValueError(f"unknown SCL classes {unknown}; valid codes are 0-11")
         return cls(cloud=tuple(c for c in codes if c in (8, 9, 10)), shadow=tuple(c for c in codes if c == 3),
                    invalid=tuple(c for c in codes if c in (0, 1)),
-                   extra=tuple(c for c in codes if c not in (0, 1, 3, 8, 9, 10)), source=source, dilate=int(dilate))
+                   extra=tuple(c for c in codes if c not in DEFAULT_UNUSABLE_SCL), source=source, dilate=int(dilate))
 
 
 @dataclass(frozen=True)

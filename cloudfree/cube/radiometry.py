@@ -14,11 +14,7 @@ import pystac
 
 __all__ = ["Radiometry", "item_radiometry", "MAX_REFLECTANCE", "dn_limit"]
 
-QUANTIFICATION = 10000.0
-BOA_ADD_OFFSET = -1000.0
-MAX_REFLECTANCE = 1.0
-"""Above this a value is unusable whatever the cloud mask says: SCL labels bright cloud over cold
-ground as snow (class 11) or clear, and surface reflectance above 1 is saturation or cloud."""
+from ..bands import BOA_DN_OFFSET, MAX_REFLECTANCE, QUANTIFICATION
 
 
 def dn_limit(scale, offset):
@@ -63,7 +59,7 @@ def item_radiometry(item: pystac.Item, asset_key: str, index: int = 0) -> Radiom
     if applied is True:
         return Radiometry(scale, 0.0, nodata, "catalog says the BOA offset is already applied (earthsearch:boa_offset_applied)")
     if pb is not None and pb >= 4.0:
-        off = float(declared) if declared is not None else BOA_ADD_OFFSET / QUANTIFICATION
+        off = float(declared) if declared is not None else -BOA_DN_OFFSET / QUANTIFICATION
         return Radiometry(scale, off, nodata, f"processing baseline {pb:05.2f} >= 04.00: offset {off:+.4f}")
     if pb is None and declared is not None:
         return Radiometry(scale, float(declared), nodata, "offset declared in raster:bands")

@@ -15,16 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cube.radiometry import MAX_REFLECTANCE
+from ..bands import CLEAR_SCL, CLOUD_SHADOW_SCL, MAX_REFLECTANCE
 from ..reconstruct.selfcheck import dilate_cross
 
 __all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "learned_classes", "summarize_settings",
            "CLOUD_SHADOW_SCL", "CLEAR_SCL"]
 
-CLEAR_SCL = (4, 5, 6)
-"""Vegetation, not vegetated, water: what a truly clear target is made of."""
-CLOUD_SHADOW_SCL = (3, 8, 9, 10)
-"""The source date's cloud and shadow classes whose pixels are pasted onto the target."""
 
 
 def _haze_score(refl: np.ndarray, scl: np.ndarray, bands: list[str]) -> np.ndarray:

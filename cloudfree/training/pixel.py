@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import L2A_BANDS
-from ..evaluate.pasted import CLEAR_SCL, CLOUD_SHADOW_SCL, _dilate, clear_targets
+from ..bands import DEFAULT_UNUSABLE_SCL, L2A_BANDS
+from ..bands import CLEAR_SCL, CLOUD_SHADOW_SCL
+from ..evaluate.pasted import clear_targets
+from ..reconstruct.selfcheck import dilate_cross
 
 __all__ = ["RealSeries", "load_real_series", "synthetic_series", "PixelSampler", "PixelTrainConfig", "train_pixel", "BAND_SETS"]
 
-UNUSABLE = (0, 1, 3, 8, 9, 10)
+UNUSABLE = DEFAULT_UNUSABLE_SCL
 BAND_SETS = (
     L2A_BANDS,
     tuple(b for b in L2A_BANDS if b not in ("B01", "B09")),
@@ -163,7 +165,7 @@ class PixelSampler:
                 if not near:
                     continue
                 src = near[rng.integers(len(near))]
-                cloud = _dilate(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
+                cloud = dilate_cross(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
                 ok = cloud & np.isin(s.scl[t], CLEAR_SCL) & np.isfinite(s.refl[t][s.present]).all(0) & \
                     np.isfinite(s.refl[src][s.present]).all(0)
                 ys, xs_ = np.nonzero(ok)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..bands import L2A_BANDS
-from ..evaluate.pasted import CLEAR_SCL, CLOUD_SHADOW_SCL, _dilate
+from ..bands import CLEAR_SCL, CLOUD_SHADOW_SCL
+from ..reconstruct.selfcheck import dilate_cross
 from .pixel import UNUSABLE, PixelSampler, RealSeries
 
 __all__ = ["PatchSampler", "TerraMindTrainConfig", "train_terramind", "terramind_config"]
@@ -63,7 +64,7 @@ class PatchSampler(PixelSampler):
         aux[:, :, 2] = EDGE_CAP
         for i in range(b):
             s, t, src = self._example()
-            cloud = _dilate(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
+            cloud = dilate_cross(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
             hid = cloud & np.isin(s.scl[t], CLEAR_SCL) & np.isfinite(s.refl[t][s.present]).all(0) & \
                 np.isfinite(s.refl[src][s.present]).all(0)
             window = rng.uniform(15, 75)
