@@ -131,7 +131,7 @@ def main(argv=None) -> dict:
 
         resolved[c] = resolve_method("auto", bands, a.model, warn=False)[0]
         refl, scl = cube["reflectance"].values, cube["scl"].values
-        targets = clear_targets(refl, scl, bands, min_clear=a.min_clear)
+        targets = clear_targets(refl, scl, bands, min_clear=a.min_clear, min_valid=min(0.999, a.min_clear))
         rng = np.random.default_rng(0)
         if len(targets) > a.max_targets:
             targets = sorted(rng.choice(targets, a.max_targets, replace=False).tolist())

@@ -191,7 +191,8 @@ class CubeSource:
 def _run_stages(ctx: RunContext) -> dict:
     """The run as named stages: cube source → validate → reconstruct → write → check → manifest."""
     src = _cube_source(ctx)
-    validations, src.cube = _validate(ctx, src)
+    with _reading_assets(ctx, src, "validating the run for"):
+        validations, src.cube = _validate(ctx, src)
     ds = _reconstruct(ctx, src, validations)
     res = _write(ctx, src, ds, validations)
     if res["status"] == "interrupted":
@@ -200,6 +201,16 @@ def _run_stages(ctx: RunContext) -> dict:
     manifest = _manifest(ctx, src, ds, res, checks, validations)
     (ctx.out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _reading_assets(ctx: RunContext, src: CubeSource, doing: str):
+    """A failed asset read while ``doing`` is named (and points to ``--skip-bad-assets``), as in
+    the write stage; a stored cube reads no assets."""
+    if src.kind == "stored":
+        return contextlib.nullcontext()
+    from .cube.store import asset_reads
+
+    return asset_reads(ctx.out / "mosaic.zarr", doing)
 
 
 def _cube_source(ctx: RunContext) -> CubeSource:
@@ -332,13 +343,12 @@ def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict, val
 
 def _validate(ctx: RunContext, src: CubeSource) -> tuple[dict[str, PeriodValidation], object]:
     """The validate stage: every period's candidates on held-out clear pixels of windows of the
-    run's own grid (read from the assets where the cube is a block-read template). Returns the
-    validations and the cube the chosen recipes need: a composite cannot be made from a template,
-    so where one is chosen the cube becomes the lazy one (the model keeps its block reads)."""
+    run's own grid (read from the assets where the cube is a block-read template, whose tasks
+    then compute any recipe on the model's device). Returns the validations and the cube."""
     job = ctx.job
     if not job.validation.enabled:
         return {}, src.cube
-    from .cube.store import lazy_cube, window_reader
+    from .cube.store import window_reader
     from .reconstruct.dataset import candidate_methods, cube_window
     from .reconstruct.periods import make_periods
     from .reconstruct.selfcheck import validate_periods
@@ -352,12 +362,6 @@ def _validate(ctx: RunContext, src: CubeSource) -> tuple[dict[str, PeriodValidat
     cfg = replace(job.validation, adapt=job.validation.adapt and job.method == "auto")
     vals = validate_periods(read, (cube.sizes["y"], cube.sizes["x"]), periods, candidate_methods(ctx.method),
                             model=ctx.model, tiles=job.tiles, prior=ctx.method, cfg=cfg, echo=ctx.echo)
-    if template and any(v.recipe.names != ["model"] for v in vals.values()):
-        fp = cube.attrs["cloudfree:fingerprint"]
-        cube = lazy_cube(ctx.items, ctx.search_req, ctx.spec, skip_bad_assets=job.skip_bad_assets)
-        cube.attrs["cloudfree:fingerprint"] = fp
-        ctx.echo("validation chose compositing for some period: those read the cube lazily, the model keeps its "
-                 "block reads")
     return vals, cube
 
 

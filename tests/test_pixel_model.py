@@ -33,7 +33,7 @@ def test_output_is_the_same_for_any_tiling_and_patch_size(bands):
     runs = []
     for chunk, patch in ((64, 256), (7, 64), (11, 32)):
         ds = cloudfree.reconstruct(cube.chunk({"time": 1, "y": chunk, "x": chunk}), "2024-05-11", "2024-05-31",
-                                   tiles=TileConfig(patch=patch, overlap=4, device="cpu"), chunk=chunk)
+                                   tiles=TileConfig(patch=patch, overlap=4, device="cpu"), chunk=chunk, method="model")
         assert ds.attrs["method"] == "model"
         runs.append(ds["reflectance"].values)
     for r in runs[1:]:
@@ -47,7 +47,7 @@ def test_clear_target_passes_through_unless_next_to_a_flagged_cloud_or_off_the_s
     clear[4, 10:14, 5:25] = 0  # the target date: clear but for one cloud
     cube["clear"] = (("time", "y", "x"), clear)
     day = str(cube.time.values[4])[:10]  # a period centred on an acquisition: that date is the target
-    ds = cloudfree.reconstruct(cube, day, day, context_days=20).compute()
+    ds = cloudfree.reconstruct(cube, day, day, context_days=20, method="model").compute()
     out = ds["reflectance"].isel(time=0).values
     target = cube["reflectance"].isel(time=4).values
     usable = cube["clear"].isel(time=4).values.astype(bool)
@@ -56,7 +56,8 @@ def test_clear_target_passes_through_unless_next_to_a_flagged_cloud_or_off_the_s
     same = (out[:, far] == target[:, far]).all(0)
     assert same.mean() > 0.97  # the rest disagree with their series by > 4 robust z (random toy data)
     assert (np.abs(out[:, usable & ~far] - target[:, usable & ~far]).max(0) > 1e-6).mean() > 0.5
-    off = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=TileConfig(pass_through=False)).compute()
+    off = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=TileConfig(pass_through=False),
+                                method="model").compute()
     changed = np.abs(off["reflectance"].isel(time=0).values[:, far] - target[:, far]).max(0) > 1e-6
     assert changed.mean() > 0.5  # the flag turns it off: the series decides
 
@@ -165,7 +166,7 @@ def test_terramind_path_runs_on_a_band_subset_and_keeps_the_target_own_pixels(tm
     day = str(cube.time.values[4])[:10]
     tiles = TileConfig(patch=64, overlap=8, device="cpu")
     ds = cloudfree.reconstruct(cube, day, day, context_days=20, method="model", model=ckpt, tiles=tiles).compute()
-    base = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=tiles).compute()
+    base = cloudfree.reconstruct(cube, day, day, context_days=20, tiles=tiles, method="model").compute()
     out, ref = ds["reflectance"].isel(time=0).values, base["reflectance"].isel(time=0).values
     target = cube["reflectance"].isel(time=4).values
     assert out.shape == (len(bands), 40, 36) and (np.isfinite(out) == np.isfinite(ref)).all() and np.isfinite(ref).mean() > 0.9

@@ -180,7 +180,7 @@ def test_finished_blocks_are_written_before_more_is_read(tmp_path):
 
 def test_streamed_60m_bands_and_a_grown_mask_equal_the_stored_cube(demo_items, demo_bbox, tmp_path):
     """SYNTHETIC, all 12 bands: B01/B09 at 60 m (enlarged 6x) and SCL grown by 2 px on the device."""
-    kw = dict(bbox=demo_bbox, device="cpu", echo=lambda s: None, dilate=2, chunk=48)
+    kw = dict(bbox=demo_bbox, device="cpu", echo=lambda s: None, dilate=2, chunk=48, method="model")
     ref = cloudfree.run(str(demo_items), "2024-04-01", "2024-05-15", tmp_path / "cube", stream=False, **kw)
     got = cloudfree.run(str(demo_items), "2024-04-01", "2024-05-15", tmp_path / "stream", stream=True, **kw)
     assert {g["factor"] for g in got["block_reads"]} == {1, 2, 6} and ref["method"] == "model"

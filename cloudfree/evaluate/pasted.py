@@ -37,7 +37,7 @@ def _haze_score(refl: np.ndarray, scl: np.ndarray, bands: list[str]) -> np.ndarr
 
 
 def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_clear: float = 0.98,
-                  max_unclassified: float = 0.01, max_haze: float = 0.02) -> list[int]:
+                  max_unclassified: float = 0.01, max_haze: float = 0.02, min_valid: float = 0.999) -> list[int]:
     """Dates that are truly clear: SCL clear classes ≥ ``min_clear`` of the patch, little SCL 7,
     all bands valid, and not brighter than the series in the blue-most band (haze)."""
     n = scl.shape[0]
@@ -47,7 +47,7 @@ def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_cl
     frac_7 = (scl == 7)[:, ever].sum(1) / m
     valid = np.isfinite(refl).all(1)[:, ever].sum(1) / m
     haze = _haze_score(refl, scl, bands)
-    ok = (frac_clear >= min_clear) & (frac_7 <= max_unclassified) & (valid >= 0.999) & (np.nan_to_num(haze, nan=1) <= max_haze)
+    ok = (frac_clear >= min_clear) & (frac_7 <= max_unclassified) & (valid >= min_valid) & (np.nan_to_num(haze, nan=1) <= max_haze)
     return [int(i) for i in np.flatnonzero(ok)]
 
 

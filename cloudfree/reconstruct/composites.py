@@ -86,17 +86,20 @@ COMPOSITE_TASK_VALUES = 64 * 2**20
 """Input values (time × band × pixels) per compositing task: what bounds its memory."""
 
 
-def composite(method: str, reflectance, clear, target_day: float):
+def composite(method: str, reflectance, clear, target_day: float, *, date: int | None = None):
     """Lazy xarray version: ``reflectance(time, band, y, x)``, ``clear(time, y, x)`` → ``(band, y, x)``.
 
     ``least_cloudy`` needs the scene-wide clear fraction, so it picks the date lazily first and
-    then selects it (no per-tile disagreement about which date is least cloudy).
+    then selects it (no per-tile disagreement about which date is least cloudy); ``date`` (an
+    index into ``time``) gives that choice instead (a run's validation chose it).
     """
     import xarray as xr
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     days = (reflectance.time.values.astype("datetime64[D]").astype(float))
+    if method == "least_cloudy" and date is not None:
+        return reflectance.isel(time=int(date), drop=True)
     if method == "least_cloudy":
         usable = (clear.astype(bool) & reflectance.notnull().all("band")).mean(("y", "x")).compute().values
         return reflectance.isel(time=least_cloudy_date(usable, days, target_day), drop=True)
@@ -118,3 +121,62 @@ def composite(method: str, reflectance, clear, target_day: float):
     return xr.apply_ufunc(core, reflectance, clear, input_core_dims=[["time", "band"], ["time"]],
                           output_core_dims=[["band"]], dask="parallelized", output_dtypes=[np.float32]
                           ).transpose("band", "y", "x")
+
+
+def composite_on_device(method: str, x, usable, dt, *, date: int | None = None):
+    """The compositing methods in torch, for block reads on the model's device: ``x`` (T, C, H, W)
+    reflectance (NaN = no data), ``usable`` (T, H, W) bool, ``dt`` (T,) days from the target day.
+    The same rules (and results, to float rounding) as the numpy functions above; ``date``: the
+    least-cloudy date chosen for the whole area (a block alone cannot choose it)."""
+    import torch
+
+    t_, c_, h, w = x.shape
+    c = usable & torch.isfinite(x).all(1)
+    dtt = torch.as_tensor(np.asarray(dt, np.float32), device=x.device)
+    nan = torch.tensor(float("nan"), device=x.device)
+    if method == "least_cloudy":
+        if date is None:
+            date = least_cloudy_date(c.flatten(1).float().mean(1).cpu().numpy(), np.asarray(dt, float), 0.0)
+        return x[date].clone()
+    if method == "median":
+        med = _nanmedian_torch(torch.where(c[:, None], x, nan))
+        return torch.where(c.any(0)[None], med, _nanmedian_torch(x))
+    inf = torch.tensor(float("inf"), device=x.device)
+
+    def take(idx):  # (H, W) date index → (C, H, W)
+        return x.gather(0, idx[None, None].expand(1, c_, h, w))[0]
+
+    if method == "mosaicking":
+        dist = dtt.abs()[:, None, None] + torch.where(c, 0.0, inf)
+        fallback = torch.nansum(x, 0) / (~torch.isnan(x)).sum(0)  # the mean of all observations
+        return torch.where(c.any(0)[None], take(dist.argmin(0)), fallback)
+    if method == "interpolation":
+        d = dtt[:, None, None]
+        before = torch.where(c & (d <= 0), -d, inf)
+        after = torch.where(c & (d >= 0), d, inf)
+        db, ib = before.min(0)
+        da_, ia = after.min(0)
+        has_b, has_a = torch.isfinite(db), torch.isfinite(da_)
+        xb, xa = take(ib), take(ia)
+        both_ok = has_b & has_a
+        span = torch.where(both_ok, db + da_, torch.ones_like(db))
+        wa = torch.where(both_ok, torch.where(span > 0, db / torch.where(span > 0, span, torch.ones_like(span)),
+                                              torch.full_like(span, 0.5)), torch.zeros_like(span))
+        both = (1 - wa)[None] * xb + wa[None] * xa
+        return torch.where(both_ok[None], both, torch.where(has_b[None], xb, torch.where(has_a[None], xa,
+                                                                                      _nanmedian_torch(x))))
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _nanmedian_torch(x):
+    """numpy's ``nanmedian`` over the first axis (the mean of the two middle values of an even
+    count; NaN where all are NaN): torch's own returns the lower middle value."""
+    import torch
+
+    isnan = torch.isnan(x)
+    k = (~isnan).sum(0)
+    s = torch.sort(torch.where(isnan, torch.full_like(x, float("inf")), x), dim=0).values
+    lo = ((k - 1).clamp(min=0) // 2)[None]
+    hi = (k // 2).clamp(max=x.shape[0] - 1)[None]
+    med = (s.gather(0, lo)[0] + s.gather(0, hi)[0]) / 2
+    return torch.where(k > 0, med, torch.full_like(med, float("nan")))

@@ -110,13 +110,16 @@ def _days_from_target(refl: xr.DataArray, period: Period) -> np.ndarray:
     return (days - period.target_day).astype(np.float32)
 
 
-def _streamed(refl: xr.DataArray, period: Period, model, tiles: TileConfig, source) -> tuple[xr.DataArray, xr.DataArray]:
-    """(image, clear count) of one period from block reads: both come out of the model's task."""
+def _streamed(refl: xr.DataArray, period: Period, model, tiles: TileConfig, source,
+              recipe=None) -> tuple[xr.DataArray, xr.DataArray]:
+    """(image, clear count) of one period from block reads: both come out of one task per block,
+    which runs the recipe's candidates (default: the model) on the model's device."""
     from ..models.pixel import CONTEXT
     from .streamed import streamed_model
 
     arr = streamed_model(source, period, model, tiles, dt=_days_from_target(refl, period), margin=CONTEXT,
-                         reach=departure_reach(model))
+                         reach=departure_reach(model), recipe=recipe.weights if recipe is not None else None,
+                         least_cloudy_date=recipe.least_cloudy_date if recipe is not None else None)
     nb = refl.sizes["band"]
     coords = {"y": refl.y, "x": refl.x}
     img = xr.DataArray(arr[:nb], dims=("band", "y", "x"), coords={"band": refl.band, **coords})
@@ -210,7 +213,7 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     uses_model = method == "model" or any("model" in r.names for r in (recipes or {}).values())
     if uses_model and model is None:
         raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
-    streamed = uses_model and source is not None and is_pixelwise(model)
+    streamed = source is not None and model is not None and is_pixelwise(model)  # every candidate from block reads
     if uses_model and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
         from ..cluster import run_on_model_processes
 
@@ -219,17 +222,20 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
                                [str(b) for b in refl.band.values])
     recipes = recipes or {}
     for p in periods:
-        names = recipes[p.label].names if p.label in recipes else [method]
+        recipe = recipes.get(p.label)
+        names = recipe.names if recipe is not None else [method]
         parts, n = {}, None
+        if streamed:
+            img, n = _streamed(refl, p, model, tiles, source, recipe)
+            names = []
         for name in names:
-            if name == "model" and streamed:
-                parts[name], n = _streamed(refl, p, model, tiles, source)
-            elif name == "model":
+            if name == "model":
                 parts[name] = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
             else:
                 parts[name] = composite(name, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)),
-                                        p.target_day)
-        img = sum(w * parts[k] for k, w in recipes[p.label].weights) if p.label in recipes else parts[method]
+                                        p.target_day, date=recipe.least_cloudy_date if recipe is not None else None)
+        if not streamed:
+            img = sum(w * parts[k] for k, w in recipe.weights) if recipe is not None else parts[method]
         if n is None:  # the streamed model's task counts the clear observations itself
             sel = list(p.dates)
             usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
@@ -287,12 +293,9 @@ def candidate_methods(method: str) -> list[str]:
 
 
 def cube_window(cube: xr.Dataset, ys: slice, xs: slice, dates: list[int]) -> xr.Dataset:
-    """A window of the cube's dates in memory (reflectance, clear)."""
-    import dask
-
-    sub = cube[["reflectance", "clear"]].isel(time=dates, y=ys, x=xs)
-    with dask.config.set(scheduler="threads"):
-        return sub.compute()
+    """A window of the cube's dates in memory (reflectance, clear), computed where the cube lives
+    (the active cluster holds a persisted cube's blocks)."""
+    return cube[["reflectance", "clear"]].isel(time=dates, y=ys, x=xs).compute()
 
 
 def _adapted(method: str, reason: str, recipes: dict) -> tuple[str, str]:

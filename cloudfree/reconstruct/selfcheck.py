@@ -64,6 +64,9 @@ class Recipe:
     """What a period's image is made of: candidate → weight (the weights sum to 1)."""
 
     weights: tuple[tuple[str, float], ...]
+    least_cloudy_date: int | None = None
+    """For a recipe with ``least_cloudy``: the period's date (an index into its dates) with the
+    most usable pixels over the validation windows, so block reads and a stored cube agree."""
 
     @classmethod
     def single(cls, name: str) -> "Recipe":
@@ -105,6 +108,7 @@ class PeriodValidation:
         d = asdict(self)
         d["recipe"] = {n: w for n, w in self.recipe.weights}
         d["recipe_text"] = self.recipe.describe()
+        d["least_cloudy_date"] = self.recipe.least_cloudy_date
         return json.loads(json.dumps(d, default=float))
 
     def summary(self) -> str:
@@ -174,10 +178,10 @@ def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, c
     if n_ok < 16:
         return []
     feet = []
-    for s in range(len(x)):
-        if s != target and has[s].mean() > 0.5:
-            feet.append((dilate_cross(~usable[s] & has[s], cfg.dilate), x[s], clear[s]))
-    own = ~usable[target] & has[target]
+    for s in range(len(x)):  # a footprint is what a date cannot use: cloud, shadow, or a gap without values
+        if s != target and (~usable[s]).any():
+            feet.append((dilate_cross(~usable[s], cfg.dilate), x[s], clear[s]))
+    own = ~usable[target]
     if own.any():  # its own clouds elsewhere: cloudy values, flagged (a flipped edge would be another place's clear)
         for flip in ((0,), (1,), (0, 1)):
             foot = np.flip(own, flip)
@@ -348,6 +352,11 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
     recipe, held, how = _fit(candidates, preds, truths, prior)
     if len(preds) == 1:
         held = [0]
+    if "least_cloudy" in recipe.names:
+        from .composites import least_cloudy_date
+
+        frac = np.sum([u.reshape(len(u), -1).sum(1) for u in usable], 0) / sum(u[0].size for u in usable)
+        recipe = Recipe(recipe.weights, least_cloudy_date(frac, days, target_day))
     if not cfg.adapt:
         recipe, how = Recipe.single(prior), "measured only (a fixed --method)"
     allp = {n: np.concatenate([p[n] for p in preds], 1) for n in candidates}

@@ -82,9 +82,13 @@ def _disk(pixels: int):
 
 
 def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: tuple[int, int], model,
-                     cfg: TileConfig, dt: np.ndarray, margin: int, reach: int) -> np.ndarray:
-    """One output block: (C + 1, h, w) float32, the model's reflectance and, last, the number of
-    clear observations. ``reads[(t, i, j)]``: :meth:`BlockSource.read` of the neighbourhood."""
+                     cfg: TileConfig, dt: np.ndarray, margin: int, reach: int, recipe=None,
+                     least_cloudy_date: int | None = None) -> np.ndarray:
+    """One output block: (C + 1, h, w) float32, the reflectance and, last, the number of clear
+    observations. ``reads[(t, i, j)]``: :meth:`BlockSource.read` of the neighbourhood. ``recipe``:
+    ``((candidate, weight), ...)`` from the run's validation (default: the model alone); the
+    compositing candidates run on the device beside the model
+    (:func:`~cloudfree.reconstruct.composites.composite_on_device`)."""
     import torch
 
     i, j = block
@@ -110,11 +114,13 @@ def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: 
                 gather(src, g, by_date[t], a, b, c, e, src.nodata, out=host[k])
         with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
             return _on_device(src, hosts, boxes, dates, device, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1), big,
-                              model=model, cfg=cfg, dt=dt, margin=margin, reach=reach)
+                              model=model, cfg=cfg, dt=dt, margin=margin, reach=reach, recipe=recipe,
+                              least_cloudy_date=least_cloudy_date)
 
 
-def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big, *, model, cfg, dt, margin, reach):
-    """Upload, enlarge, mask, count and run the model for :func:`predict_streamed`."""
+def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big, *, model, cfg, dt, margin, reach,
+               recipe=None, least_cloudy_date=None):
+    """Upload, enlarge, mask, count and run the recipe's candidates for :func:`predict_streamed`."""
     import torch
     import torch.nn.functional as F
 
@@ -175,8 +181,23 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
     ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
     scale = [src.scale[t] for t in dates]
     offset = [src.offset[t] for t in dates]
-    out = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
-                           bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
+    recipe = tuple(recipe) if recipe else (("model", 1.0),)
+    parts = {}
+    if any(n == "model" for n, _ in recipe):
+        parts["model"] = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
+                                          bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
+    others = [n for n, _ in recipe if n != "model"]
+    if others:
+        from .composites import composite_on_device
+
+        core_dn = dn[:, :, q : q + h, q : q + w]
+        sc = torch.tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
+        of = torch.tensor(offset, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
+        refl = torch.where(core_dn == src.nodata, torch.tensor(float("nan"), device=device), core_dn.float() * sc + of)
+        use = usable[:, big : big + h, big : big + w]
+        for n in others:
+            parts[n] = composite_on_device(n, refl, use, dt, date=least_cloudy_date)
+    out = parts[recipe[0][0]] if len(recipe) == 1 else sum(w * parts[n] for n, w in recipe)
     res = torch.cat([out, count[None].to(torch.float32)])
     return _download(res, device)
 
@@ -199,7 +220,7 @@ def _predict(src: BlockSource, blocks: list, *, windows: list[tuple[int, int, in
 
 
 def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,
-                   reach: int) -> da.Array:
+                   reach: int, recipe=None, least_cloudy_date: int | None = None) -> da.Array:
     """(C + 1, y, x) lazy: the model's output and the clear count for one period (see the module).
 
     The array's graph is one :class:`StreamedLayer`, which writes out a panel's tasks only when
@@ -211,12 +232,12 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
     ny, nx = src.shape
     ch = src.chunk
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, ch, src.days,
-                     src.grids, src.bands, src.unusable, src.dilate, src.scale, src.offset)
+                     src.grids, src.bands, src.unusable, src.dilate, src.scale, src.offset, recipe, least_cloudy_date)
     name = f"cloudfree-model-{token}"
     from ..cluster import gpu_task_resources
 
     layer = StreamedLayer(name, token, src, period, model, tiles, dt=dt, margin=margin, reach=reach,
-                          resources=gpu_task_resources())
+                          resources=gpu_task_resources(), recipe=recipe, least_cloudy_date=least_cloudy_date)
     rows = tuple(min(ch, ny - y0) for y0 in range(0, ny, ch))
     cols = tuple(min(ch, nx - x0) for x0 in range(0, nx, ch))
     return da.Array(HighLevelGraph({name: layer}, {name: set()}), name, chunks=((len(src.bands) + 1,), rows, cols),
@@ -263,13 +284,15 @@ class StreamedLayer(Layer):
     between layers)."""
 
     def __init__(self, name: str, token: str, src: BlockSource, period, model, tiles: TileConfig, *,
-                 dt: np.ndarray, margin: int, reach: int, resources: dict | None):
+                 dt: np.ndarray, margin: int, reach: int, resources: dict | None, recipe=None,
+                 least_cloudy_date: int | None = None):
         annotations = {"priority": _PerKey(_is_read, READ_PRIORITY["priority"])}
         if resources:
             annotations["resources"] = _PerKey(_is_model, resources)
         super().__init__(annotations=annotations)
         self.name, self.token, self.src, self.period = name, token, src, period
-        self.kw = dict(dates=list(period.dates), model=model, cfg=tiles, dt=dt, margin=margin, reach=reach)
+        self.kw = dict(dates=list(period.dates), model=model, cfg=tiles, dt=dt, margin=margin, reach=reach,
+                       recipe=recipe, least_cloudy_date=least_cloudy_date)
         ny, nx = src.shape
         ch = src.chunk
         self.nby, self.nbx = nby, nbx = -(-ny // ch), -(-nx // ch)
