@@ -117,6 +117,11 @@ def test_a_run_reports_its_validation_and_writes_what_it_chose(tmp_path):
         np.testing.assert_array_equal(alone["reflectance"].isel(time=0).values, refl[t])
     cog = rioxarray.open_rasterio(out / "cloudfree_2019-08.tif", mask_and_scale=True)
     assert np.allclose(cog.values, refl[0], atol=1e-4, equal_nan=True)
+    side = rioxarray.open_rasterio(out / "cloudfree_2019-08_uncertainty.tif", mask_and_scale=True)
+    assert side.rio.crs == cog.rio.crs and side.shape == (1, *unc.shape[1:])
+    np.testing.assert_allclose(side.values[0], unc[0], atol=6e-5)
+    item = json.loads((out / "cloudfree_2019-08.stac.json").read_text())
+    assert item["assets"]["uncertainty"]["href"] == "cloudfree_2019-08_uncertainty.tif"
 
 
 def _saturate(catalog_dir, item: str, band: str, rows: slice, cols: slice, dn: int = 15000):

@@ -136,6 +136,27 @@ def _utc(day: np.datetime64, end: bool = False):
     return d.replace(tzinfo=dt.timezone.utc)
 
 
+def write_uncertainty_cog(ds: xr.Dataset, t: int, path: str | Path) -> Path:
+    """The period's ``uncertainty`` layer as a one-band COG beside the reflectance COG: uint16 with
+    scale 1e-4 (reflectance units) and nodata 65535, so GIS tools read the expected absolute error.
+    Written from the finished Zarr (a one-band image; GDAL builds the overviews)."""
+    import rasterio
+
+    path = Path(path)
+    u = ds["uncertainty"].isel(time=t).values
+    dn = np.where(np.isfinite(u), np.clip(np.round(u * 1e4), 0, 65534), 65535).astype(np.uint16)
+    tmp = path.with_name(path.name + ".part")
+    profile = {"driver": "COG", "width": dn.shape[1], "height": dn.shape[0], "count": 1, "dtype": "uint16",
+               "crs": ds.rio.crs, "transform": ds.rio.transform(), "nodata": 65535, "compress": "deflate",
+               "predictor": 2, "blocksize": 256}
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(dn, 1)
+        dst.scales, dst.offsets = (1e-4,), (0.0,)
+        dst.set_band_description(1, "uncertainty: expected absolute error (band mean, 68 % interval half-width)")
+    os.replace(tmp, path)
+    return path
+
+
 def write_stac_item(ds: xr.Dataset, t: int, assets: dict[str, Path], path: str | Path, *, item_id: str,
                     properties: dict | None = None, collection: str = "cloudfree-output") -> pystac.Item:
     """A STAC Item for one output period, built by rio-stac from the COG itself (geometry, ``proj:*``,
@@ -162,8 +183,8 @@ def write_stac_item(ds: xr.Dataset, t: int, assets: dict[str, Path], path: str |
         Band.create(name=str(b), common_name=_INFO[str(b)].common_name, center_wavelength=_INFO[str(b)].center_wavelength,
                     full_width_half_max=_INFO[str(b)].full_width_half_max, description=f"cloud-free {b} reflectance")
         for b in ds.band.values]
-    media = {".png": pystac.MediaType.PNG, ".zarr": "application/vnd+zarr"}
-    roles = {"quicklook": ["overview"], "zarr": ["data"]}
+    media = {".png": pystac.MediaType.PNG, ".zarr": "application/vnd+zarr", ".tif": pystac.MediaType.COG}
+    roles = {"quicklook": ["overview"], "zarr": ["data"], "uncertainty": ["data", "uncertainty"]}
     for key, p in assets.items():
         if key == "cog":
             continue

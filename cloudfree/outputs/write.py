@@ -14,7 +14,7 @@ import xarray as xr
 
 from ..zarrstore import store_state, write_by_regions
 from .cog import CogPlan
-from .files import cog_is_current, cog_plan, write_cog, write_quicklook, write_stac_item
+from .files import cog_is_current, cog_plan, write_cog, write_quicklook, write_stac_item, write_uncertainty_cog
 
 __all__ = ["write_outputs", "OutputsResult"]
 
@@ -110,6 +110,8 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
             if t in plans or not cog_is_current(path, digest):  # a reused mosaic keeps a current COG
                 write_cog(res, t, path, tags=tags, plan=plans.get(t))
             assets["cog"] = path
+            if "uncertainty" in res:
+                assets["uncertainty"] = write_uncertainty_cog(res, t, out / f"cloudfree_{label}_uncertainty.tif")
         png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))
         assets["quicklook"] = png
         files = {k: str(v) for k, v in assets.items()}

@@ -34,6 +34,9 @@ import xarray as xr
 __all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", "validate_periods", "sample_windows",
            "UNCERTAINTY_BINS", "recipes_from_attrs"]
 
+WIDEN_BELOW = 8
+"""Validation takes the next nearest dates as targets too while the nearest has fewer clear
+pixels than this many times ``min_pixels``."""
 UNCERTAINTY_BINS = (0, 1, 2, 3, 5, 9)
 """Lower edges of the clear-observation-count bins the uncertainty is calibrated in."""
 
@@ -310,7 +313,7 @@ def _targets(usable: list[np.ndarray], days: np.ndarray, target_day: float, min_
         if total[t] >= 16:
             out.append(int(t))
             seen += total[t]
-            if seen >= 8 * min_pixels or len(out) >= 3:
+            if seen >= WIDEN_BELOW * min_pixels or len(out) >= 3:
                 break
     return out
 
