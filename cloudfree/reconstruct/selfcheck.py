@@ -173,7 +173,8 @@ def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, c
               rng: np.random.Generator) -> list[_Example]:
     """Footprints hidden on ``target``'s clear pixels: other dates' real cloud + shadow, grown by
     ``cfg.dilate`` (their values and mask pasted, edges included: what masks miss at a cloud's
-    edge), and flipped copies of the target's own (its own cloudy values, flagged)."""
+    edge), their gaps without values as they are, and flipped copies of the target's own (its own
+    cloudy values, flagged)."""
     has = np.isfinite(x).all(1)
     usable = clear.astype(bool) & has
     ok = usable[target]
@@ -183,7 +184,9 @@ def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, c
     feet = []
     for s in range(len(x)):  # a footprint is what a date cannot use: cloud, shadow, or a gap without values
         if s != target and (~usable[s]).any():
-            feet.append((dilate_cross(~usable[s], cfg.dilate), x[s], clear[s]))
+            # flagged values are grown (a real cloud's edge is hazy where the mask ends); a gap is
+            # not: its provider masked it already, and another date's values at its edge are no haze
+            feet.append((dilate_cross(~usable[s] & has[s], cfg.dilate) | ~has[s], x[s], clear[s]))
     own = ~usable[target]
     if own.any():  # its own clouds elsewhere: cloudy values, flagged (a flipped edge would be another place's clear)
         for flip in ((0,), (1,), (0, 1)):
