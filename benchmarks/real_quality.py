@@ -174,7 +174,7 @@ def main(argv=None) -> dict:
         from cloudfree.evaluate.pasted import _mean_se
 
         extra["terramind_minus_default_psnr_test"] = _mean_se(d)
-    line = {"benchmark": "real_quality", "data": "real (../shared/data/real-s2-l2a)", "machine": _machine(),
+    line = {"benchmark": "real_quality", "data": f"real ({Path(a.catalog).parent.name}: {a.catalog})", "machine": _machine(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
             "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
