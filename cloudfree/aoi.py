@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import InputError
+
 import json
 import math
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 __all__ = ["AOI", "parse_bbox", "parse_aoi", "utm_epsg"]
 
 
-class AOIError(ValueError):
+class AOIError(InputError):
     """The area of interest cannot be used (malformed, empty, or spans too many UTM zones)."""
 
 

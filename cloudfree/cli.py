@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from .errors import CloudfreeError
 from .progress import console
 
 app = typer.Typer(help="Cloud-free Sentinel-2 imagery from image time series, on xarray and Dask.",
@@ -63,6 +64,11 @@ def _aoi(bbox: Optional[str], aoi: Optional[str], stac: str = ""):
     if (bbox is None) == (aoi is None):
         raise typer.BadParameter("give exactly one of --bbox or --aoi (optional only for a static catalog or item file)")
     return parse_bbox(bbox) if bbox else parse_aoi(aoi)
+
+
+REPORTED = (CloudfreeError, ValueError, LookupError, RuntimeError, OSError, ImportError)
+"""What a command reports as one line (``--verbose`` for the traceback): cloudfree's own errors,
+and the built-in ones its library raises where no cloudfree kind is named yet."""
 
 
 def _fail(exc: Exception) -> None:
@@ -171,7 +177,7 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
                 tile_progress("cube (date x tile)") as progress:
             res = build_cube(url, req, spec, out, progress=progress, skip_bad_assets=skip_bad_assets, source=source_id(stac),
                              regions_at_once=4 * plan.in_flight)
-    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
+    except REPORTED as exc:
         _fail(exc)
     except KeyboardInterrupt:
         _interrupted(out)
@@ -302,7 +308,7 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
                         pass_through=pass_through, compile=compile_model, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels,
                         stream=stream, validate=validate),
                    _cluster(scheduler, workers, threads, processes, dashboard_address, gpus), memory_limit)
-    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
+    except REPORTED as exc:
         _fail(exc)
     except KeyboardInterrupt:
         _interrupted(out)
@@ -404,7 +410,7 @@ def train_cmd(out: Path = typer.Option(..., help="run folder (checkpoints: last.
             res = fit_cubes(cube, out, cfg, device=dev, mask_bank=bank, log=console.print)
         else:
             res = fit_sen12mscrts(sen12mscrts, out, cfg, device=dev, log=console.print)
-    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
+    except REPORTED as exc:
         _fail(exc)
     console.print(f"trained {res['step']} steps on {res['device']}: {out / 'last.safetensors'}")
 
@@ -497,7 +503,7 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
             files = write_report(res, out, "cloudfree evaluation — SEN12MS-CR-TS test split")
         else:
             raise ValueError("give --cube or --sen12mscrts")
-    except (ValueError, LookupError, RuntimeError, OSError, ImportError) as exc:
+    except REPORTED as exc:
         _fail(exc)
     console.print((out / "report.md").read_text())
     console.print(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")

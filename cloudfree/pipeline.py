@@ -7,6 +7,8 @@ missing; the run manifest ``run.json`` is written last.
 
 from __future__ import annotations
 
+from .errors import OutputError
+
 import contextlib
 import hashlib
 import json
@@ -83,7 +85,7 @@ def _model_digest(model) -> str | None:
     return h.hexdigest()
 
 
-class OutputLockedError(RuntimeError):
+class OutputLockedError(OutputError, RuntimeError):
     """Another run is writing into the same output folder."""
 
 

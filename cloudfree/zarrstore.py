@@ -8,6 +8,8 @@ is never silently mixed from two requests.
 
 from __future__ import annotations
 
+from .errors import OutputError
+
 import itertools
 import json
 import shutil
@@ -35,7 +37,7 @@ warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")  # fixed-width period labels
 
 
-class StoreError(RuntimeError):
+class StoreError(OutputError, RuntimeError):
     """A store exists but cannot be used for this request (partial from elsewhere, or mismatched)."""
 
 

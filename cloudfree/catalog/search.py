@@ -7,6 +7,8 @@ with the same rules, so a GPU host or a notebook needs no server. Both end in :f
 
 from __future__ import annotations
 
+from ..errors import DataError
+
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,11 +48,11 @@ def _stac_io(modifier=None):
     return StacApiIO(timeout=timeout, max_retries=retry), timeout
 
 
-class CatalogError(RuntimeError):
+class CatalogError(DataError):
     """The STAC API could not be reached or answered with an error."""
 
 
-class NoItemsFound(LookupError):
+class NoItemsFound(DataError, LookupError):
     """A search matched no items; the message says what was searched."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import DataError, OutputError
+
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -16,11 +18,11 @@ from ..zarrstore import store_state, write_by_regions
 __all__ = ["CubeResult", "build_cube", "lazy_cube", "asset_reads", "cube_fingerprint", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
 
 
-class AssetReadError(RuntimeError):
+class AssetReadError(DataError):
     """An asset could not be read (corrupt, truncated, unreachable); says which and what to do."""
 
 
-class OutputWriteError(OSError):
+class OutputWriteError(OutputError):
     """The store could not be written (disk full, no permission, read-only); says where."""
 
 

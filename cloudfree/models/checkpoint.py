@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import ModelError
+
 import json
 from pathlib import Path
 
@@ -31,7 +33,7 @@ def unet_weights() -> Path:
     return Path(str(resources.files("cloudfree") / "weights" / "unet_synthetic.safetensors"))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelError):
     """The file is not a usable cloudfree checkpoint for this request."""
 
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Callable
 
 from ..bands import L2A_BANDS
+from ..errors import ModelError
 from .network import DEFAULT_NORM, CloudFreeNet
 from .timegate import TimeGate
 
-__all__ = ["build_model", "default_config", "ARCHITECTURES"]
-
-ARCHITECTURES = ("timegate_unet", "timegate_terramind", "pixel_timegate", "pixel_terramind")
+__all__ = ["build_model", "default_config", "ModelKind", "register", "model_kind"]
 
 
 def default_config(arch: str = "timegate_unet", **overrides) -> dict:
     """A complete config for ``arch``; keyword overrides replace top-level sections."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
+    model_kind(arch)
     cfg = {
         "arch": arch,
         "bands": list(L2A_BANDS),
@@ -30,30 +30,72 @@ def default_config(arch: str = "timegate_unet", **overrides) -> dict:
     return cfg
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """What the pipeline needs to know of an architecture before building it."""
+
+    arch: str
+    build: Callable[[dict], object]
+    pixelwise: bool
+    """No spatial context in the network: no halo, and any tiling gives the same pixels."""
+    band_aware: bool
+    """One checkpoint serves any subset of its bands (absent bands are flagged, not required)."""
+
+
+_REGISTRY: dict[str, ModelKind] = {}
+
+
+def register(arch: str, *, pixelwise: bool, band_aware: bool):
+    """Decorator: ``build(config) → nn.Module`` becomes the builder of ``arch``."""
+    def deco(build: Callable[[dict], object]):
+        _REGISTRY[arch] = ModelKind(arch, build, pixelwise, band_aware)
+        return build
+    return deco
+
+
+def model_kind(arch: str | None) -> ModelKind:
+    """The registered kind of ``arch`` (an error naming the registered ones otherwise)."""
+    if arch not in _REGISTRY:
+        raise ModelError(f"unknown architecture {arch!r}; choose one of {tuple(_REGISTRY)}")
+    return _REGISTRY[arch]
+
+
 def build_model(config: dict):
     """Instantiate the network a config describes (weights random until loaded)."""
-    arch = config.get("arch")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
-    if arch == "pixel_timegate":
-        from .pixel import PixelTimeGate
+    return model_kind(config.get("arch")).build(config)
 
-        return PixelTimeGate(config["norm"]["mean"], config["norm"]["std"], **config["pixel"])
-    if arch == "pixel_terramind":
-        from .terramind import PixelTerraMind
 
-        return PixelTerraMind(config["norm"]["mean"], config["norm"]["std"], config["pixel"], **config["terramind"])
+@register("pixel_timegate", pixelwise=True, band_aware=True)
+def _pixel_timegate(config: dict):
+    from .pixel import PixelTimeGate
+
+    return PixelTimeGate(config["norm"]["mean"], config["norm"]["std"], **config["pixel"])
+
+
+@register("pixel_terramind", pixelwise=False, band_aware=True)
+def _pixel_terramind(config: dict):
+    from .terramind import PixelTerraMind
+
+    return PixelTerraMind(config["norm"]["mean"], config["norm"]["std"], config["pixel"], **config["terramind"])
+
+
+def _timegate_with(config: dict, head_of):
     n_bands = len(config["bands"])
     tg = TimeGate(n_bands, **config["timegate"])
-    n_in = n_bands + tg.n_features
-    if arch == "timegate_unet":
-        from .unet import ResidualUNet
+    return CloudFreeNet(head_of(n_bands + tg.n_features, n_bands), tg, config["norm"]["mean"], config["norm"]["std"])
 
-        head = ResidualUNet(n_in, n_bands, **config["unet"])
-    else:
-        from .terramind import TerraMindHead
 
-        if n_bands != 12:
-            raise ValueError("the TerraMind S2L2A modality needs all 12 L2A bands")
-        head = TerraMindHead(n_in, n_bands, **config["terramind"])
-    return CloudFreeNet(head, tg, config["norm"]["mean"], config["norm"]["std"])
+@register("timegate_unet", pixelwise=False, band_aware=False)
+def _timegate_unet(config: dict):
+    from .unet import ResidualUNet
+
+    return _timegate_with(config, lambda n_in, n_bands: ResidualUNet(n_in, n_bands, **config["unet"]))
+
+
+@register("timegate_terramind", pixelwise=False, band_aware=False)
+def _timegate_terramind(config: dict):
+    from .terramind import TerraMindHead
+
+    if len(config["bands"]) != 12:
+        raise ModelError("the TerraMind S2L2A modality needs all 12 L2A bands")
+    return _timegate_with(config, lambda n_in, n_bands: TerraMindHead(n_in, n_bands, **config["terramind"]))

@@ -7,6 +7,8 @@ where most had none is a loud warning — each with the reason and what to do.
 
 from __future__ import annotations
 
+from ..errors import OutputError
+
 from pathlib import Path
 
 import dask
@@ -18,7 +20,7 @@ VALID_RANGE = (-0.2, 6.5)
 """Reflectance a Sentinel-2 L2A output can hold (the cube's own range, with margin)."""
 
 
-class OutputCheckError(RuntimeError):
+class OutputCheckError(OutputError, RuntimeError):
     """The outputs were written but are wrong; the message says what and where to look."""
 
 

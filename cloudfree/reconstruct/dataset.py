@@ -156,8 +156,9 @@ def is_pixelwise(model) -> bool:
     """True for models without spatial context (no halo needed; any tiling gives the same pixels)."""
     if isinstance(model, (str, Path)):
         from ..models import read_config
+        from ..models.registry import model_kind
 
-        return read_config(model)[0].get("arch") == "pixel_timegate"
+        return model_kind(read_config(model)[0].get("arch")).pixelwise
     return getattr(model, "receptive_field", None) == 0
 
 
