@@ -428,81 +428,17 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
              bands: Optional[str] = typer.Option(None, help="evaluate these bands of the cube (default: all of its bands)"),
              window: int = typer.Option(1024, help="evaluate the cube in windows of this many pixels", min=16)) -> None:
     """Model vs compositing baselines on held-out dates (hidden under real cloud masks)."""
-    import numpy as np
-
     from .bands import validate_bands
-    from .evaluate.protocol import evaluate_series, write_report
-    from .models import load_checkpoint, read_config
-    from .pipeline import default_weights
-
+    from .evaluate.cube_eval import evaluate_store
+    from .progress import tile_progress
     from .reconstruct.tiles import resolve_device
 
     try:
-        dev = resolve_device(device)
-        net = None
-        chosen = validate_bands(bands)
-        if cube:
-            from .cube.load import open_cube
-
-            ds = open_cube(cube)
-            have = [str(b) for b in ds.band.values]
-            missing = [b for b in chosen or () if b not in have]
-            if missing:
-                raise ValueError(f"the cube {cube} has no band {', '.join(missing)}; it has {', '.join(have)}")
-            chosen = chosen or tuple(have)
-        if model != "none":
-            from .models.checkpoint import serves
-
-            ckpt = model or default_weights()
-            config = read_config(ckpt)[0]
-            served = config["bands"]
-            if cube and not serves(config, chosen):
-                if model:
-                    raise ValueError(f"the model {ckpt} serves bands {', '.join(served)}; the evaluated bands are "
-                                     f"{', '.join(chosen)} (choose --bands or --model none)")
-                console.print(f"[yellow]the shipped model serves bands {', '.join(served)} only: evaluating the "
-                              "compositing methods[/]")
-            else:
-                net, _ = load_checkpoint(ckpt, map_location=dev)
-                if config.get("band_aware"):
-                    from .models.pixel import BoundBands
-
-                    net = BoundBands(net, chosen or config["bands"])
-        if cube:
-            from .evaluate.protocol import merge_results
-            from .training.fit import cube_series
-
-            from .progress import tile_progress
-
-            results, windows = [], list(cube_series(cube, window=window, bands=chosen))  # one window in memory each
-            jobs = []
-            for series in windows:
-                frac = series.clear.reshape(len(series.days), -1).mean(1)
-                jobs += [(series, int(t)) for t in np.flatnonzero(frac >= min_clear)]
-            if not jobs:
-                raise ValueError(f"no date is at least {min_clear:.0%} clear in any window of {cube}")
-            with tile_progress("evaluate (window x target date)") as progress:
-                progress(0, len(jobs))
-                for k, (series, t) in enumerate(jobs):
-                    try:
-                        results.append(evaluate_series(series, [t], net, max_dates=max_dates, device=dev,
-                                                       dates=ds.time.values))
-                    except ValueError:  # nothing could be hidden on this date
-                        pass
-                    progress(k + 1, len(jobs))
-            if not results:
-                raise ValueError(f"no target date of {cube} had pixels to hide under another date's clouds")
-            res = merge_results(results)
-            synthetic = json.loads(ds.attrs.get("synthetic", "false"))
-            files = write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""),
-                                 synthetic=synthetic, bands=list(chosen))
-        elif sen12mscrts:
-            from .evaluate.protocol import evaluate_examples_list
-
-            res = evaluate_examples_list(sen12mscrts, net, max_patches=max_patches, n_inputs=max_dates - 1, device=dev)
-            files = write_report(res, out, "cloudfree evaluation — SEN12MS-CR-TS test split")
-        else:
-            raise ValueError("give --cube or --sen12mscrts")
+        with tile_progress("evaluate (window x target date)") as progress:
+            files = evaluate_store(out, cube=cube, sen12mscrts=sen12mscrts, model=model, bands=validate_bands(bands),
+                                   device=resolve_device(device), min_clear=min_clear, max_dates=max_dates,
+                                   max_patches=max_patches, window=window, progress=progress,
+                                   echo=lambda m: console.print(f"[yellow]{m}[/]"))
     except REPORTED as exc:
         _fail(exc)
     console.print((out / "report.md").read_text())
