@@ -56,14 +56,10 @@ METHOD_HELP = ("auto (the model where it serves the bands, else median) | model 
 
 def _aoi(bbox: Optional[str], aoi: Optional[str], stac: str = ""):
     """The area; optional for static catalogs and item files (then: every item, on its own grid)."""
-    from .aoi import parse_aoi, parse_bbox
     from .catalog.sources import is_static_source
+    from .job import parse_area
 
-    if bbox is None and aoi is None and stac and is_static_source(stac):
-        return None
-    if (bbox is None) == (aoi is None):
-        raise typer.BadParameter("give exactly one of --bbox or --aoi (optional only for a static catalog or item file)")
-    return parse_bbox(bbox) if bbox else parse_aoi(aoi)
+    return parse_area(bbox, aoi, optional=bool(stac) and is_static_source(stac))
 
 
 REPORTED = (CloudfreeError, ValueError, LookupError, RuntimeError, OSError, ImportError)
@@ -194,7 +190,9 @@ def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk:
 
     threads = cluster.threads_per_worker or ((os.cpu_count() or 1) // max(1, len(cluster.gpus)) if cluster.gpus
                                              else os.cpu_count() or 1)
-    n_bands = len([b for b in bands.split(",") if b.strip()]) if bands else 12
+    from .bands import L2A_BANDS, validate_bands
+
+    n_bands = len(validate_bands(bands) or L2A_BANDS)
     plan = plan_memory(parse_memory(memory_limit), threads=threads, n_bands=n_bands, n_dates=n_dates, chunk=chunk,
                        streamed=streamed, gpu=gpu)
     if cluster.scheduler is None:
@@ -204,45 +202,53 @@ def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk:
     return plan, cluster
 
 
-def _run(stac: str, req_args: dict, spec_args: dict, out: Path, job_args: dict, cluster, memory_limit: str = "auto") -> dict:
-    from .catalog.search import SearchRequest
+def _run(req, cluster) -> dict:
+    """Run a :class:`~cloudfree.job.JobRequest` on ``cluster`` (started here, or joined): the device is
+    decided where the model runs, the memory plan for the cluster's workers."""
+    from dataclasses import replace
+
     from .catalog.sources import open_catalog, source_id
     from .cluster import dask_client
-    from .cube.load import CubeSpec
-    from .pipeline import JobConfig, run_job
+    from .pipeline import run_job
     from .progress import StageProgress, interrupt_guard
-    from .reconstruct.composites import METHODS
-    from .reconstruct.tiles import TileConfig, check_device, resolve_device
+    from .reconstruct.tiles import resolve_device
 
-    req = SearchRequest(**req_args)
-    if job_args["method"] not in ("auto", "model", *METHODS):  # before any search or Dask work
-        raise ValueError(f"unknown --method {job_args['method']!r}; choose auto, model, {', '.join(METHODS)}")
-    from .reconstruct.periods import check_period
-
-    check_period(job_args["period_step"])
-    device = job_args.pop("device")
     if cluster.scheduler or cluster.gpus:
         # the workers decide: a CPU laptop driving a GPU cluster runs the model on the workers' GPUs
-        check_device(device)
-        where = "on each worker" if device == "auto" else "on the workers"
+        device, where = req.device, "on each worker" if req.device == "auto" else "on the workers"
     else:
-        device, where = resolve_device(device), "here"
-    plan, cluster = _plan(memory_limit, cluster, spec_args.get("bands"), job_args["max_dates"], spec_args.pop("chunk"),
-                          streamed=job_args.get("stream", False), gpu=device.startswith("cuda") or bool(cluster.gpus))
-    spec = CubeSpec(**spec_args, chunk=plan.chunk)
-    batch = job_args.pop("batch")
-    tiles = TileConfig(patch=job_args.pop("patch"), overlap=job_args.pop("overlap"), batch=batch or plan.batch,
-                       device=device, pass_through=job_args.pop("pass_through", True),
-                       compile=job_args.pop("compile", False))
-    from .reconstruct.selfcheck import ValidationConfig
+        device, where = resolve_device(req.device), "here"
+    import os
 
-    job = JobConfig(tiles=tiles, blocks_at_once=plan.in_flight, validation=ValidationConfig(enabled=job_args.pop("validate", True)),
-                    **job_args)
+    threads = cluster.threads_per_worker or ((os.cpu_count() or 1) // max(1, len(cluster.gpus)) if cluster.gpus
+                                             else os.cpu_count() or 1)
+    plan = req.plan(threads, gpu=device.startswith("cuda") or bool(cluster.gpus))
+    if cluster.scheduler is None:
+        per_worker = plan.limit // (len(cluster.gpus) or cluster.n_workers or (2 if cluster.processes else 1))
+        cluster = replace(cluster, memory_limit=str(per_worker))
+    console.print(plan.describe())
     console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
                                                             if cluster.gpus else ""))
-    with interrupt_guard(), open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
+    with interrupt_guard(), open_catalog(req.stac) as url, dask_client(cluster, echo=console.print), \
             StageProgress() as progress:
-        return run_job(url, req, spec, out, job, progress=progress, echo=console.print, source=source_id(stac))
+        return run_job(url, req.search_request(), req.cube_spec(plan.chunk), req.out, req.job_config(plan, device),
+                       progress=progress, echo=console.print, source=source_id(req.stac))
+
+
+def _run_and_report(req, cluster) -> dict:
+    """:func:`_run`, its errors as one line, and where the outputs are."""
+    try:
+        res = _run(req, cluster)
+    except REPORTED as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(req.out)
+    console.print(f"[green]done[/] ({res['method']}): {req.out / 'run.json'}")
+    if res.get("items"):
+        console.print(f"  STAC ItemCollection of the outputs: {res['items']}")
+    for label, files in res["periods"].items():
+        console.print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in files.items()))
+    return res
 
 
 @app.command()
@@ -299,24 +305,20 @@ def run(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = typ
         processes: bool = typer.Option(False, help=PROCESSES_HELP),
         dashboard_address: str = typer.Option("127.0.0.1:0", help=DASHBOARD_HELP)) -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""
+    from .job import JobRequest
+
     try:
-        res = _run(stac, dict(aoi=_aoi(bbox, aoi, stac), start=start, end=end, collection=collection, max_cloud_cover=max_cloud),
-                   dict(bands=bands, crs=crs, resolution=resolution, chunk=chunk, mask=_mask(exclude_scl, mask, dilate),
-                        native_reads=native_reads), out,
-                   dict(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
-                        fill_unobserved=fill_unobserved, device=device, patch=patch, overlap=overlap, batch=batch,
-                        pass_through=pass_through, compile=compile_model, skip_bad_assets=skip_bad_assets, max_pixels=None if yes else max_pixels,
-                        stream=stream, validate=validate),
-                   _cluster(scheduler, workers, threads, processes, dashboard_address, gpus), memory_limit)
+        req = JobRequest.from_options(
+            stac, start, end, out, bbox=bbox, aoi=aoi, bands=bands, exclude_scl=exclude_scl, mask=mask, dilate=dilate,
+            collection=collection, max_cloud_cover=max_cloud, crs=crs, resolution=resolution, chunk=chunk,
+            native_reads=native_reads, method=method, model=model, period=period, context_days=context_days,
+            max_dates=max_dates, device=device, patch=patch, overlap=overlap, batch=batch, pass_through=pass_through,
+            compile=compile_model, fill_unobserved=fill_unobserved, skip_bad_assets=skip_bad_assets,
+            max_pixels=None if yes else max_pixels, stream=stream, validate=validate, memory_limit=memory_limit)
+        cluster = _cluster(scheduler, workers, threads, processes, dashboard_address, gpus)
     except REPORTED as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        _interrupted(out)
-    console.print(f"[green]done[/] ({res['method']}): {out / 'run.json'}")
-    if res.get("items"):
-        console.print(f"  STAC ItemCollection of the outputs: {res['items']}")
-    for label, files in res["periods"].items():
-        console.print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in files.items()))
+    _run_and_report(req, cluster)
 
 
 @app.command()
@@ -330,11 +332,8 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
          memory_limit: str = typer.Option("auto", help=MEMORY_HELP)) -> None:
     """Run the whole job on a REAL Sentinel-2 series bundled with cloudfree (or --synthetic) and write a
     side-by-side picture: a cloudy input date, the median composite, cloudfree."""
-    common = dict(model=None, method=method, bands=None, max_dates=12, max_cloud=None, crs=None, resolution=None,
-                  chunk=None, memory_limit=memory_limit, patch=256, overlap=16, batch=None, device=device, fill_unobserved=False, pass_through=True,
-                  exclude_scl="0,1,3,8,9,10", mask="scl", dilate=0, skip_bad_assets=False, max_pixels=250e6, yes=False, stream=False, native_reads=False,
-                  validate=True, gpus=None, scheduler=None, workers=None, threads=None, processes=False,
-                  dashboard_address="127.0.0.1:0")
+    from .job import JobRequest
+
     if synthetic:
         from .catalog.demo import DemoSpec, write_demo_catalog
 
@@ -348,17 +347,22 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
         dates = sorted(f["properties"]["datetime"][:10] for f in fc["features"])
         console.print(f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {spec.size}x{spec.size} px at 10 m) "
                       f"bbox={bbox} {dates[0]}..{dates[-1]}")
-        stac, start, end, period, context, collection = str(items), "2024-06-01", "2024-08-31", None, 45, None
+        stac, start, end, period, context = str(items), "2024-06-01", "2024-08-31", None, 45
     else:
         from .catalog import bundled_catalog
 
         stac = bundled_catalog()
-        bbox, start, end, period, context, collection = None, "2019-08-01", "2019-09-30", "month", 20, None
+        bbox, start, end, period, context = None, "2019-08-01", "2019-09-30", "month", 20
         console.print("[green]REAL[/] Sentinel-2 L2A series bundled with cloudfree: 72 dates of a 64x64 px patch in "
                       "northern France/Belgium (10 bands, SCL; Copernicus Sentinel data 2018-2019, see "
                       "cloudfree/catalog/data/ATTRIBUTION.md); monthly images for Aug-Sep 2019")
-    run(stac=stac, bbox=bbox, aoi=None, start=start, end=end, out=out, period=period, context_days=context,
-        collection=collection, **common)
+    try:
+        req = JobRequest.from_options(stac, start, end, out, bbox=bbox, period=period, context_days=context,
+                                      method=method, device=device, memory_limit=memory_limit, max_pixels=250e6,
+                                      stream=False)
+    except REPORTED as exc:
+        _fail(exc)
+    _run_and_report(req, _cluster(None, None, None, False))
     try:
         from .outputs.compare import write_comparison
 

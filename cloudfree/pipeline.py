@@ -19,11 +19,10 @@ from pathlib import Path
 import dask
 import pandas as pd
 
-from .aoi import AOI, parse_aoi, parse_bbox
 from .catalog.search import SearchRequest, search
-from .catalog.sources import is_static_source, open_catalog, source_id
+from .catalog.sources import open_catalog, source_id
 from .cluster import MAX_READ_AHEAD
-from .cube.load import CubeSpec, MaskConfig, open_cube
+from .cube.load import CubeSpec, open_cube
 from .cube.store import build_cube
 from .models.checkpoint import default_weights
 from .outputs.write import write_outputs
@@ -464,32 +463,18 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     """
     import os
 
-    from .cluster import parse_memory, plan_memory
-
-    area = _area(bbox, aoi, optional=is_static_source(stac))
-    req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover)
-    mask = MaskConfig.from_classes(exclude_scl if exclude_scl is not None else MaskConfig().unusable, source=mask,
-                                   dilate=dilate)
-    n_bands = len(bands.split(",") if isinstance(bands, str) else bands) if bands else 12
     import torch
 
+    from .job import JobRequest
+
+    req = JobRequest.from_options(
+        stac, start, end, out, bbox=bbox, aoi=aoi, bands=bands, exclude_scl=exclude_scl, mask=mask, dilate=dilate,
+        collection=collection, max_cloud_cover=max_cloud_cover, crs=crs, resolution=resolution, chunk=chunk,
+        native_reads=native_reads, method=method, model=model, period=period, context_days=context_days,
+        max_dates=max_dates, device=device, patch=patch, overlap=overlap, batch=batch, fill_unobserved=fill_unobserved,
+        stream=stream, validate=validate, memory_limit=memory_limit)
     gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    plan = plan_memory(parse_memory(memory_limit), threads=os.cpu_count() or 1, n_bands=n_bands, n_dates=max_dates,
-                       chunk=chunk, streamed=stream, gpu=gpu)
-    spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=mask, native_reads=native_reads)
-    job = JobConfig(method=method, model=model, period_step=period, context_days=context_days, max_dates=max_dates,
-                    tiles=TileConfig(patch=patch, overlap=overlap, batch=batch or plan.batch, device=device),
-                    fill_unobserved=fill_unobserved, blocks_at_once=plan.in_flight, stream=stream,
-                    validation=ValidationConfig(enabled=validate))
+    plan = req.plan(os.cpu_count() or 1, gpu=gpu)
     with open_catalog(stac) as url:
-        return run_job(url, req, spec, out, job, echo=echo, source=source_id(stac))
-
-
-def _area(bbox, aoi, optional: bool = False) -> AOI | None:
-    if isinstance(bbox, AOI) or isinstance(aoi, AOI):
-        return bbox if isinstance(bbox, AOI) else aoi
-    if optional and bbox is None and aoi is None:
-        return None
-    if (bbox is None) == (aoi is None):
-        raise ValueError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
-    return parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)
+        return run_job(url, req.search_request(), req.cube_spec(plan.chunk), out, req.job_config(plan, device),
+                       echo=echo, source=source_id(stac))

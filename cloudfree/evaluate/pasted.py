@@ -40,7 +40,6 @@ def clear_targets(refl: np.ndarray, scl: np.ndarray, bands: list[str], *, min_cl
                   max_unclassified: float = 0.01, max_haze: float = 0.02, min_valid: float = 0.999) -> list[int]:
     """Dates that are truly clear: SCL clear classes ≥ ``min_clear`` of the patch, little SCL 7,
     all bands valid, and not brighter than the series in the blue-most band (haze)."""
-    n = scl.shape[0]
     ever = np.isfinite(refl).all(1).any(0)  # pixels some date has data for (not outside a field polygon)
     m = max(int(ever.sum()), 1)
     frac_clear = np.isin(scl, CLEAR_SCL)[:, ever].sum(1) / m

@@ -1,0 +1,123 @@
+"""One run, as asked: a frozen, validated :class:`JobRequest` that ``cloudfree run``, ``cloudfree
+demo``, :func:`cloudfree.run` and the pipelines all build with :meth:`JobRequest.from_options`.
+
+Everything a user can get wrong (dates, area, bands, method, period, device, mask classes) is
+parsed and checked here, once, before any search, read or cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .aoi import AOI, parse_aoi, parse_bbox
+from .bands import DEFAULT_UNUSABLE_SCL, L2A_BANDS, validate_bands
+from .catalog.search import SearchRequest
+from .cube.load import CubeSpec, MaskConfig
+from .errors import InputError
+
+__all__ = ["JobRequest", "parse_area"]
+
+
+def parse_area(bbox=None, aoi=None, *, optional: bool = False) -> AOI | None:
+    """The area from ``bbox`` (west, south, east, north in degrees, or ``"w,s,e,n"``) or ``aoi``
+    (GeoJSON: a dict, a string or a file); ``None`` where ``optional`` and neither is given (a
+    static catalog or item file: every item, on its own grid)."""
+    if isinstance(bbox, AOI) or isinstance(aoi, AOI):
+        return bbox if isinstance(bbox, AOI) else aoi
+    if optional and bbox is None and aoi is None:
+        return None
+    if (bbox is None) == (aoi is None):
+        raise InputError("give exactly one of --bbox (west,south,east,north) or --aoi (GeoJSON)"
+                         + ("" if optional else "; they are optional only for a static catalog or item file"))
+    return parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One run of the whole job, every option parsed (see ``cloudfree run --help`` for each)."""
+
+    stac: str
+    start: str
+    end: str
+    out: Path
+    aoi: AOI | None = None
+    bands: tuple[str, ...] | None = None
+    collection: str | None = None
+    max_cloud_cover: float | None = None
+    crs: str | None = None
+    resolution: float | None = None
+    chunk: int | None = None
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    native_reads: bool = False
+    method: str = "auto"
+    model: object = None
+    period: str | None = None
+    context_days: int = 30
+    max_dates: int = 12
+    device: str = "auto"
+    patch: int = 256
+    overlap: int = 16
+    batch: int | None = None
+    pass_through: bool = True
+    compile: bool = False
+    fill_unobserved: bool = False
+    skip_bad_assets: bool = False
+    max_pixels: float | None = None
+    stream: bool = True
+    validate: bool = True
+    memory_limit: str | int | None = "auto"
+
+    @classmethod
+    def from_options(cls, stac: str, start, end, out, *, bbox=None, aoi=None, bands=None, exclude_scl=None,
+                     mask: str = "scl", dilate: int = 0, **options) -> "JobRequest":
+        """Parse and check the options as the command line spells them (``bands="B02,B03"``,
+        ``exclude_scl="0,1,3"``, ``bbox="w,s,e,n"``); errors name the option."""
+        from .catalog.sources import is_static_source
+        from .reconstruct.composites import METHODS
+        from .reconstruct.periods import check_period
+        from .reconstruct.tiles import check_device
+
+        area = parse_area(bbox, aoi, optional=is_static_source(stac))
+        req = cls(str(stac), str(start), str(end), Path(out), area, validate_bands(bands),
+                  mask=MaskConfig.from_classes(exclude_scl if exclude_scl is not None else DEFAULT_UNUSABLE_SCL,
+                                               source=mask, dilate=dilate), **options)
+        if req.method not in ("auto", "model", *METHODS):
+            raise InputError(f"unknown --method {req.method!r}; choose auto, model, {', '.join(METHODS)}")
+        check_period(req.period)
+        check_device(req.device)
+        req.search_request()  # the dates and cloud cover, checked now
+        return req
+
+    @property
+    def n_bands(self) -> int:
+        """Bands the run will load (every L2A band when the catalog decides)."""
+        return len(self.bands) if self.bands else len(L2A_BANDS)
+
+    def search_request(self) -> SearchRequest:
+        return SearchRequest(self.aoi, self.start, self.end, self.collection, self.max_cloud_cover)
+
+    def cube_spec(self, chunk: int) -> CubeSpec:
+        return CubeSpec(bands=self.bands, crs=self.crs, resolution=self.resolution, chunk=chunk, mask=self.mask,
+                        native_reads=self.native_reads)
+
+    def job_config(self, plan, device: str):
+        """The :class:`~cloudfree.pipeline.JobConfig` under a memory ``plan`` on ``device``."""
+        from .pipeline import JobConfig
+        from .reconstruct.selfcheck import ValidationConfig
+        from .reconstruct.tiles import TileConfig
+
+        tiles = TileConfig(patch=self.patch, overlap=self.overlap, batch=self.batch or plan.batch, device=device,
+                           pass_through=self.pass_through, compile=self.compile)
+        return JobConfig(method=self.method, model=self.model, period_step=self.period, context_days=self.context_days,
+                         max_dates=self.max_dates, tiles=tiles, fill_unobserved=self.fill_unobserved,
+                         max_pixels=self.max_pixels, skip_bad_assets=self.skip_bad_assets,
+                         blocks_at_once=plan.in_flight, stream=self.stream,
+                         validation=ValidationConfig(enabled=self.validate))
+
+    def plan(self, threads: int, gpu: bool):
+        """The memory plan (block size, blocks at once) for ``threads`` per worker."""
+        from .cluster import parse_memory, plan_memory
+
+        return plan_memory(parse_memory(self.memory_limit), threads=threads, n_bands=self.n_bands,
+                           n_dates=self.max_dates, chunk=self.chunk, streamed=self.stream, gpu=gpu)
