@@ -147,6 +147,7 @@ def main() -> None:
     ap.add_argument("--append", type=Path, default=None)
     ap.add_argument("--skip-median", action="store_true")
     ap.add_argument("--label", default="")
+    ap.add_argument("--data", default="SYNTHETIC (benchmarks/make_catalog.py)", help="what the catalog holds, as recorded")
     ap.add_argument("--verbose", action="store_true", help="full tracebacks from the runs")
     a, extra = ap.parse_known_args()
     common = ["--stac", a.stac, "--start", a.start, "--end", a.end, *extra]
@@ -156,7 +157,7 @@ def main() -> None:
         runs["median"] = run_once([*common, "--method", "median"], a.out / "median")
     px = runs["run"]["shape"]["y"] * runs["run"]["shape"]["x"]
     line = {"benchmark": "pipeline", "label": a.label, "date": time.strftime("%Y-%m-%d"), "commit": _commit(),
-            "machine": _machine(), "data": "SYNTHETIC (benchmarks/make_catalog.py)", "catalog": spec,
+            "machine": _machine(), "data": a.data, "catalog": spec,
             "args": extra, "output_mpx": round(px / 1e6, 2),
             "run_mpx_per_s": round(px / 1e6 / runs["run"]["wall_s"], 3), **runs}
     if "median" in runs:
