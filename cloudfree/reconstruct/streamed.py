@@ -188,18 +188,25 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
                                           bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
     others = [n for n, _ in recipe if n != "model"]
     if others:
-        from .composites import composite_on_device
-
-        core_dn = dn[:, :, q : q + h, q : q + w]
-        sc = torch.tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
-        of = torch.tensor(offset, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
-        refl = torch.where(core_dn == src.nodata, torch.tensor(float("nan"), device=device), core_dn.float() * sc + of)
-        use = usable[:, big : big + h, big : big + w]
-        for n in others:
-            parts[n] = composite_on_device(n, refl, use, dt, date=least_cloudy_date)
+        parts.update(_composites_on_device(others, dn[:, :, q : q + h, q : q + w], usable[:, big : big + h, big : big + w],
+                                           scale, offset, src.nodata, dt, least_cloudy_date))
     out = parts[recipe[0][0]] if len(recipe) == 1 else sum(w * parts[n] for n, w in recipe)
     res = torch.cat([out, count[None].to(torch.float32)])
     return _download(res, device)
+
+
+def _composites_on_device(names, dn, usable, scale, offset, nodata, dt, least_cloudy_date) -> dict:
+    """The recipe's compositing candidates of a block's core: ``dn`` (T, C, h, w) stored values,
+    decoded per date; ``usable`` (T, h, w) the block's clear mask."""
+    import torch
+
+    from .composites import composite_on_device
+
+    dev = dn.device
+    sc = torch.tensor(scale, dtype=torch.float32, device=dev).reshape(-1, 1, 1, 1)
+    of = torch.tensor(offset, dtype=torch.float32, device=dev).reshape(-1, 1, 1, 1)
+    refl = torch.where(dn == nodata, torch.tensor(float("nan"), device=dev), dn.float() * sc + of)
+    return {n: composite_on_device(n, refl, usable, dt, date=least_cloudy_date) for n in names}
 
 
 def _read(src: BlockSource, after=None, *, t: int, i: int, j: int) -> list[np.ndarray]:
