@@ -236,3 +236,31 @@ def test_the_compositing_methods_on_the_device_equal_the_numpy_ones():
         ref = fn(x, clear, days, 30.0)
         got = composite_on_device(name, torch.from_numpy(x), torch.from_numpy(clear), (days - 30).astype(np.float32))
         np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-7, equal_nan=True, err_msg=name)
+
+
+def test_the_model_on_a_cut_window_gives_the_whole_windows_values_at_hidden_pixels(bundled_cube):
+    """Validation runs the per-pixel model on the hidden pixels' neighbourhood only: exactly the
+    values a whole-window run gives there."""
+    from cloudfree.reconstruct.selfcheck import _Example, _examples, _model_at_hidden, _model_on
+    from cloudfree.reconstruct.tiles import TileConfig
+
+    p, win = _period_window(bundled_cube)
+    days = win.time.values.astype("datetime64[D]").astype(float)
+    # the real window mirrored to 192 px: a footprint's neighbourhood is then a part of it
+    x = np.pad(win["reflectance"].values, ((0, 0), (0, 0), (64, 64), (64, 64)), mode="reflect")
+    c = np.pad(win["clear"].values.astype(bool), ((0, 0), (64, 64), (64, 64)), mode="reflect")
+    t = int(np.argmin(np.abs(days - p.target_day)))
+    bands = [str(b) for b in win.band.values]
+    ex = _examples(x, c, days, t, ValidationConfig(), np.random.default_rng(1))[0]  # its shape
+    y0, x0 = max(((a, b) for a in range(0, 180, 6) for b in range(0, 172, 6)),
+                 key=lambda p: c[t, p[0]:p[0] + 12, p[1]:p[1] + 20].sum())
+    hidden = np.zeros_like(ex.hidden)
+    hidden[y0:y0 + 12, x0:x0 + 20] = c[t, y0:y0 + 12, x0:x0 + 20]  # a compact footprint on clear pixels
+    xx, cc = x.copy(), c.copy()
+    xx[t][:, hidden] = x[t - 1][:, hidden]
+    cc[t][hidden] = False
+    small = _Example(xx, cc, t, hidden, x[t][:, hidden])
+    assert small.hidden.sum() > 50
+    cut = _model_at_hidden(small, days, bands, str(default_weights()), TileConfig())
+    whole = _model_on(small, days, bands, str(default_weights()), TileConfig())[:, small.hidden]
+    np.testing.assert_allclose(cut, whole, rtol=1e-6, atol=1e-6)

@@ -49,7 +49,7 @@ class ValidationConfig:
     """Measure the candidates on held-out pixels of every period (reported in the outputs)."""
     adapt: bool = True
     """Choose or blend the candidates by those measurements (``--method auto`` only)."""
-    window: int = 384
+    window: int = 256
     """Side in pixels of the windows the examples are taken from."""
     max_windows: int = 4
     """Windows spread over the area (each read once per period)."""
@@ -219,13 +219,30 @@ def _candidates_on(ex: _Example, days: np.ndarray, bands, candidates: list[str],
     c = ex.clear[:, ex.hidden][..., None]
     for name in candidates:
         if name == "model":
-            out[name] = _model_on(ex, days, bands, model, tiles)[:, ex.hidden]
+            out[name] = _model_at_hidden(ex, days, bands, model, tiles)
         elif name == "least_cloudy":
             usable = ex.clear.astype(bool) & np.isfinite(ex.x).all(1)
             out[name] = ex.x[least_cloudy_date(usable.reshape(len(usable), -1).mean(1), days, day)][:, ex.hidden]
         else:
             out[name] = METHODS[name](x, c, days, day)[:, :, 0]
     return out
+
+
+def _model_at_hidden(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray:
+    """The model's values at the hidden pixels, computed on the window cut to them and the
+    pixels that can reach them (a per-pixel model's context and departure radii: the values are
+    those of the whole window); a model with spatial context sees the whole window."""
+    from ..models.pixel import CONTEXT
+    from .dataset import departure_reach, is_pixelwise
+
+    ys, xs = np.nonzero(ex.hidden)
+    if not is_pixelwise(model) or not len(ys):
+        return _model_on(ex, days, bands, model, tiles)[:, ex.hidden]
+    r = CONTEXT + departure_reach(model) + 1
+    h, w = ex.hidden.shape
+    y0, y1, x0, x1 = max(0, ys.min() - r), min(h, ys.max() + r + 1), max(0, xs.min() - r), min(w, xs.max() + r + 1)
+    cut = _Example(ex.x[:, :, y0:y1, x0:x1], ex.clear[:, y0:y1, x0:x1], ex.target, ex.hidden[y0:y1, x0:x1], ex.truth)
+    return _model_on(cut, days, bands, model, tiles)[:, cut.hidden]
 
 
 def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray:
