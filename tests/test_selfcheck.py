@@ -256,10 +256,7 @@ def test_the_model_on_a_cut_window_gives_the_whole_windows_values_at_hidden_pixe
                  key=lambda p: c[t, p[0]:p[0] + 12, p[1]:p[1] + 20].sum())
     hidden = np.zeros_like(ex.hidden)
     hidden[y0:y0 + 12, x0:x0 + 20] = c[t, y0:y0 + 12, x0:x0 + 20]  # a compact footprint on clear pixels
-    xx, cc = x.copy(), c.copy()
-    xx[t][:, hidden] = x[t - 1][:, hidden]
-    cc[t][hidden] = False
-    small = _Example(xx, cc, t, hidden, x[t][:, hidden])
+    small = _Example(x, c, t, hidden, x[t - 1], np.zeros_like(hidden))  # another date's values, flagged
     assert small.hidden.sum() > 50
     cut = _model_at_hidden(small, days, bands, str(default_weights()), TileConfig())
     whole = _model_on(small, days, bands, str(default_weights()), TileConfig())[:, small.hidden]

@@ -26,6 +26,7 @@ import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -162,11 +163,35 @@ def dilate_cross(mask: np.ndarray, px: int) -> np.ndarray:
 
 @dataclass
 class _Example:
-    x: np.ndarray          # (T, C, h, w) with the footprint pasted onto the target
-    clear: np.ndarray      # (T, h, w)
+    """A footprint hidden on a target date: the pasted series is made when first used (and freed
+    after), so many candidate footprints cost their masks only."""
+
+    base_x: np.ndarray      # (T, C, h, w) the window as read
+    base_clear: np.ndarray  # (T, h, w)
     target: int
-    hidden: np.ndarray     # (h, w)
-    truth: np.ndarray      # (C, n)
+    hidden: np.ndarray      # (h, w)
+    vals: np.ndarray        # (C, h, w) what is pasted onto the target there
+    cl: np.ndarray          # (h, w) the pasted clear flags
+
+    @cached_property
+    def x(self) -> np.ndarray:
+        xx = self.base_x.copy()
+        xx[self.target][:, self.hidden] = self.vals[:, self.hidden]
+        return xx
+
+    @cached_property
+    def clear(self) -> np.ndarray:
+        cc = self.base_clear.copy()
+        cc[self.target][self.hidden] = self.cl[self.hidden]
+        return cc
+
+    @cached_property
+    def truth(self) -> np.ndarray:  # (C, n)
+        return self.base_x[self.target][:, self.hidden]
+
+    def release(self) -> None:
+        self.__dict__.pop("x", None)
+        self.__dict__.pop("clear", None)
 
 
 def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, cfg: ValidationConfig,
@@ -198,10 +223,7 @@ def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, c
         frac = hidden.sum() / n_ok
         if hidden.sum() < 16 or not 0.03 <= frac <= 0.9:
             continue
-        xx, cc = x.copy(), clear.copy()
-        xx[target][:, hidden] = vals[:, hidden]
-        cc[target][hidden] = cl[hidden]
-        out.append(_Example(xx, cc, target, hidden, x[target][:, hidden]))
+        out.append(_Example(x, clear, target, hidden, vals, cl))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
 
@@ -241,7 +263,8 @@ def _model_at_hidden(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.
     r = CONTEXT + departure_reach(model) + 1
     h, w = ex.hidden.shape
     y0, y1, x0, x1 = max(0, ys.min() - r), min(h, ys.max() + r + 1), max(0, xs.min() - r), min(w, xs.max() + r + 1)
-    cut = _Example(ex.x[:, :, y0:y1, x0:x1], ex.clear[:, y0:y1, x0:x1], ex.target, ex.hidden[y0:y1, x0:x1], ex.truth)
+    x, c = ex.x[:, :, y0:y1, x0:x1], ex.clear[:, y0:y1, x0:x1]  # pasted already: the cut pastes nothing new
+    cut = _Example(x, c, ex.target, ex.hidden[y0:y1, x0:x1], x[ex.target], c[ex.target])
     return _model_on(cut, days, bands, model, tiles)[:, cut.hidden]
 
 
@@ -362,11 +385,13 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
         p = _candidates_on(ex, days, bands, candidates, model, tiles)
         ok = np.isfinite(ex.truth).all(0) & np.all([np.isfinite(v).all(0) for v in p.values()], axis=0)
         if ok.sum() < 8:
+            ex.release()
             continue
         preds.append({n: v[:, ok] for n, v in p.items()})
         truths.append(ex.truth[:, ok])
         n_clear = (ex.clear.astype(bool) & np.isfinite(ex.x).all(1)).sum(0)
         counts.append(n_clear[ex.hidden][ok])
+        ex.release()  # one pasted copy of a window alive at a time
     n_px = int(sum(t.shape[1] for t in truths))
     used = [str(np.datetime64(int(days[t]), "D")) for t in targets]
     if n_px < cfg.min_pixels or not preds:
