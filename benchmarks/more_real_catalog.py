@@ -1,5 +1,6 @@
 """Convert the real series of ``../shared/data/more-real`` into one static STAC catalog (REAL data).
 
+    pip install h5netcdf   # reads the FuseTS NetCDF files
     python benchmarks/more_real_catalog.py --out bench-out/more-real   # then: catalog.json
 
 The sources ship as NetCDF (openEO / FuseTS) and per-date GeoTIFFs (HLS); none is a STAC catalog.

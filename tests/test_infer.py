@@ -63,7 +63,7 @@ def test_outputs_open_with_crs_bounds_resolution(tiled_run):
         np.testing.assert_allclose(np.where(dn > 0, dn * 1e-4, np.nan), refl[0, 3], atol=6e-5, equal_nan=True)
     item = pystac.Item.from_file(files["stac_item"])
     assert item.properties["proj:code"] == "EPSG:32633" and item.properties["cloudfree:synthetic_input"] is True
-    assert set(item.assets) == {"zarr", "reflectance", "quicklook"}
+    assert set(item.assets) == {"zarr", "reflectance", "quicklook", "uncertainty"}
     from PIL import Image
 
     png = np.asarray(Image.open(files["quicklook"]).convert("RGB"))

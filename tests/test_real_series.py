@@ -15,6 +15,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import cloudfree
+from cloudfree.bands import MAX_REFLECTANCE
 from cloudfree.cli import app
 
 DEFAULT_MASK = (0, 1, 3, 8, 9, 10)
@@ -100,11 +101,13 @@ def test_run_whole_patch_with_its_own_bands(collection, method, catalog, items_b
     assert ds.rio.resolution() == (res, -res) and list(ds.band.values) == list(bands)
     xs, ys = np.meshgrid(ds.x.values, ds.y.values)
     (item,) = [i for i in items if str(i.datetime)[:10] == day]
-    clear = _input_clear(item, xs, ys)
+    refs = {band: _input_reflectance(item, band, xs, ys) for band in bands}
+    # above reflectance 1 a value is never a clear observation, whatever SCL says
+    clear = _input_clear(item, xs, ys) & ~np.any([r > MAX_REFLECTANCE for r in refs.values()], axis=0)
     assert clear.mean() > 0.5, "the chosen date should be mostly clear"
     out = ds["reflectance"].isel(time=0).values
     for b, band in enumerate(bands):
-        ref = _input_reflectance(item, band, xs, ys)
+        ref = refs[band]
         ok = clear & np.isfinite(ref)
         with rasterio.open(item.assets[band].href) as src:
             native = src.res[0] == res

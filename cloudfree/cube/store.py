@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import DataError, OutputError
+from ..errors import CloudfreeError, DataError, OutputError
 
 import contextlib
 import logging
@@ -184,6 +184,8 @@ def asset_reads(out: Path, doing: str):
     logging.getLogger("odc").addHandler(failed)
     try:
         yield failed
+    except CloudfreeError:  # already says what failed (a store of another request, a failed check)
+        raise
     except Exception as exc:
         import rasterio.errors
 
