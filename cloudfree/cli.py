@@ -157,6 +157,8 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
          dilate: int = typer.Option(0, help=DILATE_HELP, min=0, max=64),
          dashboard_address: str = typer.Option("127.0.0.1:0", help=DASHBOARD_HELP)) -> None:
     """Search a catalog and write the time cube (reflectance + clear mask) to Zarr."""
+    from .bands import L2A_BANDS, validate_bands
+    from .cluster import parse_memory, plan_memory
     from .catalog.search import SearchRequest
     from .catalog.sources import open_catalog, source_id
     from .cluster import dask_client
@@ -167,7 +169,9 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
     try:
         req = SearchRequest(_aoi(bbox, aoi, stac), start, end, collection, max_cloud)
         cluster = _cluster(scheduler, workers, threads, processes, dashboard_address)
-        plan, cluster = _plan(memory_limit, cluster, bands, 1, chunk)
+        plan, cluster = _plan(cluster, lambda threads: plan_memory(
+            parse_memory(memory_limit), threads=threads, n_bands=len(validate_bands(bands) or L2A_BANDS), n_dates=1,
+            chunk=chunk))
         spec = CubeSpec(bands=bands, crs=crs, resolution=resolution, chunk=plan.chunk, mask=_mask(exclude_scl, mask, dilate))
         with interrupt_guard(), open_catalog(stac) as url, dask_client(cluster, echo=console.print), \
                 tile_progress("cube (date x tile)") as progress:
@@ -180,21 +184,14 @@ def cube(stac: str = typer.Option(..., help=STAC_HELP), bbox: Optional[str] = ty
     console.print(f"cube {res.status}: {res.path} {json.dumps(res.shape)} from {res.n_items} items")
 
 
-def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk: Optional[int], streamed: bool = False,
-          gpu: bool = False):
-    """The memory plan (block size, blocks at once) and the cluster with its worker memory limit."""
+def _plan(cluster, plan_for):
+    """The memory plan ``plan_for(threads per worker)`` and the cluster with its worker memory limit."""
     import os
     from dataclasses import replace
 
-    from .cluster import parse_memory, plan_memory
-
     threads = cluster.threads_per_worker or ((os.cpu_count() or 1) // max(1, len(cluster.gpus)) if cluster.gpus
                                              else os.cpu_count() or 1)
-    from .bands import L2A_BANDS, validate_bands
-
-    n_bands = len(validate_bands(bands) or L2A_BANDS)
-    plan = plan_memory(parse_memory(memory_limit), threads=threads, n_bands=n_bands, n_dates=n_dates, chunk=chunk,
-                       streamed=streamed, gpu=gpu)
+    plan = plan_for(threads)
     if cluster.scheduler is None:
         per_worker = plan.limit // (len(cluster.gpus) or cluster.n_workers or (2 if cluster.processes else 1))
         cluster = replace(cluster, memory_limit=str(per_worker))
@@ -205,8 +202,6 @@ def _plan(memory_limit: str, cluster, bands: Optional[str], n_dates: int, chunk:
 def _run(req, cluster) -> dict:
     """Run a :class:`~cloudfree.job.JobRequest` on ``cluster`` (started here, or joined): the device is
     decided where the model runs, the memory plan for the cluster's workers."""
-    from dataclasses import replace
-
     from .catalog.sources import open_catalog, source_id
     from .cluster import dask_client
     from .pipeline import run_job
@@ -218,15 +213,7 @@ def _run(req, cluster) -> dict:
         device, where = req.device, "on each worker" if req.device == "auto" else "on the workers"
     else:
         device, where = resolve_device(req.device), "here"
-    import os
-
-    threads = cluster.threads_per_worker or ((os.cpu_count() or 1) // max(1, len(cluster.gpus)) if cluster.gpus
-                                             else os.cpu_count() or 1)
-    plan = req.plan(threads, gpu=device.startswith("cuda") or bool(cluster.gpus))
-    if cluster.scheduler is None:
-        per_worker = plan.limit // (len(cluster.gpus) or cluster.n_workers or (2 if cluster.processes else 1))
-        cluster = replace(cluster, memory_limit=str(per_worker))
-    console.print(plan.describe())
+    plan, cluster = _plan(cluster, lambda threads: req.plan(threads, gpu=device.startswith("cuda") or bool(cluster.gpus)))
     console.print(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}"
                                                             if cluster.gpus else ""))
     with interrupt_guard(), open_catalog(req.stac) as url, dask_client(cluster, echo=console.print), \

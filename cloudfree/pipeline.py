@@ -27,7 +27,7 @@ from .cube.store import build_cube
 from .models.checkpoint import default_weights
 from .outputs.write import write_outputs
 from .reconstruct.dataset import reconstruct, resolve_method
-from .reconstruct.selfcheck import PeriodValidation, ValidationConfig
+from .reconstruct.selfcheck import ValidationConfig
 from .reconstruct.tiles import TileConfig
 
 __all__ = ["JobConfig", "run_job", "run", "default_weights"]
@@ -190,16 +190,16 @@ class CubeSource:
 
 
 def _run_stages(ctx: RunContext) -> dict:
-    """The run as named stages: cube source → validate → reconstruct → write → check → manifest."""
+    """The run as named stages: cube source → reconstruct (validating each period first) → write →
+    check → manifest."""
     src = _cube_source(ctx)
-    with _reading_assets(ctx, src, "validating the run for"):
-        validations, src.cube = _validate(ctx, src)
-    ds = _reconstruct(ctx, src, validations)
-    res = _write(ctx, src, ds, validations)
+    with _reading_assets(ctx, src, "validating the run for"):  # validation reads windows of the assets
+        ds = _reconstruct(ctx, src)
+    res = _write(ctx, src, ds)
     if res["status"] == "interrupted":
         return {"status": "interrupted"}
     checks = _check(ctx, res, ds)
-    manifest = _manifest(ctx, src, ds, res, checks, validations)
+    manifest = _manifest(ctx, src, ds, res, checks)
     (ctx.out / "run.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -266,16 +266,22 @@ def _say_dates_and_grid(ctx: RunContext, src: CubeSource) -> None:
          (f" (the AOI spans UTM zones {zones}; everything is reprojected to this one CRS)" if len(zones) > 1 else ""))
 
 
-def _reconstruct(ctx: RunContext, src: CubeSource, validations: dict) -> object:
-    """The reconstruct stage: the lazy output Dataset, each period by its validated recipe."""
+def _reconstruct(ctx: RunContext, src: CubeSource) -> object:
+    """The validate and reconstruct stages: every period's candidates measured on held-out pixels
+    of windows of the run's grid (read from the assets where the cube is a block-read template),
+    then the lazy output Dataset, each period by its validated recipe (``validation`` attribute)."""
+    from .cube.store import window_reader
+
     job = ctx.job
+    read = window_reader(ctx.items, ctx.spec, src.cube.odc.geobox, skip_bad_assets=job.skip_bad_assets) \
+        if src.kind == "blocks" else None
     return reconstruct(src.cube, ctx.request.start, ctx.request.end, period=job.period_step, method=job.method,
                        model=ctx.model, context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles,
                        chunk=ctx.spec.chunk, fill_unobserved=job.fill_unobserved, source=src.reads,
-                       validation=job.validation, validations=validations)
+                       validation=job.validation, read_window=read, echo=ctx.echo)
 
 
-def _fingerprint(ctx: RunContext, src: CubeSource, ds, validations: dict) -> dict:
+def _fingerprint(ctx: RunContext, src: CubeSource, ds) -> dict:
     """What identifies the outputs (a resumed run must match it): the request and the recipe, not
     how it is computed (device, batch, compiled or eager, memory budget, streamed or stored)."""
     tiles = asdict(ctx.job.tiles)
@@ -285,15 +291,15 @@ def _fingerprint(ctx: RunContext, src: CubeSource, ds, validations: dict) -> dic
               if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}
     return {"cube": json.loads(json.dumps(dict(src.cube.attrs).get("cloudfree:fingerprint", {}))),
             "job": {**job_fp, "method": ds.attrs["method"], "tiles": tiles, "model": _model_digest(ctx.model),
-                    "recipes": {k: v.recipe.describe() for k, v in validations.items()}}}
+                    "recipes": {k: v["recipe_text"] for k, v in json.loads(ds.attrs["validation"]).items()}}}
 
 
-def _write(ctx: RunContext, src: CubeSource, ds, validations: dict) -> dict:
+def _write(ctx: RunContext, src: CubeSource, ds) -> dict:
     """The write stage: Zarr region by region (panel by panel for block reads), COGs, PNGs, Items."""
     from .reconstruct.streamed import panel_of
 
     with src.failed_reads if src.failed_reads is not None else contextlib.nullcontext() as failed:
-        res = write_outputs(ds, ctx.out, fingerprint=_fingerprint(ctx, src, ds, validations), cog=ctx.job.cog,
+        res = write_outputs(ds, ctx.out, fingerprint=_fingerprint(ctx, src, ds), cog=ctx.job.cog,
                             echo=ctx.echo, stop_after=ctx.stop_after,
                             # block reads share margins with their neighbours: one graph per panel
                             # reads each once (the scheduler holds a panel's tasks, not the area's)
@@ -325,7 +331,7 @@ def _check(ctx: RunContext, res: dict, ds) -> dict:
     return checks
 
 
-def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict, validations: dict) -> dict:
+def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict) -> dict:
     """The manifest stage: what ``run.json`` records."""
     cube, spec = src.cube, ctx.spec
     return {"status": "complete", "checks": checks, "dates_without_data": src.no_data,
@@ -339,31 +345,7 @@ def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict, val
             "mask_config": json.loads(cube.attrs.get("mask_config", "{}")), "device": ctx.job.tiles.device,
             "shape": res["shape"], "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
             "synthetic_input": json.loads(cube.attrs.get("synthetic", "false")),
-            "validation": {k: v.to_attrs() for k, v in validations.items()}}
-
-
-def _validate(ctx: RunContext, src: CubeSource) -> tuple[dict[str, PeriodValidation], object]:
-    """The validate stage: every period's candidates on held-out clear pixels of windows of the
-    run's own grid (read from the assets where the cube is a block-read template, whose tasks
-    then compute any recipe on the model's device). Returns the validations and the cube."""
-    job = ctx.job
-    if not job.validation.enabled:
-        return {}, src.cube
-    from .cube.store import window_reader
-    from .reconstruct.dataset import candidate_methods, cube_window
-    from .reconstruct.periods import make_periods
-    from .reconstruct.selfcheck import validate_periods
-
-    cube = src.cube
-    template = src.kind == "blocks"
-    periods = make_periods(cube.time.values, ctx.request.start, ctx.request.end, job.period_step, job.context_days,
-                           job.max_dates)
-    read = window_reader(ctx.items, ctx.spec, cube.odc.geobox, skip_bad_assets=job.skip_bad_assets) if template else \
-        partial(cube_window, cube)
-    cfg = replace(job.validation, adapt=job.validation.adapt and job.method == "auto")
-    vals = validate_periods(read, (cube.sizes["y"], cube.sizes["x"]), periods, candidate_methods(ctx.method),
-                            model=ctx.model, tiles=job.tiles, prior=ctx.method, cfg=cfg, echo=ctx.echo)
-    return vals, cube
+            "validation": json.loads(ds.attrs["validation"])}
 
 
 def _check_visible_on_workers(model) -> None:

@@ -131,9 +131,7 @@ def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, 
     held for the whole run); the template's is two lazy layers per variable, and computing any of
     its blocks raises instead of returning values that were never read."""
     if not template:
-        ds = load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets)
-        refl = ds["reflectance"].clip(-0.1, 6.4)
-        ds["reflectance"] = refl.where(ds["reflectance"].notnull())
+        ds = _as_stored(load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets))
         return ds.chunk({"time": 1, "band": -1, "y": spec.chunk, "x": spec.chunk})
     from dataclasses import replace
 
@@ -145,6 +143,12 @@ def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, 
     return ds.copy(data={k: _unread(v, spec.chunk) for k, v in ds.data_vars.items()})
 
 
+def _as_stored(ds):
+    """Reflectance clipped to what the store encodes (uint16, -0.1 .. 6.4), NaN kept."""
+    ds["reflectance"] = ds["reflectance"].clip(-0.1, 6.4).where(ds["reflectance"].notnull())
+    return ds
+
+
 def window_reader(items, spec: CubeSpec, geobox, *, skip_bad_assets: bool = False):
     """``(ys, xs, dates) → Dataset``: a window of the run's grid, its dates' ``reflectance`` and
     ``clear`` in memory, read from the assets as :func:`lazy_cube` reads the whole (for a streamed
@@ -154,9 +158,7 @@ def window_reader(items, spec: CubeSpec, geobox, *, skip_bad_assets: bool = Fals
     def read(ys: slice, xs: slice, dates: list[int]):
         box = geobox[ys, xs]
         ds = load_cube(items, None, replace(spec, chunk=max(box.shape)), geobox=box, fail_on_error=not skip_bad_assets)
-        ds = ds[["reflectance", "clear"]].isel(time=dates)
-        ds["reflectance"] = ds["reflectance"].clip(-0.1, 6.4).where(ds["reflectance"].notnull())
-        return ds.compute()
+        return _as_stored(ds[["reflectance", "clear"]].isel(time=dates)).compute()
 
     return read
 

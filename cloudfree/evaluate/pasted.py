@@ -91,9 +91,9 @@ class Setting:
     """Fraction of hidden pixels all methods had a value for (NaN: no clear observation)."""
     n_dates: int = 0
     """Dates in the setting's window (the series length the methods saw)."""
-    coverage: dict = None
+    coverage: dict | None = None
     """Method → [hidden pixels inside its ±uncertainty, pixels scored] (methods with an uncertainty layer)."""
-    used: dict = None
+    used: dict | None = None
     """Method → what the run reported it used (``method`` attribute: a candidate, ``adaptive``)."""
 
 

@@ -107,11 +107,15 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         assets: dict[str, Path] = {"zarr": zpath}
         if cog:
             path = out / f"cloudfree_{label}.tif"
-            if t in plans or not cog_is_current(path, digest):  # a reused mosaic keeps a current COG
+            rewritten = t in plans or not cog_is_current(path, digest)  # a reused mosaic keeps a current COG
+            if rewritten:
                 write_cog(res, t, path, tags=tags, plan=plans.get(t))
             assets["cog"] = path
             if "uncertainty" in res:
-                assets["uncertainty"] = write_uncertainty_cog(res, t, out / f"cloudfree_{label}_uncertainty.tif")
+                side = out / f"cloudfree_{label}_uncertainty.tif"
+                if rewritten or not side.exists():  # it goes with the COG: current while the COG is
+                    write_uncertainty_cog(res, t, side)
+                assets["uncertainty"] = side
         png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))
         assets["quicklook"] = png
         files = {k: str(v) for k, v in assets.items()}

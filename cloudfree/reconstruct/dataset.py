@@ -224,20 +224,16 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     recipes = recipes or {}
     for p in periods:
         recipe = recipes.get(p.label)
-        names = recipe.names if recipe is not None else [method]
-        parts, n = {}, None
-        if streamed:
+        n = None
+        if streamed:  # one task per block makes every candidate and counts the clear observations
             img, n = _streamed(refl, p, model, tiles, source, recipe)
-            names = []
-        for name in names:
-            if name == "model":
-                parts[name] = model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
-            else:
-                parts[name] = composite(name, refl.isel(time=list(p.dates)), clear.isel(time=list(p.dates)),
-                                        p.target_day, date=recipe.least_cloudy_date if recipe is not None else None)
-        if not streamed:
-            img = sum(w * parts[k] for k, w in recipe.weights) if recipe is not None else parts[method]
-        if n is None:  # the streamed model's task counts the clear observations itself
+        elif recipe is None:
+            img = _candidate(method, refl, clear, p, model, tiles, chunk, dn)
+        else:
+            img = sum(w * _candidate(name, refl, clear, p, model, tiles, chunk, dn, recipe.least_cloudy_date)
+                      for name, w in recipe.weights) if len(recipe.weights) > 1 else \
+                _candidate(recipe.names[0], refl, clear, p, model, tiles, chunk, dn, recipe.least_cloudy_date)
+        if n is None:
             sel = list(p.dates)
             usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
             n = usable.sum("time").astype(np.uint16)
@@ -262,6 +258,14 @@ def mosaic(cube: xr.Dataset, periods: list[Period], *, method: str = "model", mo
     if "spatial_ref" in cube.coords:
         ds = ds.assign_coords(spatial_ref=cube.spatial_ref)
     return ds.chunk({"time": 1, "band": -1, "y": chunk, "x": chunk})
+
+
+def _candidate(name: str, refl, clear, p: Period, model, tiles: TileConfig, chunk: int, dn, date: int | None = None):
+    """One candidate's (band, y, x) image of period ``p``, lazily: the model or a compositing method."""
+    if name == "model":
+        return model_composite(refl, clear, p, model, tiles, chunk, dn=dn)
+    sel = list(p.dates)
+    return composite(name, refl.isel(time=sel), clear.isel(time=sel), p.target_day, date=date)
 
 
 def _uncertainty_layer(count: xr.DataArray, tables: list[list[float] | None]) -> xr.DataArray:

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", "validate_periods", "sample_windows",
-           "UNCERTAINTY_BINS", "recipes_from_attrs"]
+           "UNCERTAINTY_BINS"]
 
 WIDEN_BELOW = 8
 """Validation takes the next nearest dates as targets too while the nearest has fewer clear
@@ -125,14 +125,6 @@ class PeriodValidation:
         vs = f"; best compositing {best} {comp[best]['psnr']:.1f} dB" if best else ""
         return (f"{self.period}: {self.recipe.describe()} — validation {ch['psnr']:.1f} dB PSNR, MAE {ch['mae']:.4f} "
                 f"on {self.n_pixels} held-out px ({self.n_examples} examples){vs}")
-
-
-def recipes_from_attrs(text: str) -> dict[str, Recipe]:
-    """The recipes of a Dataset's ``validation`` attribute (label → recipe)."""
-    out = {}
-    for label, v in json.loads(text or "{}").items():
-        out[label] = Recipe(tuple((n, float(w)) for n, w in v["recipe"].items()))
-    return out
 
 
 def sample_windows(ny: int, nx: int, window: int, max_windows: int) -> list[tuple[slice, slice]]:
