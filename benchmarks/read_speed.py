@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None) -> dict:
     import dask
-    import numpy as np
 
     import cloudfree
     from cloudfree.catalog.sources import read_static_items

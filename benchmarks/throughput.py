@@ -68,7 +68,7 @@ def bench_pipeline(args) -> dict:
 
     from cloudfree.bands import L2A_BANDS
     from cloudfree.cluster import ClusterConfig, dask_client
-    from cloudfree.reconstruct.dataset import mosaic
+    from cloudfree.reconstruct.images import period_images
     from cloudfree.reconstruct.periods import make_periods
     from cloudfree.reconstruct.tiles import TileConfig
     from cloudfree.pipeline import default_weights
@@ -82,7 +82,7 @@ def bench_pipeline(args) -> dict:
     periods = make_periods(cube.time.values, str(times[0]), str(times[-1]), None, 0, args.dates)
     tiles = TileConfig(patch=args.patch, overlap=args.overlap, batch=args.batch, device=args.device)
     with dask_client(ClusterConfig(threads_per_worker=args.threads), echo=lambda s: None):
-        ds = mosaic(cube, periods, model_path=str(args.model or default_weights()), tiles=tiles, chunk=args.chunk)
+        ds = period_images(cube, periods, model_path=str(args.model or default_weights()), tiles=tiles, chunk=args.chunk)
         t0 = time.perf_counter()
         ds["reflectance"].data.sum().compute()
         dt = time.perf_counter() - t0

@@ -23,7 +23,7 @@ except ModuleNotFoundError as _exc:  # a bare torch + numpy host (training, tile
     if _exc.name not in ("xarray", "dask", "pandas"):
         raise
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _EXPORTS = {
     "search": ("catalog.sources", "search_items"),

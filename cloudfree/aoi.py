@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InputError
+from .errors import AOIError
 
 import json
 import math
@@ -14,10 +14,6 @@ import shapely.errors
 from shapely.geometry.base import BaseGeometry
 
 __all__ = ["AOI", "parse_bbox", "parse_aoi", "utm_epsg"]
-
-
-class AOIError(InputError):
-    """The area of interest cannot be used (malformed, empty, or spans too many UTM zones)."""
 
 
 @dataclass(frozen=True)

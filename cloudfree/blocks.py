@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["pad_symmetric", "pad_constant", "edges", "map_windows"]
 
 
-def _symmetric_index(n: int, h: int) -> np.ndarray:
+def symmetric_index(n: int, h: int) -> np.ndarray:
     """Indices of ``range(n)`` padded by ``h`` on both sides, mirrored with the edge repeated (as
     dask's ``boundary="reflect"``), for any ``h`` — also when ``h > n`` (a 1-pixel image)."""
     m = np.mod(np.arange(-h, n + h), 2 * n)
@@ -33,7 +33,7 @@ def pad_symmetric(a: da.Array, axis: int, h: int) -> da.Array:
         left[axis] = slice(h - 1, None, -1) if h > 0 else slice(0, 0)
         right[axis] = slice(n - 1, n - h - 1 if n - h - 1 >= 0 else None, -1)
         return da.concatenate([a[tuple(left)], a, a[tuple(right)]], axis=axis)
-    return da.take(a, _symmetric_index(n, h), axis=axis)
+    return da.take(a, symmetric_index(n, h), axis=axis)
 
 
 def pad_constant(a: da.Array, h: int, value) -> da.Array:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .tuning import (BASE_BYTES, BYTES_PER_PIXEL_VALUE, CHUNKS, GPU_BLOCKS_AT_ONCE, MAX_READ_AHEAD, PATCH_BYTES,
+                     PINNED_BUFFERS, READ_BYTES_PER_VALUE, STRIPE)
+
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -11,25 +14,6 @@ from distributed import Client, LocalCluster
 
 __all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "stream_bytes", "machine_memory", "parse_memory"]
 
-BASE_BYTES = 800 * 2**20
-"""What one process holds before any block: Python, torch, GDAL, Dask, the model (measured: the
-real demo peaks below 1 GB)."""
-BYTES_PER_PIXEL_VALUE = 8
-"""Bytes per (date, band, pixel) of a block in flight: the float32 block, its rechunked copy, the
-model's input batch and the output. About 4.4 was measured for the default model (a 768-px block of
-12 dates × 13 layers added 0.4 GB); 8 leaves a 2× margin (``benchmarks/memory.py``)."""
-READ_BYTES_PER_VALUE = 2
-"""Bytes per (date, band, pixel) of a streamed read: the stored uint16 DN as read (SCL counted as a band)."""
-MAX_READ_AHEAD = 4
-"""Blocks whose reads may start ahead of the model beyond the stripe's row (the streamed path):
-the blocks at once, at most this. On the H100 host a full tile took 72.5 s and 19.2 GiB with 4,
-75.4 s / 21.7 GiB with 8 and 80.8 s / 22.3 GiB with 16 (one block per thread, as before)."""
-PATCH_BYTES = 300 * 2**20
-"""Activations per 256² patch of the U-Net in one forward pass (measured: batch 16 → 4 cost 4 GB)."""
-CHUNKS = (2048, 1536, 1024, 768, 512, 256, 128)
-"""Block sizes the plan picks from: multiples of the COG's 256-px tiles, so every region compresses
-its own full-resolution tiles (at 384 px they all went through the shared sums, and a 4200² run on
-2 cores took 327 s against 282 s at 512 px)."""
 
 
 def parse_memory(text: str | int | None) -> int | None:
@@ -92,9 +76,7 @@ def stream_bytes(chunk: int, n_dates: int, n_bands: int, in_flight: int, gpu: bo
     """Bytes a streamed run holds beside its model blocks' work, whatever the area: the reads of a
     stripe's row of blocks, the block's own row neighbours and the read-ahead, every date each (see
     :func:`cloudfree.reconstruct.streamed.streamed_model`); on a GPU the model's blocks are staged
-    in at most :data:`~cloudfree.reconstruct.tiles.PINNED_BUFFERS` host buffers of the stored values."""
-    from .reconstruct.streamed import STRIPE
-    from .reconstruct.tiles import PINNED_BUFFERS
+    in at most :data:`~cloudfree.tuning.PINNED_BUFFERS` host buffers of the stored values."""
 
     one = READ_BYTES_PER_VALUE * n_dates * (n_bands + 1) * chunk * chunk
     return one * (STRIPE + 2 + min(in_flight, MAX_READ_AHEAD) + (PINNED_BUFFERS if gpu else 0))
@@ -218,7 +200,7 @@ def run_on_model_processes(fn, *args):
 def gpu_task_resources() -> dict | None:
     """``{"GPU": share}`` for the model's tasks when the active Dask cluster has workers carrying a
     ``GPU`` resource (``--gpus``, or GPU partitions started with ``--resources GPU=1``): those tasks
-    then run only there, :data:`~cloudfree.reconstruct.tiles.GPU_BLOCKS_AT_ONCE` at a time per GPU,
+    then run only there, :data:`~cloudfree.tuning.GPU_BLOCKS_AT_ONCE` at a time per GPU,
     while reads and writes may run on any worker. ``None`` otherwise (threads, or a cluster without
     the resource, where an annotated task would never start)."""
     try:
@@ -229,7 +211,6 @@ def gpu_task_resources() -> dict | None:
         return None
     if not any((w.get("resources") or {}).get("GPU") for w in workers):
         return None
-    from .reconstruct.tiles import GPU_BLOCKS_AT_ONCE
 
     return {"GPU": 1 / GPU_BLOCKS_AT_ONCE}
 

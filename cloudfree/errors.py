@@ -6,7 +6,8 @@ code written against the built-ins keeps working.
 
 from __future__ import annotations
 
-__all__ = ["CloudfreeError", "InputError", "DataError", "OutputError", "ModelError"]
+__all__ = ["CloudfreeError", "InputError", "DataError", "OutputError", "ModelError",
+           "CatalogError", "NoItemsFound", "AssetReadError", "OutputWriteError", "AOIError", "OutputCheckError", "CheckpointError", "StoreError", "OutputLockedError"]
 
 
 class CloudfreeError(Exception):
@@ -27,3 +28,39 @@ class OutputError(CloudfreeError, OSError):
 
 class ModelError(CloudfreeError, ValueError):
     """The model cannot serve the request: a damaged checkpoint, bands it does not serve."""
+
+
+class CatalogError(DataError):
+    """The STAC API could not be reached or answered with an error."""
+
+
+class NoItemsFound(DataError, LookupError):
+    """A search matched no items; the message says what was searched."""
+
+
+class AssetReadError(DataError):
+    """An asset could not be read (corrupt, truncated, unreachable); says which and what to do."""
+
+
+class OutputWriteError(OutputError):
+    """The store could not be written (disk full, no permission, read-only); says where."""
+
+
+class AOIError(InputError):
+    """The area of interest cannot be used (malformed, empty, or spans too many UTM zones)."""
+
+
+class OutputCheckError(OutputError, RuntimeError):
+    """The outputs were written but are wrong; the message says what and where to look."""
+
+
+class CheckpointError(ModelError):
+    """The file is not a usable cloudfree checkpoint for this request."""
+
+
+class StoreError(OutputError, RuntimeError):
+    """A store exists but cannot be used for this request (partial from elsewhere, or mismatched)."""
+
+
+class OutputLockedError(OutputError, RuntimeError):
+    """Another run is writing into the same output folder."""

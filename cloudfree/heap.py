@@ -11,6 +11,8 @@ cost nothing measurable.
 
 from __future__ import annotations
 
+from .tuning import TRIM_EVERY, IDLE_AFTER
+
 import ctypes
 import ctypes.util
 import functools
@@ -20,10 +22,6 @@ import time
 
 __all__ = ["release_heap", "TRIM_EVERY"]
 
-TRIM_EVERY = 0.25
-"""Seconds between trims while blocks' tasks run (a task's own buffers are freed mid-task too)."""
-IDLE_AFTER = 10.0
-"""The trimming thread stops this many seconds after the last task's trim."""
 _STATE = {"last": 0.0, "thread": None}
 _LOCK = threading.Lock()
 

@@ -15,8 +15,10 @@ from .bands import DEFAULT_UNUSABLE_SCL, L2A_BANDS, validate_bands
 from .catalog.search import SearchRequest
 from .cube.load import CubeSpec, MaskConfig
 from .errors import InputError
+from .reconstruct.selfcheck import ValidationConfig
+from .reconstruct.tiles import TileConfig
 
-__all__ = ["JobRequest", "parse_area"]
+__all__ = ["JobRequest", "JobConfig", "parse_area"]
 
 
 def parse_area(bbox=None, aoi=None, *, optional: bool = False) -> AOI | None:
@@ -31,6 +33,42 @@ def parse_area(bbox=None, aoi=None, *, optional: bool = False) -> AOI | None:
         raise InputError("give exactly one of --bbox (west,south,east,north) or --aoi (GeoJSON)"
                          + ("" if optional else "; they are optional only for a static catalog or item file"))
     return parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything after the search: how to make the outputs."""
+
+    method: str = "auto"
+    """``auto`` (the model where it serves the cube's bands, else the median), ``model``, or a
+    compositing method: median, mosaicking, least_cloudy, interpolation."""
+    model: str | None = None
+    """Checkpoint path (default: the shipped weights)."""
+    period_step: str | None = None
+    """None (one image), ``month`` or ``ND``."""
+    context_days: int = 30
+    max_dates: int = 12
+    tiles: TileConfig = field(default_factory=TileConfig)
+    fill_unobserved: bool = False
+    cog: bool = True
+    max_pixels: float | None = None
+    """Refuse (before any read) an output grid larger than this; None: no limit."""
+    skip_bad_assets: bool = False
+    """Treat unreadable assets as nodata (listed in ``run.json`` and the cube) instead of stopping."""
+    blocks_at_once: int = 2
+    """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
+    (see :func:`cloudfree.cluster.plan_memory`)."""
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    """The run's self-validation (on by default): every period's candidates measured on held-out
+    clear pixels of the series itself; with ``method="auto"`` each period uses what validated best."""
+    stream: bool = False
+    """Compute the outputs straight from the assets (read → mask → infer → write per block) without
+    storing ``cube.zarr``; a complete cube store for the same request is still reused. Resumes
+    per output block. Dates without data are then judged from the items' footprints only. With a
+    per-pixel model and the SCL mask, every date × block is read on the bands' own grids and the
+    coarse bands are enlarged, masked and counted on the model's device
+    (:mod:`cloudfree.cube.stream`, :mod:`cloudfree.reconstruct.streamed`). ``cloudfree run`` and
+    :func:`run` stream by default (``--keep-cube`` / ``stream=False`` store the cube first)."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +140,7 @@ class JobRequest:
                         native_reads=self.native_reads)
 
     def job_config(self, plan, device: str):
-        """The :class:`~cloudfree.pipeline.JobConfig` under a memory ``plan`` on ``device``."""
-        from .pipeline import JobConfig
-        from .reconstruct.selfcheck import ValidationConfig
-        from .reconstruct.tiles import TileConfig
-
+        """The :class:`JobConfig` under a memory ``plan`` on ``device``."""
         tiles = TileConfig(patch=self.patch, overlap=self.overlap, batch=self.batch or plan.batch, device=device,
                            pass_through=self.pass_through, compile=self.compile)
         return JobConfig(method=self.method, model=self.model, period_step=self.period, context_days=self.context_days,

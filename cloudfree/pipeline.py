@@ -7,7 +7,7 @@ missing; the run manifest ``run.json`` is written last.
 
 from __future__ import annotations
 
-from .errors import OutputError
+from .errors import OutputLockedError
 
 import contextlib
 import hashlib
@@ -24,49 +24,12 @@ from .catalog.sources import open_catalog, source_id
 from .cluster import MAX_READ_AHEAD
 from .cube.load import CubeSpec, open_cube
 from .cube.store import build_cube
+from .job import JobConfig, JobRequest
 from .models.checkpoint import default_weights
 from .outputs.write import write_outputs
 from .reconstruct.dataset import reconstruct, resolve_method
-from .reconstruct.selfcheck import ValidationConfig
-from .reconstruct.tiles import TileConfig
 
 __all__ = ["JobConfig", "run_job", "run", "default_weights"]
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """Everything after the search: how to make the outputs."""
-
-    method: str = "auto"
-    """``auto`` (the model where it serves the cube's bands, else the median), ``model``, or a
-    compositing method: median, mosaicking, least_cloudy, interpolation."""
-    model: str | None = None
-    """Checkpoint path (default: the shipped weights)."""
-    period_step: str | None = None
-    """None (one image), ``month`` or ``ND``."""
-    context_days: int = 30
-    max_dates: int = 12
-    tiles: TileConfig = field(default_factory=TileConfig)
-    fill_unobserved: bool = False
-    cog: bool = True
-    max_pixels: float | None = None
-    """Refuse (before any read) an output grid larger than this; None: no limit."""
-    skip_bad_assets: bool = False
-    """Treat unreadable assets as nodata (listed in ``run.json`` and the cube) instead of stopping."""
-    blocks_at_once: int = 2
-    """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
-    (see :func:`cloudfree.cluster.plan_memory`)."""
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
-    """The run's self-validation (on by default): every period's candidates measured on held-out
-    clear pixels of the series itself; with ``method="auto"`` each period uses what validated best."""
-    stream: bool = False
-    """Compute the outputs straight from the assets (read → mask → infer → write per block) without
-    storing ``cube.zarr``; a complete cube store for the same request is still reused. Resumes
-    per output block. Dates without data are then judged from the items' footprints only. With a
-    per-pixel model and the SCL mask, every date × block is read on the bands' own grids and the
-    coarse bands are enlarged, masked and counted on the model's device
-    (:mod:`cloudfree.cube.stream`, :mod:`cloudfree.reconstruct.streamed`). ``cloudfree run`` and
-    :func:`run` stream by default (``--keep-cube`` / ``stream=False`` store the cube first)."""
 
 
 def _model_digest(model) -> str | None:
@@ -82,10 +45,6 @@ def _model_digest(model) -> str | None:
             h.update(k.encode())
             h.update(v.detach().cpu().numpy().tobytes())
     return h.hexdigest()
-
-
-class OutputLockedError(OutputError, RuntimeError):
-    """Another run is writing into the same output folder."""
 
 
 @contextlib.contextmanager
@@ -219,7 +178,7 @@ def _cube_source(ctx: RunContext) -> CubeSource:
     run reads from the assets (block reads where a per-pixel model and SCL allow), else the cube
     is stored first. Dates without data are named (all of them is an error)."""
     from .cube.store import asset_reads, cube_fingerprint, lazy_cube
-    from .reconstruct.dataset import is_pixelwise
+    from .models.traits import is_pixelwise
     from .zarrstore import store_state
 
     job, spec, out, echo = ctx.job, ctx.spec, ctx.out, ctx.echo
@@ -446,8 +405,6 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     import os
 
     import torch
-
-    from .job import JobRequest
 
     req = JobRequest.from_options(
         stac, start, end, out, bbox=bbox, aoi=aoi, bands=bands, exclude_scl=exclude_scl, mask=mask, dilate=dilate,

@@ -8,7 +8,7 @@ is never silently mixed from two requests.
 
 from __future__ import annotations
 
-from .errors import OutputError
+from .errors import StoreError
 
 import itertools
 import json
@@ -35,10 +35,6 @@ def _manifest(path: Path) -> Path:
 
 warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")  # fixed-width period labels
-
-
-class StoreError(OutputError, RuntimeError):
-    """A store exists but cannot be used for this request (partial from elsewhere, or mismatched)."""
 
 
 def _progress_dir(path: Path) -> Path:

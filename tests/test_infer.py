@@ -11,7 +11,7 @@ import xarray as xr
 from cloudfree.aoi import parse_bbox
 from cloudfree.reconstruct.composites import median_composite
 from cloudfree.cube.load import CubeSpec, open_cube
-from cloudfree.reconstruct.dataset import mosaic
+from cloudfree.reconstruct.images import period_images
 from cloudfree.reconstruct.periods import make_periods
 from cloudfree.reconstruct.tiles import TileConfig
 from cloudfree.pipeline import JobConfig, run_job
@@ -84,8 +84,8 @@ def test_tiled_equals_single_tile(tiled_run):
     cube = open_cube(out / "cube.zarr")
     periods = make_periods(cube.time.values, "2024-04-01", "2024-06-30", None, 20, 12)
     kw = dict(model_path=str(default_weights()), tiles=TILES)
-    tiled = mosaic(cube, periods, chunk=40, **kw)
-    single = mosaic(cube, periods, chunk=4096, **kw)
+    tiled = period_images(cube, periods, chunk=40, **kw)
+    single = period_images(cube, periods, chunk=4096, **kw)
     assert len(tiled.chunks["y"]) > 1 and len(single.chunks["y"]) == 1  # really tiled differently
     a, b = tiled["reflectance"].values, single["reflectance"].values
     np.testing.assert_allclose(a, b, atol=1e-5, equal_nan=True)
@@ -146,12 +146,12 @@ def test_never_clear_pixel_is_flagged_not_invented():
 
     cube = _toy_cube()
     periods = make_periods(cube.time.values, "2024-05-01", "2024-05-31")
-    ds = mosaic(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20).compute()
+    ds = period_images(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20).compute()
     assert ds["no_clear"].values[0, 5, 7] == 1 and ds["no_clear"].values.sum() == 1
     assert ds["clear_count"].values[0, 5, 7] == 0 and ds["clear_count"].values[0, 0, 0] == 4
     assert np.isnan(ds["reflectance"].values[0, :, 5, 7]).all()
     assert np.isfinite(ds["reflectance"].values[0, :, 6, 7]).all()
-    filled = mosaic(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20, fill_unobserved=True).compute()
+    filled = period_images(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20, fill_unobserved=True).compute()
     assert np.isfinite(filled["reflectance"].values[0, :, 5, 7]).all() and filled["no_clear"].values[0, 5, 7] == 1
 
 

@@ -5,7 +5,7 @@ import json
 import pystac
 import pytest
 
-from cloudfree.aoi import AOI, parse_bbox
+from cloudfree.aoi import parse_bbox
 from cloudfree.cube.load import CubeSpec, band_mapping, plan_geobox
 from cloudfree.bands import L2A_BANDS
 from cloudfree.cube.radiometry import item_radiometry

@@ -165,10 +165,10 @@ def test_reflectance_above_one_is_never_a_clear_observation_whatever_scl_says(tm
 
 def test_validation_scores_the_candidates_as_the_run_computes_them(bundled_cube):
     """The compositing candidates at the hidden pixels equal what the run's own lazy path
-    (:func:`cloudfree.reconstruct.dataset.mosaic`) makes of the same example window."""
+    (:func:`cloudfree.reconstruct.images.period_images`) makes of the same example window."""
     import dask
 
-    from cloudfree.reconstruct.dataset import mosaic
+    from cloudfree.reconstruct.images import period_images
     from cloudfree.reconstruct.periods import Period
     from cloudfree.reconstruct.selfcheck import _candidates_on, _examples
     from cloudfree.reconstruct.tiles import TileConfig
@@ -184,7 +184,7 @@ def test_validation_scores_the_candidates_as_the_run_computes_them(bundled_cube)
     q = Period("v", np.datetime64(int(days[t]), "D"), np.datetime64(int(days[t]), "D"), float(days[t]), tuple(range(len(days))))
     for name in METHODS:
         with dask.config.set(scheduler="sync"):
-            ref = mosaic(cube, [q], method=name, chunk=64, fill_unobserved=True)["reflectance"].isel(time=0).values
+            ref = period_images(cube, [q], method=name, chunk=64, fill_unobserved=True)["reflectance"].isel(time=0).values
         np.testing.assert_allclose(got[name], ref[:, ex.hidden], rtol=1e-6, atol=1e-7, err_msg=name)
     assert got["model"].shape == got["median"].shape and np.isfinite(got["model"]).all()
 

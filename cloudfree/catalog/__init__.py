@@ -16,7 +16,7 @@ def bundled_catalog() -> str:
     return str(resources.files("cloudfree") / "catalog" / "data" / BUNDLED / "collection.json")
 
 _WHERE = {"SearchRequest": "search", "CatalogError": "search", "NoItemsFound": "search",
-          "KNOWN_CATALOGS": "search", "open_catalog": "sources"}
+          "KNOWN_CATALOGS": "locations", "open_catalog": "sources"}
 
 
 def __getattr__(name: str):

@@ -7,7 +7,7 @@ with the same rules, so a GPU host or a notebook needs no server. Both end in :f
 
 from __future__ import annotations
 
-from ..errors import DataError
+from ..errors import CatalogError, NoItemsFound
 
 import logging
 from collections.abc import Callable
@@ -18,15 +18,12 @@ import pystac_client
 from pystac_client.exceptions import APIError
 
 from ..aoi import AOI
+from .locations import KNOWN_CATALOGS, is_static_source, read_static_items
 
 __all__ = ["SearchRequest", "search", "search_static", "CatalogError", "NoItemsFound", "KNOWN_CATALOGS", "signer_for"]
 
 log = logging.getLogger(__name__)
 
-KNOWN_CATALOGS = {
-    "earth-search": "https://earth-search.aws.element84.com/v1",
-    "planetary-computer": "https://planetarycomputer.microsoft.com/api/stac/v1",
-}
 
 
 STAC_TIMEOUT = (10.0, 30.0)
@@ -46,14 +43,6 @@ def _stac_io(modifier=None):
                   allowed_methods=None)
     timeout = (min(STAC_TIMEOUT[0], read), read)
     return StacApiIO(timeout=timeout, max_retries=retry), timeout
-
-
-class CatalogError(DataError):
-    """The STAC API could not be reached or answered with an error."""
-
-
-class NoItemsFound(DataError, LookupError):
-    """A search matched no items; the message says what was searched."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +121,7 @@ def _validate_dates(start: str, end: str) -> None:
         if not all(re.match(r"^\d{4}-\d{2}-\d{2}", str(d)) for d in (start, end)):
             raise ValueError
         s, e = pd.Timestamp(start), pd.Timestamp(end)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError):
         raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}") from None
     if pd.isna(s) or pd.isna(e):
         raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}")
@@ -149,8 +138,6 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
     Filter extension (e.g. ``rustac serve``), because such servers silently return nothing.
     """
     _validate_dates(request.start, request.end)
-    from .sources import is_static_source
-
     if is_static_source(url) and url.lower().endswith(".parquet"):
         from .serve import serve_stac
 
@@ -228,8 +215,6 @@ def search_static(stac: str, request: SearchRequest, *, source: str | None = Non
     what the file holds.
     """
     from shapely.geometry import box, shape
-
-    from .sources import read_static_items
 
     items = read_static_items(stac)
     collections = sorted({i.collection_id for i in items if i.collection_id})

@@ -198,7 +198,7 @@ def _geopolygon(aoi: AOI):
     return Geometry(aoi.geojson, crs="EPSG:4326")
 
 
-def _solar_day(item: pystac.Item) -> np.datetime64:
+def solar_day(item: pystac.Item) -> np.datetime64:
     lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
     dt = np.datetime64(item.datetime.replace(tzinfo=None), "s") + np.timedelta64(int(lon / 15 * 3600), "s")
     return dt.astype("datetime64[D]")
@@ -208,7 +208,7 @@ def item_radiometry_by_day(items: list[pystac.Item], asset: str, index: int = 0)
     """Radiometry per solar day (odc-stac's grouping); days that mix rules are an error."""
     out: dict[np.datetime64, Radiometry] = {}
     for it in items:
-        day, r = _solar_day(it), item_radiometry(it, asset, index)
+        day, r = solar_day(it), item_radiometry(it, asset, index)
         if day in out and (out[day].offset, out[day].scale) != (r.offset, r.scale):
             raise ValueError(f"items of {day} need different offsets ({out[day].reason} vs {r.reason})")
         out[day] = r

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CloudfreeError, DataError, OutputError
+from ..errors import AssetReadError, CloudfreeError, OutputWriteError
 
 import contextlib
 import logging
@@ -16,14 +16,6 @@ from ..catalog.search import SearchRequest, search
 from ..zarrstore import store_state, write_by_regions
 
 __all__ = ["CubeResult", "build_cube", "lazy_cube", "asset_reads", "cube_fingerprint", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
-
-
-class AssetReadError(DataError):
-    """An asset could not be read (corrupt, truncated, unreachable); says which and what to do."""
-
-
-class OutputWriteError(OutputError):
-    """The store could not be written (disk full, no permission, read-only); says where."""
 
 
 _WRITE_ERRNOS = {"ENOSPC", "EACCES", "EROFS", "EDQUOT", "EPERM"}
@@ -114,7 +106,7 @@ def _stamp(href: str):
 
 def cube_fingerprint(source: str, items, request: SearchRequest, spec: CubeSpec) -> dict:
     """What a cube is made from: equal fingerprints, equal cubes (stored or streamed)."""
-    from .. import __version__
+    from ..version import __version__
 
     return {"stac": source, "items": items_digest(items), "request": request.to_dict(), "cube": spec.to_dict(),
             "cloudfree": __version__}

@@ -25,7 +25,7 @@ import pystac
 from odc.geo.geobox import GeoBox
 
 from ..bands import SCL
-from .load import CubeSpec, _solar_day, band_mapping, item_radiometry_by_day, plan_geobox
+from .load import CubeSpec, solar_day, band_mapping, item_radiometry_by_day, plan_geobox
 from .native import native_reads
 
 __all__ = ["Grid", "BlockSource", "block_source", "gather"]
@@ -251,7 +251,7 @@ def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, f
     loc = {n: (g, k) for g, grid in enumerate(grids) for k, n in enumerate(grid.names)}
     by_day: dict = {}
     for it in items:
-        by_day.setdefault(_solar_day(it), []).append(it)
+        by_day.setdefault(solar_day(it), []).append(it)
     days = sorted(by_day)
     if times is not None and len(times) != len(days):
         raise RuntimeError(f"the cube has {len(times)} dates, the items {len(days)} solar days")

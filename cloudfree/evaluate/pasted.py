@@ -99,14 +99,14 @@ class Setting:
 
 def learned_classes(refl: np.ndarray, bands: list[str]) -> np.ndarray:
     """(T, H, W) ukis-csmask classes of in-memory reflectance (T, C, H, W), as the cube computes them."""
-    from ..blocks import _symmetric_index
+    from ..blocks import symmetric_index
     from ..cube.masks import HALO, classify, csmask_bands
 
     need = csmask_bands(bands)
     if need is None:
         raise LookupError(f"no learned mask for bands {bands}")
     sub = refl[:, [bands.index(b) for b in need]]
-    iy, ix = _symmetric_index(sub.shape[2], HALO), _symmetric_index(sub.shape[3], HALO)
+    iy, ix = symmetric_index(sub.shape[2], HALO), symmetric_index(sub.shape[3], HALO)
     return np.stack([classify(d[:, iy][:, :, ix], (0, 0)) for d in sub])
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ModelError
+from ..errors import CheckpointError
 
 import json
 from pathlib import Path
@@ -33,10 +33,6 @@ def unet_weights() -> Path:
     return Path(str(resources.files("cloudfree") / "weights" / "unet_synthetic.safetensors"))
 
 
-class CheckpointError(ModelError):
-    """The file is not a usable cloudfree checkpoint for this request."""
-
-
 def save_checkpoint(model: CloudFreeNet, config: dict, path: str | Path, info: dict | None = None,
                     half: bool = False) -> Path:
     """Write weights + config (+ free-form ``info`` such as training step and metrics).
@@ -44,7 +40,7 @@ def save_checkpoint(model: CloudFreeNet, config: dict, path: str | Path, info: d
     ``half`` stores floating tensors as float16 (half the size, for shipped weights); loading
     casts them back to the model's float32.
     """
-    from .. import __version__
+    from ..version import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ class PixelTimeGate(nn.Module):
         vf = v.float()
         dtn = (dt.float() / self.time_scale).view(b, t, 1, 1).expand(b, t, 1, n)
         adt = dt.float().abs().view(b, t, 1, 1).expand(b, t, 1, n)
-        interp = _interp_weights(dt.float(), v)  # (B,T,1,N)
+        interp = interp_weights(dt.float(), v)  # (B,T,1,N)
         nval = vf.sum(1, keepdim=True)
         is_target = (adt < 0.5).float() * vf
         outl = (z.abs() > 3).float().sum(2, keepdim=True) / p4.sum(2, keepdim=True)
@@ -221,7 +221,7 @@ class PixelTimeGate(nn.Module):
                 "coverage": any_valid.float().reshape(b, 1, h, w), "kept": kept, "temporal": temporal}
 
 
-def _interp_weights(dt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def interp_weights(dt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Linear interpolation's weight of each date per pixel: the nearest valid date before and after
     the target share 1 by distance; one side only → 1 on the nearest; (B,T) dt, (B,T,1,N) v."""
     b, t, _, n = v.shape

@@ -7,7 +7,7 @@ where most had none is a loud warning — each with the reason and what to do.
 
 from __future__ import annotations
 
-from ..errors import OutputError
+from ..errors import OutputCheckError
 
 from pathlib import Path
 
@@ -18,10 +18,6 @@ __all__ = ["OutputCheckError", "check_outputs", "check_files"]
 
 VALID_RANGE = (-0.2, 6.5)
 """Reflectance a Sentinel-2 L2A output can hold (the cube's own range, with margin)."""
-
-
-class OutputCheckError(OutputError, RuntimeError):
-    """The outputs were written but are wrong; the message says what and where to look."""
 
 
 def check_files(periods: dict[str, dict[str, str]], digest: str) -> None:

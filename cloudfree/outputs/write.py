@@ -149,6 +149,6 @@ def _validation_properties(v: dict | None) -> dict:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__

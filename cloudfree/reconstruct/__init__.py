@@ -6,8 +6,8 @@
 
 import importlib
 
-__all__ = ["mosaic", "composite", "METHODS", "Period", "make_periods", "reconstruct"]
-_WHERE = {"mosaic": "dataset", "reconstruct": "dataset", "composite": "composites", "METHODS": "composites",
+__all__ = ["period_images", "composite", "METHODS", "Period", "make_periods", "reconstruct"]
+_WHERE = {"period_images": "images", "reconstruct": "dataset", "composite": "composites", "METHODS": "composites",
           "Period": "periods", "make_periods": "periods"}
 
 

@@ -9,7 +9,7 @@ reconstructed from the rest. For each output period this stage
    its own), with the real values and mask of that footprint pasted in, as
    ``benchmarks/real_quality.py`` does offline. Nothing is scored where the truth is unknown;
 2. **measures every candidate** (the model and each compositing method) on them through the same
-   code as the outputs (:func:`cloudfree.reconstruct.dataset.mosaic` on the window);
+   code as the outputs (:func:`cloudfree.reconstruct.images.period_images` on the window);
 3. **adapts**: fits a recipe (one candidate, or a weighted blend of two) on one half of the
    examples and keeps it only where it beats the best single candidate on the other half;
 4. **reports** the held-out scores and the recipe (:class:`PeriodValidation`), and calibrates an
@@ -32,14 +32,14 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
+from .images import UNCERTAINTY_BINS
+
 __all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", "validate_periods", "sample_windows",
            "UNCERTAINTY_BINS"]
 
 WIDEN_BELOW = 8
 """Validation takes the next nearest dates as targets too while the nearest has fewer clear
 pixels than this many times ``min_pixels``."""
-UNCERTAINTY_BINS = (0, 1, 2, 3, 5, 9)
-"""Lower edges of the clear-observation-count bins the uncertainty is calibrated in."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def _examples(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target: int, c
 
 def _candidates_on(ex: _Example, days: np.ndarray, bands, candidates: list[str], model, tiles) -> dict[str, np.ndarray]:
     """Each candidate's values at the example's hidden pixels, from the functions the outputs use:
-    the model through :func:`~cloudfree.reconstruct.dataset.mosaic` on the whole window (its
+    the model through :func:`~cloudfree.reconstruct.images.period_images` on the whole window (its
     context features see the neighbourhood), the compositing methods per pixel on the hidden
     pixels only (they are per pixel; least-cloudy's date is chosen on the whole window, as in a run)."""
     from .composites import METHODS, least_cloudy_date
@@ -246,13 +246,13 @@ def _model_at_hidden(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.
     """The model's values at the hidden pixels, computed on the window cut to them and the
     pixels that can reach them (a per-pixel model's context and departure radii: the values are
     those of the whole window); a model with spatial context sees the whole window."""
-    from ..models.pixel import CONTEXT
-    from .dataset import departure_reach, is_pixelwise
+    from ..models.traits import model_traits
 
     ys, xs = np.nonzero(ex.hidden)
-    if not is_pixelwise(model) or not len(ys):
+    traits = model_traits(model)
+    if not traits.pixelwise or not len(ys):
         return _model_on(ex, days, bands, model, tiles)[:, ex.hidden]
-    r = CONTEXT + departure_reach(model) + 1
+    r = traits.context + 1
     h, w = ex.hidden.shape
     y0, y1, x0, x1 = max(0, ys.min() - r), min(h, ys.max() + r + 1), max(0, xs.min() - r), min(w, xs.max() + r + 1)
     x, c = ex.x[:, :, y0:y1, x0:x1], ex.clear[:, y0:y1, x0:x1]  # pasted already: the cut pastes nothing new
@@ -264,7 +264,7 @@ def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray
     """The model's (C, h, w) image of the example's window at its target's day, as a run makes it."""
     import dask
 
-    from .dataset import mosaic
+    from .images import period_images
     from .periods import Period
 
     t, _, h, w = ex.x.shape
@@ -274,7 +274,7 @@ def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray
                       coords={"time": days.astype("datetime64[D]").astype("datetime64[ns]"), "band": list(bands)})
     cube = cube.chunk({"time": 1, "band": -1, "y": -1, "x": -1})
     p = Period("validation", np.datetime64(int(day), "D"), np.datetime64(int(day), "D"), day, tuple(range(t)))
-    ds = mosaic(cube, [p], method="model", model=model, tiles=tiles, chunk=max(h, w), fill_unobserved=True)
+    ds = period_images(cube, [p], method="model", model=model, tiles=tiles, chunk=max(h, w), fill_unobserved=True)
     with dask.config.set(scheduler="sync"):
         return ds["reflectance"].isel(time=0).values
 

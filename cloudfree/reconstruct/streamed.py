@@ -7,6 +7,8 @@ CPU, and the stored digital numbers cross the bus as they are.
 
 from __future__ import annotations
 
+from ..tuning import STRIPE, PANEL_ROWS
+
 import contextlib
 from pathlib import Path
 
@@ -18,21 +20,11 @@ from dask.highlevelgraph import Layer, MaterializedLayer
 from ..cube.radiometry import dn_limit
 from ..cube.stream import BlockSource, gather
 from ..heap import release_heap
-from .tiles import (TileConfig, _download, _gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
+from .tiles import (TileConfig, download, gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
                     to_device)
 
 __all__ = ["streamed_model", "StreamedLayer", "predict_streamed", "enlarge", "STRIPE", "PANEL_ROWS", "panel_of"]
 
-STRIPE = 8
-"""Block columns per stripe of the streamed order: reads in flight stay those of about a stripe's
-row of blocks plus the read-ahead, however wide the area (a single tile at 2048 px is one stripe)."""
-PANEL_ROWS = 32
-"""Block rows per panel: a panel (a stripe's run of rows) is a graph of its own, which reads the
-blocks around it that its margins need itself. Its tasks are made only when it is culled
-(:class:`StreamedLayer`), so the driver and the scheduler hold one panel's tasks (about 17 a
-block), not the area's (the tasks alone took 27 KiB a block in 256 px blocks: about 4.7 GiB for a
-100-tile region; the scheduler 4-6 KiB a pending task). Panels run one after another; the rows
-read twice cost 2 / PANEL_ROWS more reads."""
 
 
 READ_PRIORITY = {"priority": -1}
@@ -112,7 +104,7 @@ def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: 
         for g, (host, (a, b, c, e)) in enumerate(zip(hosts, boxes)):
             for k, t in enumerate(dates):  # outside the grid: no data (only ever outside the image)
                 gather(src, g, by_date[t], a, b, c, e, src.nodata, out=host[k])
-        with (_gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
+        with (gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
             return _on_device(src, hosts, boxes, dates, device, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1), big,
                               model=model, cfg=cfg, dt=dt, margin=margin, reach=reach, recipe=recipe,
                               least_cloudy_date=least_cloudy_date)
@@ -192,7 +184,7 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
                                            scale, offset, src.nodata, dt, least_cloudy_date))
     out = parts[recipe[0][0]] if len(recipe) == 1 else sum(w * parts[n] for n, w in recipe)
     res = torch.cat([out, count[None].to(torch.float32)])
-    return _download(res, device)
+    return download(res, device)
 
 
 def _composites_on_device(names, dn, usable, scale, offset, nodata, dt, least_cloudy_date) -> dict:

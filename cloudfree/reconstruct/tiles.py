@@ -9,6 +9,8 @@ The model is loaded once per worker process (cached), batched, and run under bf1
 
 from __future__ import annotations
 
+from ..tuning import GPU_PIXELS_PER_BATCH, GPU_BLOCKS_AT_ONCE, PINNED_BUFFERS
+
 import contextlib
 import functools
 import math
@@ -193,18 +195,13 @@ def _passing_through(net, cfg: TileConfig):
         net.pass_through = keep
 
 
-GPU_PIXELS_PER_BATCH = 1 << 19
-"""Pixels per call of a per-pixel model on a GPU (the compiled graph's one input length)."""
 _COMPILED: dict[int, object] = {}
-GPU_BLOCKS_AT_ONCE = 2
-"""Blocks resident on one GPU at a time (one uploading while one computes): what bounds GPU memory
-when many CPU threads feed one device (16 threads x 2048² blocks peaked at 75 GB on an H100)."""
 _GPU_SLOTS: dict[str, "queue.Queue"] = {}
 _SLOTS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _gpu_slot(device: str):
+def gpu_slot(device: str):
     """One of :data:`GPU_BLOCKS_AT_ONCE` slots of ``device``, each with its own CUDA stream: a
     block's upload, compute and download run on the slot's stream, so one block's copies overlap
     another's compute, and PyTorch's per-stream memory caches stay as few as the slots."""
@@ -292,17 +289,13 @@ def _forward(net, cfg: TileConfig, device: str, *args, **kwargs):
     return net(*args, **kwargs)
 
 
-PINNED_BUFFERS = GPU_BLOCKS_AT_ONCE + 2
-"""Pinned host buffers per device that blocks are staged in (two filling while two are on the GPU):
-pinned memory stays bounded whatever the number of threads (one buffer per thread held 16 × 0.6 GB
-on a 16-core host)."""
 _PINNED: dict[str, "queue.Queue"] = {}
 
 
 @contextlib.contextmanager
 def pinned_buffer(device: str):
     """One of :data:`PINNED_BUFFERS` reused pinned buffers of ``device`` (None on the CPU), held
-    until the block's copies are done: callers end with :func:`_download`, which waits for them."""
+    until the block's copies are done: callers end with :func:`download`, which waits for them."""
     import queue
 
     if not device.startswith("cuda"):
@@ -364,7 +357,7 @@ def to_device(hosts: list[np.ndarray], device: str) -> list:
     return [torch.from_numpy(h).to(device, non_blocking=True) for h in hosts]
 
 
-def _download(out, device: str) -> np.ndarray:
+def download(out, device: str) -> np.ndarray:
     """A device tensor back on the host through pinned memory (no extra host copy)."""
     import torch
 
@@ -387,7 +380,7 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     ``decode=(scale, offset, fill)``: x holds the stored digital numbers (uint16), decoded to
     reflectance on the device (``fill`` = no data): half the bytes of float32 cross the bus and no
     CPU pass converts them. On a GPU the block goes up once through a pinned buffer on its slot's
-    stream (see :func:`_gpu_slot`), the context features are computed there, and the result comes
+    stream (see :func:`gpu_slot`), the context features are computed there, and the result comes
     back through pinned memory.
 
     ``reach``: x carries that many extra pixels on every side (≤ ``margin``), over which the model
@@ -400,13 +393,13 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     cuda = device.startswith("cuda")
     import torch
 
-    with pinned_buffer(device) as buf, (_gpu_slot(device) if cuda else contextlib.nullcontext()), \
+    with pinned_buffer(device) as buf, (gpu_slot(device) if cuda else contextlib.nullcontext()), \
             torch.inference_mode():
         usable = np.asarray(clear, bool)
         xd, ud = _upload_all([x, usable], device, buf)
         out = pixels_on_device(xd, ud, dt=dt, model=model, cfg=cfg, device=device, bands=bands, margin=margin,
                                pixels_per_batch=pixels_per_batch, decode=decode, reach=reach, host_clear=usable)
-        out = _download(out, device)
+        out = download(out, device)
     del xd, ud
     release_heap()  # a block's model tensors on the CPU are freed: see cloudfree.heap
     return out

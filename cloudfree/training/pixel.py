@@ -257,7 +257,7 @@ def _reference_psnr(batches) -> dict:
 
     import torch
 
-    from ..models.pixel import _interp_weights
+    from ..models.pixel import interp_weights
 
     err = {"median": [], "interpolation": []}
     for x, valid, dt, present, truth, hidden, _aux in batches:
@@ -267,7 +267,7 @@ def _reference_psnr(batches) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nan_to_num(np.nanmedian(xs, axis=1))
-        w = _interp_weights(torch.from_numpy(dt), torch.from_numpy(valid)).numpy()
+        w = interp_weights(torch.from_numpy(dt), torch.from_numpy(valid)).numpy()
         itp = (w * x[:, :, :, 0]).sum(1)
         for k, o in (("median", med), ("interpolation", itp)):
             err[k].append(float(((o - truth) ** 2 * m).sum() / max(m.sum(), 1)))
