@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from distributed import Client, LocalCluster
 
-__all__ = ["ClusterConfig", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "stream_bytes", "machine_memory", "parse_memory"]
+from .errors import InputError
+
+__all__ = ["ClusterConfig", "cluster_config", "fit_to_plan", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "stream_bytes", "machine_memory", "parse_memory"]
 
 
 
@@ -132,6 +134,31 @@ class ClusterConfig:
     """Local GPU ids: one worker process per GPU, pinned with ``CUDA_VISIBLE_DEVICES``, carrying the
     resource ``GPU=1``; with ``n_workers`` that many CPU decode workers beside them (no GPU). The
     machine's cores are split among all of them."""
+
+
+def cluster_config(scheduler: str | None = None, workers: int | None = None, threads: int | None = None,
+                   processes: bool = False, dashboard_address: str = "127.0.0.1:0", gpus: str | None = None) -> ClusterConfig:
+    """A :class:`ClusterConfig` from the command line's options (``--gpus`` parsed and checked)."""
+    ids = parse_gpus(gpus)
+    if ids and scheduler:
+        raise InputError("give --gpus (a local cluster, one worker per GPU) or --scheduler (an existing cluster), not both")
+    return ClusterConfig(scheduler=scheduler, n_workers=workers, threads_per_worker=threads, processes=processes,
+                         dashboard_address=dashboard_address, gpus=ids)
+
+
+def fit_to_plan(cluster: ClusterConfig, plan_for) -> tuple[MemoryPlan, ClusterConfig]:
+    """The memory plan ``plan_for(threads per worker)`` for the cluster's workers, and the cluster
+    with its workers' memory limit set from it (a joined cluster keeps its own)."""
+    import os
+    from dataclasses import replace
+
+    cores = os.cpu_count() or 1
+    threads = cluster.threads_per_worker or (cores // max(1, len(cluster.gpus)) if cluster.gpus else cores)
+    plan = plan_for(threads)
+    if cluster.scheduler is None:
+        per_worker = plan.limit // (len(cluster.gpus) or cluster.n_workers or (2 if cluster.processes else 1))
+        cluster = replace(cluster, memory_limit=str(per_worker))
+    return plan, cluster
 
 
 def parse_gpus(text: str | None) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .catalog.search import SearchRequest, search
 from .catalog.sources import open_catalog, source_id
-from .cluster import MAX_READ_AHEAD
+from .tuning import MAX_READ_AHEAD
 from .cube.load import CubeSpec, open_cube
 from .cube.store import build_cube
 from .job import JobConfig, JobRequest
@@ -29,7 +29,7 @@ from .models.checkpoint import default_weights
 from .outputs.write import write_outputs
 from .reconstruct.dataset import reconstruct, resolve_method
 
-__all__ = ["JobConfig", "run_job", "run", "default_weights"]
+__all__ = ["JobConfig", "run_job", "run", "run_request", "write_cube", "default_weights"]
 
 
 def _model_digest(model) -> str | None:
@@ -417,3 +417,41 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     with open_catalog(stac) as url:
         return run_job(url, req.search_request(), req.cube_spec(plan.chunk), out, req.job_config(plan, device),
                        echo=echo, source=source_id(stac))
+
+
+def run_request(req: JobRequest, cluster, *, progress=None, echo=print) -> dict:
+    """Run a :class:`~cloudfree.job.JobRequest` on ``cluster`` (a
+    :class:`~cloudfree.cluster.ClusterConfig`: started here, or joined) as ``cloudfree run`` does:
+    the device is decided where the model runs, the memory plan for the cluster's workers."""
+    from .cluster import dask_client, fit_to_plan
+    from .progress import interrupt_guard
+    from .reconstruct.tiles import resolve_device
+
+    if cluster.scheduler or cluster.gpus:
+        # the workers decide: a CPU laptop driving a GPU cluster runs the model on the workers' GPUs
+        device, where = req.device, "on each worker" if req.device == "auto" else "on the workers"
+    else:
+        device, where = resolve_device(req.device), "here"
+    plan, cluster = fit_to_plan(cluster, lambda threads: req.plan(threads, gpu=device.startswith("cuda") or bool(cluster.gpus)))
+    echo(plan.describe())
+    echo(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}" if cluster.gpus else ""))
+    with interrupt_guard(), open_catalog(req.stac) as url, dask_client(cluster, echo=echo), \
+            (progress if progress is not None else contextlib.nullcontext()) as bar:
+        return run_job(url, req.search_request(), req.cube_spec(plan.chunk), req.out, req.job_config(plan, device),
+                       progress=bar, echo=echo, source=source_id(req.stac))
+
+
+def write_cube(req: JobRequest, cluster, *, progress=None, echo=print):
+    """Search and write the time cube (reflectance + clear mask) of ``req`` to the Zarr store at
+    ``req.out`` on ``cluster``, as ``cloudfree cube`` does; resumes an interrupted store."""
+    from .cluster import dask_client, fit_to_plan, parse_memory, plan_memory
+    from .progress import interrupt_guard
+
+    plan, cluster = fit_to_plan(cluster, lambda threads: plan_memory(
+        parse_memory(req.memory_limit), threads=threads, n_bands=req.n_bands, n_dates=1, chunk=req.chunk))
+    echo(plan.describe())
+    with interrupt_guard(), open_catalog(req.stac) as url, dask_client(cluster, echo=echo), \
+            (progress if progress is not None else contextlib.nullcontext()) as bar:
+        return build_cube(url, req.search_request(), req.cube_spec(plan.chunk), req.out, progress=bar,
+                          skip_bad_assets=req.skip_bad_assets, source=source_id(req.stac),
+                          regions_at_once=4 * plan.in_flight)

@@ -19,7 +19,7 @@ from rasterio.transform import Affine
 from ..bands import BOA_DN_OFFSET, QUANTIFICATION, S2_BANDS
 from .simulate import SyntheticScene, simulate_scene
 
-__all__ = ["DemoSpec", "write_demo_catalog", "DEMO_SPEC"]
+__all__ = ["DemoSpec", "write_demo_catalog", "DEMO_SPEC", "DemoJob", "demo_job"]
 
 
 
@@ -138,3 +138,38 @@ def _lonlat_footprint(bbox_utm: tuple[float, float, float, float], epsg: int) ->
     xs, ys = tr.transform([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
     ring = [[float(x), float(y)] for x, y in zip(xs, ys)]
     return {"type": "Polygon", "coordinates": [ring]}, [min(xs), min(ys), max(xs), max(ys)]
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """What ``cloudfree demo`` runs: a catalog, an area, dates, periods, and a line saying what it is."""
+
+    stac: str
+    bbox: str | None
+    start: str
+    end: str
+    period: str | None
+    context_days: int
+    banner: str
+
+
+def demo_job(out: Path, synthetic: bool = False, size: int = 300) -> DemoJob:
+    """The REAL series bundled with cloudfree, monthly over Aug-Sep 2019; or (``synthetic``) a
+    SYNTHETIC catalog written under ``out/catalog`` once, one image for the summer of 2024."""
+    if not synthetic:
+        from . import bundled_catalog
+
+        return DemoJob(bundled_catalog(), None, "2019-08-01", "2019-09-30", "month", 20,
+                       "[green]REAL[/] Sentinel-2 L2A series bundled with cloudfree: 72 dates of a 64x64 px patch in "
+                       "northern France/Belgium (10 bands, SCL; Copernicus Sentinel data 2018-2019, see "
+                       "cloudfree/catalog/data/ATTRIBUTION.md); monthly images for Aug-Sep 2019")
+    spec = DemoSpec(size=size)
+    items = write_demo_catalog(Path(out) / "catalog", spec)
+    features = json.loads(items.read_text())["features"]
+    boxes = np.array([f["bbox"] for f in features])
+    pad = 0.002  # stay inside the synthetic footprint
+    bbox = f"{boxes[:, 0].min() + pad},{boxes[:, 1].min() + pad},{boxes[:, 2].max() - pad},{boxes[:, 3].max() - pad}"
+    dates = sorted(f["properties"]["datetime"][:10] for f in features)
+    return DemoJob(str(items), bbox, "2024-06-01", "2024-08-31", None, 45,
+                   f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {spec.size}x{spec.size} px at 10 m) "
+                   f"bbox={bbox} {dates[0]}..{dates[-1]}")

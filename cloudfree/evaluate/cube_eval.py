@@ -66,13 +66,17 @@ def evaluate_cube(cube: str | Path, net, *, bands: tuple[str, ...], device: str,
 
 
 def evaluate_store(out: str | Path, *, cube: str | Path | None = None, sen12mscrts: str | Path | None = None,
-                   model: str | None = None, bands: tuple[str, ...] | None = None, device: str = "cpu",
+                   model: str | None = None, bands: str | tuple[str, ...] | None = None, device: str = "cpu",
                    min_clear: float = 0.4, max_dates: int = 12, max_patches: int = 32, window: int = 1024,
                    progress=None, echo=print) -> dict:
     """Evaluate a cube store or SEN12MS-CR-TS's test split and write the report into ``out``
-    (report.json, report.md, PNGs); returns the report's files."""
+    (report.json, report.md, PNGs); returns the report's files. ``bands`` as the command line
+    spells them (``"B02,B03"`` or a sequence); ``device`` may be ``auto``."""
+    from ..bands import validate_bands
+    from ..reconstruct.tiles import resolve_device
     from .protocol import evaluate_examples_list, write_report
 
+    bands, device = validate_bands(bands), resolve_device(device)
     if bool(cube) == bool(sen12mscrts):
         raise InputError("give --cube or --sen12mscrts")
     if cube:

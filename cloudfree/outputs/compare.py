@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_comparison"]
+__all__ = ["write_comparison", "describe_comparison"]
 
 
 def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str | None = None, context_days: int = 30,
@@ -48,3 +48,20 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
     path = out / f"compare_{label}.png"
     canvas.save(path)
     return path
+
+
+def describe_comparison(out: str | Path, job) -> str:
+    """Write the demo's side-by-side picture for a :class:`~cloudfree.catalog.demo.DemoJob` and
+    say where it is; a picture that cannot be made is a convenience lost, so say why instead."""
+    try:
+        png = write_comparison(out, job.start, job.end, period=job.period, context_days=job.context_days,
+                               synthetic=job.stac != _bundled())
+    except Exception as exc:  # noqa: BLE001 - the run is done and kept; only the picture is missing
+        return f"[yellow]no side-by-side picture: {exc}[/]"
+    return f"side by side (cloudy input | median composite | cloudfree): {png}"
+
+
+def _bundled() -> str:
+    from ..catalog import bundled_catalog
+
+    return bundled_catalog()

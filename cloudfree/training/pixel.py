@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -274,59 +273,49 @@ def _reference_psnr(batches) -> dict:
     return {k: 10 * math.log10(1 / max(np.mean(v), 1e-12)) for k, v in err.items()}
 
 
+class PixelTask:
+    """The per-pixel TimeGate on pasted pixel series of real places (:func:`train_pixel`'s task)."""
+
+    def __init__(self, cfg: PixelTrainConfig, sampler: "PixelSampler", val_batches: list):
+        self.cfg, self.sampler, self.val_batches, self.config = cfg, sampler, val_batches, pixel_config(cfg)
+
+    def build(self, device):
+        from ..models import build_model
+
+        return build_model(self.config).to(device)
+
+    def parameters(self, model):
+        return model.parameters()
+
+    def train_mode(self, model) -> None:
+        model.train()
+
+    def batch(self, rng: np.random.Generator):
+        self.sampler.rng = rng  # the loop's generator: saved with its state
+        return self.sampler.batch()
+
+    def loss(self, model, batch, device):
+        return _loss(model, batch, device)[0]
+
+    def validate(self, model, device) -> dict:
+        mses = [float(_loss(model, b, device)[1]) for b in self.val_batches]
+        return {"val_psnr": 10 * math.log10(1 / max(np.mean(mses), 1e-12)),
+                "interp_gain": float(model.interp_gain.detach())}
+
+
 def train_pixel(train: list[RealSeries], val: list[RealSeries], out: str | Path, cfg: PixelTrainConfig = PixelTrainConfig(),
-                *, device: str = "cpu", log=print, val_filter=None, train_filter=None) -> dict:
-    """Train, validate on a fixed set of batches every ``val_every`` steps, keep the best by
-    validation PSNR; writes ``best.safetensors``, ``last.safetensors`` and ``log.jsonl`` to ``out``."""
-    import torch
+                *, device: str = "cpu", log=print, val_filter=None, train_filter=None, resume: bool = True) -> dict:
+    """Train through :func:`cloudfree.training.loop.fit`, validating on a fixed set of batches every
+    ``val_every`` steps and keeping the best by validation PSNR; writes ``best.safetensors``,
+    ``last.safetensors`` and ``log.jsonl`` to ``out``."""
+    from .loop import LoopConfig, fit
 
-    from ..models import build_model, save_checkpoint
-
-    torch.manual_seed(cfg.seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = pixel_config(cfg)
-    model = build_model(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = PixelSampler(train, np.random.default_rng(cfg.seed), pairs=cfg.pairs, pixels=cfg.pixels,
                            target_filter=train_filter)
     vs = PixelSampler(val, np.random.default_rng(12345), pairs=64, pixels=64, target_filter=val_filter)
     val_batches = [vs.batch() for _ in range(8)]
-    best, t0 = -math.inf, time.time()
-    logf = (out / "log.jsonl").open("a")
-    ref = _reference_psnr(val_batches)
-    logf.write(json.dumps({"step": 0, "val_reference_psnr": ref}) + "\n")
-    log(json.dumps({"val_reference_psnr": ref}))
-    step = 0
-    for step in range(1, cfg.steps + 1):
-        frac = step / cfg.steps
-        if cfg.max_minutes:
-            frac = max(frac, (time.time() - t0) / 60 / cfg.max_minutes)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        model.train()
-        l1, _ = _loss(model, sampler.batch(), device)
-        opt.zero_grad()
-        l1.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        done = frac >= 1.0
-        if step % cfg.val_every == 0 or done or step == cfg.steps:
-            model.eval()
-            with torch.no_grad():
-                mses = [float(_loss(model, b, device)[1]) for b in val_batches]
-            psnr = 10 * math.log10(1 / max(np.mean(mses), 1e-12))
-            rec = {"step": step, "train_l1": float(l1.detach()), "val_psnr": psnr, "seconds": round(time.time() - t0, 1),
-                   "interp_gain": float(model.interp_gain.detach())}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(json.dumps(rec))
-            info = {"step": step, "val_psnr": psnr, "train": [s.name for s in train], "val": [s.name for s in val],
-                    "train_config": asdict(cfg)}
-            if psnr > best:
-                best = psnr
-                save_checkpoint(model, config, out / "best.safetensors", info)
-        if done:
-            break
-    save_checkpoint(model, config, out / "last.safetensors", {"step": step, "train_config": asdict(cfg)})
-    return {"best_val_psnr": best, "steps": step, "seconds": time.time() - t0}
+    log(json.dumps({"val_reference_psnr": _reference_psnr(val_batches)}))
+    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed, amp=False,
+                      time_limit_s=cfg.max_minutes * 60 if cfg.max_minutes else None, val_every=cfg.val_every)
+    info = {"train": [s.name for s in train], "val": [s.name for s in val], "train_config": asdict(cfg)}
+    return fit(PixelTask(cfg, sampler, val_batches), loop, out, device=device, log=log, info=info, resume=resume)

@@ -9,9 +9,7 @@ halo'd, mirror-padded blocks.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -147,68 +145,62 @@ def _loss(model, batch, device):
     return l1, mse, mse_est
 
 
+def _psnr(mse) -> float:
+    return 10 * math.log10(1 / max(float(np.mean(mse)), 1e-12))
+
+
+class TerraMindTask:
+    """A TerraMind encoder + decoder over a frozen per-pixel model (:func:`train_terramind`'s task)."""
+
+    def __init__(self, config: dict, pixel, sampler: PatchSampler, val_batches: list, encoder_weights: str | None):
+        self.config, self.pixel, self.sampler, self.val_batches = config, pixel, sampler, val_batches
+        self.encoder_weights = encoder_weights
+
+    def build(self, device):
+        from ..models import build_model
+
+        model = build_model({**self.config, "terramind": {**self.config["terramind"], "weights": self.encoder_weights}})
+        model.pixel.load_state_dict(self.pixel.state_dict())
+        return model.to(device)
+
+    def parameters(self, model):
+        return model.parameters()
+
+    def train_mode(self, model) -> None:
+        model.train()
+        model.pixel.eval()
+
+    def batch(self, rng: np.random.Generator):
+        self.sampler.rng = rng
+        return self.sampler.batch()
+
+    def loss(self, model, batch, device):
+        return _loss(model, batch, device)[0]
+
+    def validate(self, model, device) -> dict:
+        res = [_loss(model, b, device) for b in self.val_batches]
+        return {"val_psnr": _psnr([float(r[1]) for r in res]), "val_psnr_pixel_model": _psnr([float(r[2]) for r in res]),
+                "gamma": float(model.gamma.detach())}
+
+
 def train_terramind(train: list[RealSeries], val: list[RealSeries], pixel_checkpoint: str | Path, out: str | Path,
                     cfg: TerraMindTrainConfig = TerraMindTrainConfig(), *, device: str = "cpu", log=print,
-                    val_filter=None, train_filter=None, encoder_weights: str | None = None) -> dict:
-    """Train encoder + decoder on top of the frozen per-pixel checkpoint; keep the best by
-    validation PSNR on hidden pixels (logged beside the per-pixel model's PSNR on the same pixels).
-    Writes ``best.safetensors``, ``last.safetensors`` and ``log.jsonl`` to ``out``."""
-    import torch
+                    val_filter=None, train_filter=None, encoder_weights: str | None = None, resume: bool = True) -> dict:
+    """Train encoder + decoder on top of the frozen per-pixel checkpoint through
+    :func:`cloudfree.training.loop.fit`; keep the best by validation PSNR on hidden pixels (logged
+    beside the per-pixel model's PSNR on the same pixels). Writes ``best.safetensors``,
+    ``last.safetensors`` and ``log.jsonl`` to ``out``."""
+    from ..models import load_checkpoint
+    from .loop import LoopConfig, fit
 
-    from ..models import build_model, load_checkpoint, save_checkpoint
-
-    torch.manual_seed(cfg.seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     pixel, info = load_checkpoint(pixel_checkpoint)
     config = terramind_config(info["config"], cfg)
-    build = {**config, "terramind": {**config["terramind"], "weights": encoder_weights}}
-    model = build_model(build).to(device)
-    model.pixel.load_state_dict(pixel.state_dict())
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = PatchSampler(train, np.random.default_rng(cfg.seed), batch=cfg.batch, size=cfg.size,
                            target_filter=train_filter)
     vs = PatchSampler(val, np.random.default_rng(12345), batch=8, size=cfg.size, target_filter=val_filter)
     val_batches = [vs.batch() for _ in range(8)]
-    best, t0, step = -math.inf, time.time(), 0
-    logf = (out / "log.jsonl").open("a")
-
-    def psnr(mse):
-        return 10 * math.log10(1 / max(float(np.mean(mse)), 1e-12))
-
-    for step in range(1, cfg.steps + 1):
-        frac = step / cfg.steps
-        if cfg.max_minutes:
-            frac = max(frac, (time.time() - t0) / 60 / cfg.max_minutes)
-        warm = min(1.0, step / 100)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        model.train()
-        model.pixel.eval()
-        l1, _, _ = _loss(model, sampler.batch(), device)
-        opt.zero_grad()
-        l1.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        done = frac >= 1.0
-        if step % cfg.val_every == 0 or done or step == cfg.steps:
-            model.eval()
-            with torch.no_grad():
-                res = [_loss(model, b, device) for b in val_batches]
-            rec = {"step": step, "train_l1": float(l1.detach()), "val_psnr": psnr([float(r[1]) for r in res]),
-                   "val_psnr_pixel_model": psnr([float(r[2]) for r in res]), "gamma": float(model.gamma.detach()),
-                   "seconds": round(time.time() - t0, 1)}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(json.dumps(rec))
-            if rec["val_psnr"] > best:
-                best = rec["val_psnr"]
-                save_checkpoint(model, config, out / "best.safetensors",
-                                {"step": step, "val_psnr": best, "val_psnr_pixel_model": rec["val_psnr_pixel_model"],
-                                 "train": [s.name for s in train], "pixel_checkpoint": str(pixel_checkpoint),
-                                 "train_config": asdict(cfg)}, half=True)
-        if done:
-            break
-    save_checkpoint(model, config, out / "last.safetensors", {"step": step, "train_config": asdict(cfg)}, half=True)
-    return {"best_val_psnr": best, "steps": step, "seconds": time.time() - t0}
+    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=100, seed=cfg.seed, amp=False,
+                      half=True, time_limit_s=cfg.max_minutes * 60 if cfg.max_minutes else None, val_every=cfg.val_every)
+    info = {"train": [s.name for s in train], "pixel_checkpoint": str(pixel_checkpoint), "train_config": asdict(cfg)}
+    task = TerraMindTask(config, pixel, sampler, val_batches, encoder_weights)
+    return fit(task, loop, out, device=device, log=log, info=info, resume=resume)

@@ -1,4 +1,5 @@
-"""Training loop: masked L1/Charbonnier + (1 − SSIM), AdamW + cosine, AMP on GPU, resumable.
+"""Image models (TimeGate + U-Net or TerraMind head): masked L1/Charbonnier + (1 − SSIM), trained by
+the one loop (:mod:`cloudfree.training.loop`), resumable.
 
 Examples come from :mod:`cloudfree.evaluate.examples` (no cloud-free targets). Checkpoints are written
 every ``ckpt_every`` steps as ``last.safetensors`` (model, the one checkpoint format) plus
@@ -7,9 +8,6 @@ every ``ckpt_every`` steps as ``last.safetensors`` (model, the one checkpoint fo
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +17,10 @@ import torch
 
 from ..evaluate.examples import Example, collate
 from ..evaluate.metrics import ssim_map
-from ..models import build_model, default_config, load_checkpoint, save_checkpoint
+from ..models import build_model, default_config, load_checkpoint
+from .loop import LoopConfig, fit, pick_device
 
-__all__ = ["TrainConfig", "train", "masked_loss", "evaluate_examples", "pick_device"]
+__all__ = ["TrainConfig", "train", "masked_loss", "evaluate_examples", "pick_device", "UNetTask"]
 
 
 @dataclass
@@ -48,16 +47,6 @@ class TrainConfig:
     time_limit_s: float | None = None
     """Stop after this much wall time; the cosine schedule then anneals by time, not steps."""
     model: dict = field(default_factory=default_config)
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``cuda`` when available unless told otherwise; CPU is always a clean fallback."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA GPU is available")
-    return dev
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "l1",
@@ -108,102 +97,63 @@ class _Batches(torch.utils.data.IterableDataset):
             yield {k: torch.from_numpy(v) for k, v in collate(exs).items()}
 
 
-def _state_path(out: Path) -> Path:
-    return out / "last.state.pt"
+class UNetTask:
+    """The TimeGate + U-Net / TerraMind-head models on image examples (:func:`train`'s task)."""
+
+    def __init__(self, cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | None],
+                 val: list[Example] | None):
+        self.cfg, self.sample, self.val, self.config = cfg, sample, val, cfg.model
+        self._loader = None
+
+    def build(self, device):
+        self.device = device
+        return build_model(self.cfg.model).to(device)
+
+    def parameters(self, model):
+        return model.parameters()
+
+    def train_mode(self, model) -> None:
+        model.train()
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        if self.cfg.num_workers > 0:  # drawn in worker processes, seeded from the loop's generator
+            if self._loader is None:
+                seed = int(rng.integers(1 << 31))
+                self._loader = iter(torch.utils.data.DataLoader(
+                    _Batches(self.sample, self.cfg.batch, seed), batch_size=None, num_workers=self.cfg.num_workers,
+                    pin_memory=self.device.type == "cuda", prefetch_factor=4, persistent_workers=True))
+            return {k: v.to(self.device, non_blocking=True) for k, v in next(self._loader).items()}
+        exs: list[Example] = []
+        while len(exs) < self.cfg.batch:
+            e = self.sample(rng)
+            if e is not None:
+                exs.append(e)
+        return _to(collate(exs), self.device)
+
+    def loss(self, model, b, device) -> torch.Tensor:
+        pred = model(b["x"], b["valid"], b["dt"], b["pad"])["output"]
+        return masked_loss(pred, b["target"], b["weight"], self.cfg.loss, self.cfg.ssim_weight)
+
+    def validate(self, model, device) -> dict:
+        rec = {"gamma": model.head.gamma.item()}
+        if self.val:
+            rec.update(evaluate_examples(model, self.val, device))
+            rec["val_psnr"] = rec["model_psnr"]
+        return rec
 
 
 def train(cfg: TrainConfig, sample: Callable[[np.random.Generator], Example | None], out_dir: str | Path, *,
           val: list[Example] | None = None, device: str | None = None, resume: bool = True,
           log: Callable[[str], None] = print, stop_after: int | None = None, init: str | Path | None = None) -> dict:
-    """Train, checkpointing to ``out_dir``; returns the final metrics/info dict.
+    """Train through :func:`cloudfree.training.loop.fit`, checkpointing to ``out_dir``.
 
     ``sample(rng)`` draws one example (``None`` = try again). Deterministic for a seed on CPU.
     ``stop_after`` ends this call after that many steps, checkpointed, as a kill would (tests).
     ``init`` starts a new run (fine-tuning) from the weights of an existing checkpoint.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg.model).to(dev)
-    if init is not None:
-        start_from, _ = load_checkpoint(init)
-        model.load_state_dict(start_from.state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    t_start = time.time()
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        if cfg.time_limit_s:
-            p = max(p, (time.time() - t_start) / cfg.time_limit_s)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    step, history = 0, []
-    last = out / "last.safetensors"
-    if resume and last.exists() and _state_path(out).exists():
-        loaded, _ = load_checkpoint(last)
-        model.load_state_dict(loaded.state_dict())
-        st = torch.load(_state_path(out), map_location="cpu", weights_only=False)
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        step, history = st["step"], st["history"]
-        rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
-        log(f"resumed from step {step}")
-    use_amp = cfg.amp and dev.type == "cuda"
-    model.train()
-    t0 = time.time()
-    losses: list[float] = []
-
-    def save(info_extra: dict | None = None) -> None:
-        info = {"step": step, "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
-                "history": history, **(info_extra or {})}
-        save_checkpoint(model, cfg.model, last, info)
-        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "history": history,
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, _state_path(out))
-
-    loader = None
-    if cfg.num_workers > 0:
-        loader = iter(torch.utils.data.DataLoader(_Batches(sample, cfg.batch, cfg.seed + step), batch_size=None,
-                                                  num_workers=cfg.num_workers, pin_memory=dev.type == "cuda",
-                                                  prefetch_factor=4, persistent_workers=True))
-    first_step = step
-    while step < cfg.steps and not (cfg.time_limit_s and time.time() - t_start > cfg.time_limit_s):
-        if stop_after is not None and step - first_step >= stop_after:
-            break
-        if loader is not None:
-            b = {k: v.to(dev, non_blocking=True) for k, v in next(loader).items()}
-        else:
-            exs: list[Example] = []
-            while len(exs) < cfg.batch:
-                e = sample(rng)
-                if e is not None:
-                    exs.append(e)
-            b = _to(collate(exs), dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            pred = model(b["x"], b["valid"], b["dt"], b["pad"])["output"]
-        loss = masked_loss(pred, b["target"], b["weight"], cfg.loss, cfg.ssim_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        losses.append(loss.item())
-        out_of_time = bool(cfg.time_limit_s and time.time() - t_start > cfg.time_limit_s)
-        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
-            rec = {"step": step, "loss": float(np.mean(losses[-cfg.val_every:])), "gamma": model.head.gamma.item(),
-                   "elapsed_s": round(time.time() - t0, 1)}
-            if val:
-                rec.update(evaluate_examples(model, val, dev))
-            history.append(rec)
-            log(json.dumps(rec))
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save()
-    save()
-    return {"step": step, "history": history, "losses": losses, "device": str(dev)}
+    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, seed=cfg.seed,
+                      time_limit_s=cfg.time_limit_s, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp)
+    info = {"train_config": {k: v for k, v in asdict(cfg).items() if k != "model"}}
+    start_from = load_checkpoint(init)[0] if init is not None else None
+    return fit(UNetTask(cfg, sample, val), loop, out_dir, device=device, resume=resume, log=log, stop_after=stop_after,
+               info=info, init=start_from)
