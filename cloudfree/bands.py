@@ -6,6 +6,8 @@ Everything downstream uses the ESA band ids below, so the mapping lives in one p
 
 from __future__ import annotations
 
+from .errors import InputError
+
 from dataclasses import dataclass
 
 __all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES", "DEFAULT_UNUSABLE_SCL", "CLEAR_SCL", "CLOUD_SHADOW_SCL", "QUANTIFICATION",
@@ -94,7 +96,7 @@ def band_info(name: str) -> Band:
     """Look up a band by ESA id or common name (case-insensitive)."""
     canon = _ALIASES.get(name.lower())
     if canon is None or canon == SCL:
-        raise ValueError(f"unknown Sentinel-2 L2A band {name!r}; known: {', '.join(L2A_BANDS)}")
+        raise InputError(f"unknown Sentinel-2 L2A band {name!r}; known: {', '.join(L2A_BANDS)}")
     return _BY_ID[canon]
 
 
@@ -106,10 +108,10 @@ def validate_bands(bands: list[str] | tuple[str, ...] | str | None) -> tuple[str
     if isinstance(bands, str):
         bands = [b.strip() for b in bands.split(",") if b.strip()]
     if not bands:
-        raise ValueError("the band list is empty")
+        raise InputError("the band list is empty")
     out = tuple(band_info(b).id for b in bands)
     if len(set(out)) != len(out):
-        raise ValueError(f"duplicate bands in {list(bands)}")
+        raise InputError(f"duplicate bands in {list(bands)}")
     return tuple(b for b in L2A_BANDS if b in out)
 
 

@@ -27,9 +27,9 @@ def parse_memory(text: str | int | None) -> int | None:
     try:
         n = int(text) if isinstance(text, int) else parse_bytes(str(text))
     except (ValueError, TypeError):
-        raise ValueError(f"--memory-limit {text!r} is not a size; use e.g. 4GB, 2GiB or 500MB") from None
+        raise InputError(f"--memory-limit {text!r} is not a size; use e.g. 4GB, 2GiB or 500MB") from None
     if n < BASE_BYTES + 64 * 2**20:
-        raise ValueError(f"--memory-limit {text} is too small; cloudfree needs about {BASE_BYTES >> 20} MB "
+        raise InputError(f"--memory-limit {text} is too small; cloudfree needs about {BASE_BYTES >> 20} MB "
                          "before the first block")
     return n
 
@@ -95,7 +95,7 @@ def plan_memory(limit: int | None = None, *, threads: int = 1, n_bands: int = 12
     limit = limit or int(0.8 * machine_memory())
     avail = limit - BASE_BYTES
     if avail <= 0:
-        raise ValueError(f"a memory budget of {limit >> 20} MB leaves nothing for data; cloudfree needs about "
+        raise InputError(f"a memory budget of {limit >> 20} MB leaves nothing for data; cloudfree needs about "
                          f"{BASE_BYTES >> 20} MB before the first block")
     in_flight = max(1, threads)
     candidates = [chunk] if chunk else [c for c in CHUNKS if c >= 256]
@@ -112,7 +112,7 @@ def plan_memory(limit: int | None = None, *, threads: int = 1, n_bands: int = 12
                 return MemoryPlan(limit, c, k, BASE_BYTES + need, batch)
     if chunk:
         fits = next((c for c in CHUNKS if needs(1, c) <= avail), CHUNKS[-1])
-        raise ValueError(f"--chunk {chunk} needs about {needs(1, chunk) >> 20} MB for "
+        raise InputError(f"--chunk {chunk} needs about {needs(1, chunk) >> 20} MB for "
                          f"{n_dates} dates x {n_bands} bands; the memory budget ({limit >> 20} MB) allows --chunk {fits} "
                          "(or raise --memory-limit, or lower --max-dates)")
     c = CHUNKS[-1]
@@ -175,9 +175,9 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     else:
         ids = tuple(t.strip() for t in text.split(",") if t.strip())
         if not all(t.isdigit() for t in ids):
-            raise ValueError(f"--gpus {text!r}: give all, a count, or GPU ids like 0,1")
+            raise InputError(f"--gpus {text!r}: give all, a count, or GPU ids like 0,1")
     if not ids or any(int(i) >= n for i in ids):
-        raise ValueError(f"--gpus {text}: this machine has {n} CUDA GPU(s); for GPUs elsewhere join their cluster "
+        raise InputError(f"--gpus {text}: this machine has {n} CUDA GPU(s); for GPUs elsewhere join their cluster "
                          "with --scheduler")
     return ids
 
@@ -252,7 +252,7 @@ def start_cluster(kind: str, options: dict | None = None, workers: int = 1, addr
     connects to it. Worker resources ``GPU=1`` and GDAL settings come from ``options``."""
     options = dict(options or {})
     if kind not in CLUSTER_KINDS[1:]:
-        raise ValueError(f"cluster kind {kind!r}: choose one of {', '.join(CLUSTER_KINDS[1:])}")
+        raise InputError(f"cluster kind {kind!r}: choose one of {', '.join(CLUSTER_KINDS[1:])}")
     try:
         if kind == "slurm":
             from dask_jobqueue import SLURMCluster

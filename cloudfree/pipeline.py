@@ -7,7 +7,7 @@ missing; the run manifest ``run.json`` is written last.
 
 from __future__ import annotations
 
-from .errors import OutputLockedError
+from .errors import DataError, InputError, OutputLockedError
 
 import contextlib
 import hashlib
@@ -214,7 +214,7 @@ def _say_dates_and_grid(ctx: RunContext, src: CubeSource) -> None:
     """Dates without data (an error if every date) and the output grid, before any pixel is computed."""
     cube, no_data, echo = src.cube, src.no_data, ctx.echo
     if len(no_data) == cube.sizes["time"]:
-        raise ValueError(f"the inputs hold no data over the area on any of the {len(no_data)} dates: check the "
+        raise DataError(f"the inputs hold no data over the area on any of the {len(no_data)} dates: check the "
                          "items' footprints and proj:epsg / proj:transform, and the --bbox/--aoi")
     if no_data:
         echo(f"warning: no data was read over the area on {len(no_data)} of {cube.sizes['time']} dates "
@@ -322,7 +322,7 @@ def _check_visible_on_workers(model) -> None:
     seen = client.run(os.path.exists, str(model))
     blind = sorted(w for w, ok in seen.items() if not ok)
     if blind:
-        raise ValueError(f"the model {model} is not visible on {len(blind)} worker(s) ({', '.join(blind[:3])}): put it "
+        raise InputError(f"the model {model} is not visible on {len(blind)} worker(s) ({', '.join(blind[:3])}): put it "
                          "on a path every worker sees (a shared file system) or pass --model with such a path")
 
 
@@ -346,7 +346,7 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
     echo(f"size: {ny} x {nx} px ({px / 1e6:.2g} Mpx) at {spec.resolution:g} m, {days} dates, {nb} bands: {stored}; "
          f"{took} per output image on this machine's CPU (less on a GPU)")
     if job.max_pixels is not None and px > job.max_pixels:
-        raise ValueError(f"the area is {px / 1e6:,.0f} million pixels ({ny} x {nx} at {spec.resolution:g} m; a cube of "
+        raise InputError(f"the area is {px / 1e6:,.0f} million pixels ({ny} x {nx} at {spec.resolution:g} m; a cube of "
                          f"about {cube_gb:,.0f} GB), above --max-pixels {job.max_pixels / 1e6:,.0f} million: check "
                          "--bbox (west,south,east,north in degrees) and --resolution, or pass --yes to run it")
 

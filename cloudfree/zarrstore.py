@@ -8,7 +8,7 @@ is never silently mixed from two requests.
 
 from __future__ import annotations
 
-from .errors import StoreError
+from .errors import InputError, StoreError
 
 import itertools
 import json
@@ -280,7 +280,7 @@ def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, to
     starts = {d: np.cumsum((0,) + tuple(c)) for d, c in ds.chunks.items()}
     split = [d for d in ds.dims if d not in todo[0] and len(ds.chunks.get(d, ())) > 1]
     if split:
-        raise ValueError(f"regions must hold whole chunks along {split}")
+        raise InputError(f"regions must hold whole chunks along {split}")
     graph = HighLevelGraph.merge(*[ds[v].data.__dask_graph__() for v in names])
     layers, deps = dict(graph.layers), dict(graph.dependencies)
     keys = {}

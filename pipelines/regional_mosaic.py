@@ -15,14 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from cloudfree.aoi import parse_aoi, parse_bbox
-from cloudfree.catalog.search import SearchRequest
-from cloudfree.catalog.sources import open_catalog, source_id
-from cloudfree.cluster import ClusterConfig, dask_client, start_cluster
-from cloudfree.cube.load import CubeSpec, MaskConfig
-from cloudfree.pipeline import JobConfig, run_job
+from cloudfree.cluster import ClusterConfig, start_cluster
+from cloudfree.job import JobRequest
+from cloudfree.pipeline import run_request
 from cloudfree.progress import StageProgress, console
-from cloudfree.reconstruct.tiles import TileConfig, check_device, resolve_device
 
 
 def load_config(path: str | Path) -> dict:
@@ -30,33 +26,30 @@ def load_config(path: str | Path) -> dict:
     return tomllib.loads(text) if str(path).endswith(".toml") else yaml.safe_load(text)
 
 
+def request(c: dict) -> JobRequest:
+    """The config's job as a :class:`~cloudfree.job.JobRequest`, parsed and checked as ``cloudfree run``'s options."""
+    cube, tiles = dict(c.get("cube", {})), dict(c.get("tiles", {}))
+    return JobRequest.from_options(
+        c["stac"], c["start"], c["end"], c["out"], bbox=c.get("bbox"), aoi=c.get("aoi"), bands=cube.get("bands"),
+        exclude_scl=cube.get("exclude_scl"), collection=c.get("collection"), max_cloud_cover=c.get("max_cloud"),
+        crs=cube.get("crs"), resolution=cube.get("resolution"), chunk=cube.get("chunk"), method=c.get("method", "auto"),
+        model=c.get("model"), period=c.get("period"), context_days=c.get("context_days", 30),
+        max_dates=c.get("max_dates", 12), device=tiles.get("device", "auto"), patch=tiles.get("patch", 256),
+        overlap=tiles.get("overlap", 16), batch=tiles.get("batch"), stream=c.get("stream", True))
+
+
 def main(path: str) -> dict:
     c = load_config(path)
-    aoi = parse_bbox(c["bbox"]) if "bbox" in c else parse_aoi(c["aoi"])
-    req = SearchRequest(aoi, str(c["start"]), str(c["end"]), c.get("collection"), c.get("max_cloud"))
-    cube = dict(c.get("cube", {}))
-    if "exclude_scl" in cube:
-        cube["mask"] = MaskConfig.from_classes(cube.pop("exclude_scl"))
-    spec = CubeSpec(**{"chunk": 1024, **cube})
+    req = request(c)
     cl = dict(c.get("cluster", {}))
     kind = cl.pop("kind", "local")
-    tiles = dict(c.get("tiles", {}))
-    device = tiles.get("device", "auto")
-    if kind == "local" and not cl.get("scheduler"):
-        tiles["device"] = resolve_device(device)
-    else:
-        check_device(device)  # resolved on each worker
-    job = JobConfig(method=c.get("method", "auto"), model=c.get("model"), period_step=c.get("period"),
-                    context_days=c.get("context_days", 30), max_dates=c.get("max_dates", 12), tiles=TileConfig(**tiles))
-    stac = c["stac"]
     if kind == "local":
-        context = dask_client(ClusterConfig(**cl), echo=console.print)
-    else:
-        cluster = start_cluster(kind, cl.get("options"), cl.get("workers", 1), cl.get("address"))
-        console.print(f"{kind} cluster: {cluster.dashboard_link}")
-        context = cluster.get_client()
-    with open_catalog(stac) as url, context, StageProgress() as progress:
-        manifest = run_job(url, req, spec, c["out"], job, progress=progress, echo=console.print, source=source_id(stac))
+        cluster = ClusterConfig(**cl)
+    else:  # a cluster started here through its own library; the run joins it
+        started = start_cluster(kind, cl.get("options"), cl.get("workers", 1), cl.get("address"))
+        console.print(f"{kind} cluster: {started.dashboard_link}")
+        cluster = ClusterConfig(scheduler=started.scheduler_address)
+    manifest = run_request(req, cluster, progress=StageProgress(), echo=console.print)
     console.print(f"outputs: {Path(c['out']) / 'run.json'}")
     return manifest
 

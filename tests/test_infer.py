@@ -197,6 +197,8 @@ def test_pipeline_configs_parse():
         c = mod.load_config(cfg)
         assert {"stac", "start", "end", "out"} <= set(c) and ("bbox" in c or "aoi" in c)
         TileConfig(**{k: v for k, v in c.get("tiles", {}).items()})
+        req = mod.request(c)  # the same parsing and checks as `cloudfree run`
+        assert req.stac == c["stac"] and req.aoi is not None and req.period == c.get("period")
 
 
 def test_streaming_run_equals_the_cube_run_and_resumes(tiled_run, stac_url, req, tmp_path):

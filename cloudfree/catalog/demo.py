@@ -7,6 +7,8 @@ extensions, Planetary Computer-style band-id asset keys.
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ class DemoSpec:
 
     def __post_init__(self) -> None:
         if self.size % 6:
-            raise ValueError(f"demo size must be a multiple of 6 (10/20/60 m grids align), got {self.size}")
+            raise InputError(f"demo size must be a multiple of 6 (10/20/60 m grids align), got {self.size}")
 
 
 DEMO_SPEC = DemoSpec()

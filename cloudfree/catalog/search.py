@@ -7,7 +7,7 @@ with the same rules, so a GPU host or a notebook needs no server. Both end in :f
 
 from __future__ import annotations
 
-from ..errors import CatalogError, NoItemsFound
+from ..errors import CatalogError, InputError, NoItemsFound
 
 import logging
 from collections.abc import Callable
@@ -66,7 +66,7 @@ class SearchRequest:
     def __post_init__(self) -> None:  # bad dates fail when the request is made, before any work
         _validate_dates(self.start, self.end)
         if self.max_cloud_cover is not None and not 0 <= self.max_cloud_cover <= 100:
-            raise ValueError(f"max cloud cover is a percentage 0-100, got {self.max_cloud_cover}")
+            raise InputError(f"max cloud cover is a percentage 0-100, got {self.max_cloud_cover}")
 
     def describe(self) -> str:
         w, s, e, n = self.aoi.bbox if self.aoi is not None else (float("nan"),) * 4
@@ -122,11 +122,11 @@ def _validate_dates(start: str, end: str) -> None:
             raise ValueError
         s, e = pd.Timestamp(start), pd.Timestamp(end)
     except (ValueError, TypeError):
-        raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}") from None
+        raise InputError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}") from None
     if pd.isna(s) or pd.isna(e):
-        raise ValueError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}")
+        raise InputError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}")
     if s > e:
-        raise ValueError(f"the start date {start} is after the end date {end}; swap them")
+        raise InputError(f"the start date {start} is after the end date {end}; swap them")
 
 
 def search(url: str, request: SearchRequest, *, modifier: Callable | None = None, source: str | None = None) -> list[pystac.Item]:

@@ -9,6 +9,8 @@ served, so the cube reads the right files whatever the working directory.
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +45,7 @@ def open_catalog(stac: str, demo_dir: Path = DEFAULT_DEMO_DIR) -> Iterator[str]:
     elif stac.startswith(("http://", "https://")):
         yield stac.rstrip("/")
     else:
-        raise ValueError(f"--stac {stac!r} is neither a URL, a known catalog ({', '.join(KNOWN_CATALOGS)}, demo), "
+        raise InputError(f"--stac {stac!r} is neither a URL, a known catalog ({', '.join(KNOWN_CATALOGS)}, demo), "
                          "a static catalog/collection (catalog.json, collection.json) nor an item file "
                          "(.json/.geojson/.ndjson/.parquet)")
 
@@ -64,7 +66,7 @@ def search_items(stac: str, start: str, end: str, *, bbox=None, aoi=None, collec
     elif bbox is None and aoi is None and is_static_source(stac):
         area = None  # a static catalog or item file: every item, whatever its footprint
     elif (bbox is None) == (aoi is None):
-        raise ValueError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
+        raise InputError("give exactly one of bbox (west, south, east, north) or aoi (GeoJSON)")
     else:
         area = parse_bbox(bbox) if bbox is not None else parse_aoi(aoi)
     req = SearchRequest(area, str(start), str(end), collection, max_cloud_cover, limit)

@@ -11,6 +11,8 @@ in one projected CRS (``spatial_ref`` coordinate; ``.rio.crs`` and ``.odc.geobox
 
 from __future__ import annotations
 
+from ..errors import DataError, InputError
+
 import json
 import logging
 import warnings
@@ -62,9 +64,9 @@ class MaskConfig:
         from .masks import MASK_SOURCES
 
         if self.source not in MASK_SOURCES:
-            raise ValueError(f"mask source {self.source!r} must be one of {', '.join(MASK_SOURCES)}")
+            raise InputError(f"mask source {self.source!r} must be one of {', '.join(MASK_SOURCES)}")
         if not 0 <= int(self.dilate) <= 64:
-            raise ValueError(f"dilate is a number of pixels 0-64, got {self.dilate}")
+            raise InputError(f"dilate is a number of pixels 0-64, got {self.dilate}")
 
     @property
     def unusable(self) -> tuple[int, ...]:
@@ -83,11 +85,11 @@ class MaskConfig:
             try:
                 classes = [int(v) for v in classes.split(",") if v.strip()]
             except ValueError as exc:
-                raise ValueError(f"SCL classes must be comma-separated codes 0-11, got {classes!r}") from exc
+                raise InputError(f"SCL classes must be comma-separated codes 0-11, got {classes!r}") from exc
         codes = tuple(sorted({int(c) for c in classes}))
         unknown = [c for c in codes if c not in SCL_CLASSES]
         if unknown:
-            raise ValueError(f"unknown SCL classes {unknown}; valid codes are 0-11")
+            raise InputError(f"unknown SCL classes {unknown}; valid codes are 0-11")
         return cls(cloud=tuple(c for c in codes if c in (8, 9, 10)), shadow=tuple(c for c in codes if c == 3),
                    invalid=tuple(c for c in codes if c in (0, 1)),
                    extra=tuple(c for c in codes if c not in DEFAULT_UNUSABLE_SCL), source=source, dilate=int(dilate))
@@ -121,9 +123,9 @@ class CubeSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(self.bands))
         if self.resolution is not None and not (self.resolution > 0):
-            raise ValueError(f"resolution must be a positive number of metres, got {self.resolution}")
+            raise InputError(f"resolution must be a positive number of metres, got {self.resolution}")
         if self.chunk < 1:
-            raise ValueError(f"chunk must be at least 1 pixel, got {self.chunk}")
+            raise InputError(f"chunk must be at least 1 pixel, got {self.chunk}")
 
     def resolved(self, items: list[pystac.Item]) -> "CubeSpec":
         """This spec with ``bands`` and ``resolution`` filled in from the items."""
@@ -151,7 +153,7 @@ def available_bands(items: list[pystac.Item]) -> tuple[str, ...]:
         common &= set(item_bands(it, with_scl=False))
     out = tuple(b for b in item_bands(items[0], with_scl=False) if b in common)
     if not out:
-        raise ValueError(f"the items of {_where(items)} have no Sentinel-2 L2A band assets "
+        raise InputError(f"the items of {_where(items)} have no Sentinel-2 L2A band assets "
                          f"(item {items[0].id} has assets {sorted(items[0].assets)})")
     return out
 
@@ -161,7 +163,7 @@ def band_mapping(items: list[pystac.Item], bands: tuple[str, ...]) -> dict[str, 
     first = items[0]
     missing = [b for b in bands if b not in item_bands(first, with_scl=False)]
     if missing:
-        raise ValueError(f"{_where(items)} has no band {', '.join(missing)}: its items have bands "
+        raise InputError(f"{_where(items)} has no band {', '.join(missing)}: its items have bands "
                          f"{', '.join(item_bands(first))}. Choose from those with --bands.")
     mapping = {b: load_name(first.assets, b) for b in bands}
     if all(SCL in item_bands(it) for it in items):
@@ -169,7 +171,7 @@ def band_mapping(items: list[pystac.Item], bands: tuple[str, ...]) -> dict[str, 
     for it in items[1:]:
         lacking = [b for b in mapping if b != SCL and b not in item_bands(it)]
         if lacking:
-            raise ValueError(f"item {it.id} lacks bands {lacking} that {first.id} has; choose common bands with --bands")
+            raise InputError(f"item {it.id} lacks bands {lacking} that {first.id} has; choose common bands with --bands")
     return mapping
 
 
@@ -181,7 +183,7 @@ def plan_geobox(items: list[pystac.Item], aoi: AOI | None, spec: CubeSpec):
     if aoi is None:
         gb = odc.stac.output_geobox(list(odc.stac.parse_items(items)), crs=spec.crs, resolution=spec.resolution)
         if gb is None:
-            raise ValueError(f"the items of {_where(items)} carry no usable projection metadata (the projection "
+            raise DataError(f"the items of {_where(items)} carry no usable projection metadata (the projection "
                              "extension's proj:epsg/proj:code, proj:shape, proj:transform), so their own grid is "
                              "unknown: give --bbox or --aoi")
         return gb
@@ -210,7 +212,7 @@ def item_radiometry_by_day(items: list[pystac.Item], asset: str, index: int = 0)
     for it in items:
         day, r = solar_day(it), item_radiometry(it, asset, index)
         if day in out and (out[day].offset, out[day].scale) != (r.offset, r.scale):
-            raise ValueError(f"items of {day} need different offsets ({out[day].reason} vs {r.reason})")
+            raise DataError(f"items of {day} need different offsets ({out[day].reason} vs {r.reason})")
         out[day] = r
     return out
 
@@ -263,7 +265,7 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     grid instead of the one planned from ``aoi`` (e.g. a window of a run's grid).
     """
     if not items:
-        raise ValueError("no items to load")
+        raise InputError("no items to load")
     if aoi is not None and not isinstance(aoi, AOI):
         from ..aoi import parse_aoi, parse_bbox
 

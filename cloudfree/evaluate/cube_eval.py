@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import DataError, InputError
 
 __all__ = ["evaluation_model", "evaluate_cube", "evaluate_store"]
 
@@ -56,7 +56,7 @@ def evaluate_cube(cube: str | Path, net, *, bands: tuple[str, ...], device: str,
     for k, (series, t) in enumerate(jobs):
         try:
             results.append(evaluate_series(series, [t], net, max_dates=max_dates, device=device, dates=times))
-        except ValueError:  # nothing could be hidden on this date
+        except DataError:  # nothing could be hidden on this date
             pass
         if progress is not None:
             progress(k + 1, len(jobs))

@@ -17,6 +17,8 @@ Conventions (stated once here):
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 import math
 
 import numpy as np
@@ -37,7 +39,7 @@ def _t(a) -> torch.Tensor:
 def _prep(pred, target, mask):
     p, t = _t(pred).double(), _t(target).double()
     if p.shape != t.shape:
-        raise ValueError(f"shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+        raise InputError(f"shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
     if p.ndim == 2:
         p, t = p[None], t[None]
     m = torch.ones(p.shape[-2:], dtype=torch.bool, device=p.device) if mask is None else _t(mask).bool().to(p.device)

@@ -8,6 +8,8 @@ reported overall and by the cloud cover of the inputs, as JSON + Markdown, with 
 
 from __future__ import annotations
 
+from ..errors import DataError
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +63,7 @@ def evaluate_series(series: Series, targets: list[int], model=None, *, methods: 
     """Run the protocol on one series; ``model`` None skips the model (baselines only)."""
     examples = validation_examples([series], [targets], seed=seed, max_dates=max_dates)
     if not examples:
-        raise ValueError("no usable held-out target: every candidate date is too cloudy or nothing could be hidden")
+        raise DataError("no usable held-out target: every candidate date is too cloudy or nothing could be hidden")
     labels = [str(dates[ex.target_index])[:10] if dates is not None else str(ex.target_index) for ex in examples]
     return score_examples(examples, model, methods, device, labels)
 

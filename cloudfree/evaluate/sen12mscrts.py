@@ -18,6 +18,8 @@ simple, documented brightness/whiteness test; pass your own function (e.g. s2clo
 
 from __future__ import annotations
 
+from ..errors import DataError
+
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -94,7 +96,7 @@ def read_patch(patch: Sen12Patch, cloud_mask: Callable[[np.ndarray], np.ndarray]
         if dn.shape[0] == 13:
             dn = np.delete(dn, B10_INDEX, axis=0)
         if dn.shape[0] != 12:
-            raise ValueError(f"{f} has {dn.shape[0]} bands; SEN12MS-CR-TS S2 patches have 13")
+            raise DataError(f"{f} has {dn.shape[0]} bands; SEN12MS-CR-TS S2 patches have 13")
         refl = np.where(dn > 0, np.clip(dn, 0, 10000) / 10000.0, np.nan).astype(np.float32)
         imgs.append(refl)
         clear.append(~cloud_mask(np.nan_to_num(refl)) & np.isfinite(refl).all(0))

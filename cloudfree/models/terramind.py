@@ -13,6 +13,8 @@ initialised and a warning says so.
 
 from __future__ import annotations
 
+from ..errors import ModelError
+
 import logging
 from pathlib import Path
 
@@ -40,7 +42,7 @@ VARIANTS = ("terramind_v1_tiny", "terramind_v1_small", "terramind_v1_base", "ter
 def _build_encoder(variant: str, weights: str | None) -> nn.Module:
     """A TerraMind S2L2A encoder; ``weights``: a local file (never a hub download)."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown TerraMind variant {variant!r}; choose one of {VARIANTS}")
+        raise ModelError(f"unknown TerraMind variant {variant!r}; choose one of {VARIANTS}")
     try:
         from terratorch.registry import BACKBONE_REGISTRY
     except ImportError as exc:  # pragma: no cover - optional extra
@@ -69,7 +71,7 @@ def _load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     own = encoder.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(usable) < 0.5 * len(own):
-        raise ValueError(f"{path} does not look like weights for this TerraMind variant: "
+        raise ModelError(f"{path} does not look like weights for this TerraMind variant: "
                          f"{len(usable)} of {len(own)} tensors match")
     encoder.load_state_dict(usable, strict=False)
     log.info("loaded %d/%d TerraMind tensors from %s", len(usable), len(own), path)
@@ -138,7 +140,7 @@ class PixelTerraMind(nn.Module):
         from .pixel import PixelTimeGate
 
         if window % PATCH:
-            raise ValueError(f"window must be a multiple of {PATCH}")
+            raise ModelError(f"window must be a multiple of {PATCH}")
         self.pixel = PixelTimeGate(mean, std, **pixel)
         for p in self.pixel.parameters():
             p.requires_grad_(False)

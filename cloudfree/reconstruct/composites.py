@@ -8,6 +8,8 @@ xarray cubes via ``apply_ufunc``, so ``cloudfree run --method median`` uses the 
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 import warnings
 
 import numpy as np
@@ -96,7 +98,7 @@ def composite(method: str, reflectance, clear, target_day: float, *, date: int |
     import xarray as xr
 
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     days = (reflectance.time.values.astype("datetime64[D]").astype(float))
     if method == "least_cloudy" and date is not None:
         return reflectance.isel(time=int(date), drop=True)
@@ -165,7 +167,7 @@ def composite_on_device(method: str, x, usable, dt, *, date: int | None = None):
         both = (1 - wa)[None] * xb + wa[None] * xa
         return torch.where(both_ok[None], both, torch.where(has_b[None], xb, torch.where(has_a[None], xa,
                                                                                       _nanmedian_torch(x))))
-    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
 def _nanmedian_torch(x):

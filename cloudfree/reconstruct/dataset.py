@@ -6,6 +6,8 @@ from the recipe that validated best (:mod:`.images`). Builds the graph only;
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 import json
 from dataclasses import replace
 from functools import partial
@@ -95,7 +97,7 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
     if not cube.chunks:  # an in-memory cube: wrap it in Dask so the result stays lazy
         cube = cube.chunk({"time": 1, "y": chunk, "x": chunk})
     if source is not None and source.chunk != chunk:
-        raise ValueError(f"the block reads use chunk {source.chunk}, the run {chunk}")
+        raise InputError(f"the block reads use chunk {source.chunk}, the run {chunk}")
     from .selfcheck import ValidationConfig, validate_periods
 
     validation = validation if validation is not None else ValidationConfig()

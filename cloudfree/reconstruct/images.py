@@ -5,6 +5,8 @@ and, where validation calibrated it, its uncertainty. Builds the graph only.
 
 from __future__ import annotations
 
+from ..errors import InputError, ModelError
+
 import contextlib
 import warnings
 from pathlib import Path
@@ -58,7 +60,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     sub_c = clear.isel(time=list(period.dates))
     ny, nx = refl.sizes["y"], refl.sizes["x"]
     if min(ny, nx) < 1:
-        raise ValueError("empty spatial extent")
+        raise InputError("empty spatial extent")
     pixelwise = is_pixelwise(model)
     bands = [str(b) for b in refl.band.values]
     dt = _days_from_target(refl, period)
@@ -147,7 +149,7 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
     """``(method, model, reason)``: check ``method`` and, for the model, that it serves ``bands``
     — before any Dask work. ``auto`` is the model where it serves the bands, else the median."""
     if method not in ("auto", "model", *METHODS):
-        raise ValueError(f"unknown method {method!r}; choose auto, model, {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; choose auto, model, {', '.join(METHODS)}")
     if method not in ("auto", "model"):
         return method, None, f"{method} requested"
     if model is None:
@@ -170,7 +172,7 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
     what = ("any subset of " if config.get("band_aware") else "the band set ") + ", ".join(config["bands"])
     msg = f"the model {name} serves {what} only; the cube has {', '.join(bands)}"
     if method == "model":
-        raise ValueError(msg + ". Load those bands (--bands), pass a checkpoint trained on these bands (--model), "
+        raise ModelError(msg + ". Load those bands (--bands), pass a checkpoint trained on these bands (--model), "
                                "or choose a compositing method (--method median).")
     reason = msg + f": --method auto fell back to '{FALLBACK_METHOD}'"
     if warn:
@@ -196,7 +198,7 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
     imgs, counts = [], []
     uses_model = method == "model" or any("model" in r.names for r in (recipes or {}).values())
     if uses_model and model is None:
-        raise ValueError("method 'model' needs a checkpoint path or an nn.Module")
+        raise InputError("method 'model' needs a checkpoint path or an nn.Module")
     streamed = source is not None and model is not None and is_pixelwise(model)  # every candidate from block reads
     if uses_model and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
         from ..cluster import run_on_model_processes

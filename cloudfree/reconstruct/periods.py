@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ def check_period(step: str | None) -> None:
     """``None``, ``"month"`` or ``"ND"`` with N ≥ 1 — checked before any work."""
     if step is None or step == "month" or (step.endswith("D") and step[:-1].isdigit() and int(step[:-1]) >= 1):
         return
-    raise ValueError(f"--period {step!r} must be left out (one image), 'month' or a step in days such as '16D'")
+    raise InputError(f"--period {step!r} must be left out (one image), 'month' or a step in days such as '16D'")
 
 
 def make_periods(times: np.ndarray, start: str, end: str, step: str | None = None, context_days: int = 30,
@@ -40,7 +42,7 @@ def make_periods(times: np.ndarray, start: str, end: str, step: str | None = Non
     """
     check_period(step)
     if context_days < 0 or max_dates < 1:
-        raise ValueError(f"context_days must be >= 0 and max_dates >= 1, got {context_days}, {max_dates}")
+        raise InputError(f"context_days must be >= 0 and max_dates >= 1, got {context_days}, {max_dates}")
     days = np.asarray(times).astype("datetime64[D]").astype(float)
     s, e = pd.Timestamp(start), pd.Timestamp(end)
     if step is None:
@@ -53,7 +55,7 @@ def make_periods(times: np.ndarray, start: str, end: str, step: str | None = Non
         starts = pd.date_range(s, e, freq=f"{n}D")
         edges = [(a, min(a + pd.Timedelta(days=n - 1), e)) for a in starts]
     else:
-        raise ValueError(f"period step {step!r} must be None, 'month' or 'ND' (e.g. '16D')")
+        raise InputError(f"period step {step!r} must be None, 'month' or 'ND' (e.g. '16D')")
     out = []
     for a, b in edges:
         a64, b64 = np.datetime64(a.date(), "D"), np.datetime64(b.date(), "D")
@@ -61,7 +63,7 @@ def make_periods(times: np.ndarray, start: str, end: str, step: str | None = Non
         lo, hi = a64.astype(float) - context_days, b64.astype(float) + context_days
         inside = np.flatnonzero((days >= lo) & (days <= hi))
         if len(inside) == 0:
-            raise ValueError(f"no acquisitions within {context_days} days of period {a.date()}..{b.date()}")
+            raise InputError(f"no acquisitions within {context_days} days of period {a.date()}..{b.date()}")
         nearest = inside[np.argsort(np.abs(days[inside] - centre), kind="stable")[:max_dates]]
         label = f"{a.date()}_{b.date()}" if step is None else (f"{a:%Y-%m}" if step == "month" else f"{a.date()}")
         out.append(Period(label, a64, b64, float(centre), tuple(sorted(int(i) for i in nearest))))

@@ -9,6 +9,8 @@ The model is loaded once per worker process (cached), batched, and run under bf1
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 from ..tuning import GPU_PIXELS_PER_BATCH, GPU_BLOCKS_AT_ONCE, PINNED_BUFFERS
 
 import contextlib
@@ -55,7 +57,7 @@ class TileConfig:
 
     def __post_init__(self) -> None:
         if self.overlap < 1 or self.patch - 2 * self.overlap < 1:
-            raise ValueError(f"need 0 < overlap < patch/2 (patch={self.patch}, overlap={self.overlap})")
+            raise InputError(f"need 0 < overlap < patch/2 (patch={self.patch}, overlap={self.overlap})")
 
 
 @functools.lru_cache(maxsize=4)
@@ -90,7 +92,7 @@ def check_device(device: str) -> None:
     import re
 
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ValueError(f"--device {device!r} is not a device; choose auto, cpu, cuda or cuda:N")
+        raise InputError(f"--device {device!r} is not a device; choose auto, cpu, cuda or cuda:N")
 
 
 def resolve_device(device: str) -> str:
@@ -103,7 +105,7 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -389,7 +391,7 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     """
     device = resolve_device(cfg.device)
     if reach > margin:
-        raise ValueError(f"reach {reach} exceeds the context margin {margin}")
+        raise InputError(f"reach {reach} exceeds the context margin {margin}")
     cuda = device.startswith("cuda")
     import torch
 
