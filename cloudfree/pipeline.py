@@ -262,8 +262,8 @@ def _write(ctx: RunContext, src: CubeSource, ds) -> dict:
                             echo=ctx.echo, stop_after=ctx.stop_after,
                             # block reads share margins with their neighbours: one graph per panel
                             # reads each once (the scheduler holds a panel's tasks, not the area's)
-                            regions_at_once=partial(panel_of, chunk=src.reads.chunk) if src.reads is not None
-                            else ctx.job.blocks_at_once,
+                            group_by=partial(panel_of, chunk=src.reads.chunk) if src.reads is not None else None,
+                            regions_at_once=ctx.job.blocks_at_once,
                             progress=ctx.progress and ctx.progress("outputs (period x tile)"))
     if failed is not None:
         src.skipped = sorted(set(failed.messages))

@@ -134,97 +134,123 @@ def write_by_regions(
     fingerprint: dict,
     *,
     encoding: dict | None = None,
-    batch: int | Callable[[dict], Hashable] | None = 4,
+    batch: int | None = 4,
+    group_by: Callable[[dict], Hashable] | None = None,
     on_region: Callable[[int, int], None] | None = None,
     stop_after: int | None = None,
     dims: tuple[str, ...] = ("time", "y", "x"),
     after_write: Callable[[dict], None] | None = None,
 ) -> str:
-    """Write lazy ``ds`` to ``path`` region by region; returns ``"reused"``, ``"written"`` or ``"resumed"``.
+    """Write lazy ``ds`` to ``path`` region by region; returns ``"reused"``, ``"written"``,
+    ``"resumed"`` or (``stop_after``) ``"interrupted"``.
 
     A region is one chunk along ``dims`` (by default one date or period × one spatial tile): the
     unit of progress and of resumption. ``batch`` regions are computed together, which bounds
-    memory whatever the area; ``batch=None`` computes every region in one graph, each marked done
-    by a task as soon as it is written, so regions that share inputs (block reads with margins)
-    read them once and no batch waits for its slowest region (what then bounds memory must be in
-    the graph, as the streamed reads' back-pressure is); a function of the region computes one
-    such graph per group of regions it gives the same key, in the keys' order (a streamed run's
-    panels: the scheduler then holds one panel's tasks, not the area's). ``on_region(done, total)`` reports
-    progress; ``after_write(region)`` runs as a task (on any worker) once the region is in the
-    store, and the region is marked done only after it (the COGs' tiles are compressed there,
-    from what the store holds); ``stop_after`` (tests) stops after that many regions as
-    if the run were killed.
+    memory whatever the area. ``group_by`` instead computes one graph per group of regions it
+    gives the same key, in the keys' order, each region marked done by a task as soon as it is
+    written: regions that share inputs (block reads with margins) read them once and no batch
+    waits for its slowest region (a streamed run's panels: the scheduler then holds one panel's
+    tasks, not the area's; what bounds memory must be in the graph, as the streamed reads'
+    back-pressure is). ``batch=None`` without ``group_by`` is one graph for every region.
+    ``on_region(done, total)`` reports progress; ``after_write(region)`` runs as a task (on any
+    worker) once the region is in the store, and the region is marked done only after it (the
+    COGs' tiles are compressed there, from what the store holds); ``stop_after`` (tests) stops
+    after that many regions as if the run were killed.
     """
     path = Path(path)
-    prog = _progress_dir(path)
-    state = store_state(path, fingerprint)
+    dims = tuple(d for d in dims if d in ds.dims)
+    state = _usable_state(ds, path, fingerprint, dims, on_region)
     if state == "complete":
-        require_unchanged(path)
-        if on_region:
-            n = len(spatial_regions(ds, tuple(d for d in dims if d in ds.dims)))
-            on_region(n, n)
         return "reused"
-    if state == "mismatch":
-        raise StoreError(f"{path} was written for a different request; delete it or choose another output path")
-    if state == "foreign":
-        raise StoreError(f"{path} exists but is not a cloudfree store; delete it or choose another output path")
-    resumed = state == "partial"
-    spatial = {"y", "x"}
-    # Small non-spatial variables (period labels, dates) are written with the metadata: region
-    # writes only carry spatial variables, so a lazy one would otherwise never reach the store.
-    ds = ds.copy(deep=False)  # never mutate the caller's attrs
-    ds = ds.assign_coords({k: ds[k].load() for k in ds.coords if not spatial & set(ds[k].dims)})
-    if not resumed:
-        if prog.exists():
-            shutil.rmtree(prog)
-        ds.attrs[FINGERPRINT] = json.loads(json.dumps(fingerprint))
-        ds.attrs[COMPLETE] = False
-        # metadata is written under a temporary name and renamed: a run killed while creating the store
-        # leaves no half-made store (that would be neither resumable nor recognisably ours)
-        init = path.with_name(path.name + ".init")
-        shutil.rmtree(init, ignore_errors=True)
-        _without_graphs(ds).to_zarr(init, mode="w", compute=False, zarr_format=3, consolidated=True,
-                                    encoding=encoding or {})
-        init.replace(path)
-        prog.mkdir(parents=True, exist_ok=True)
+    ds = _with_small_variables_loaded(ds)
+    if state != "partial":
+        _create_store(ds, path, fingerprint, encoding)
+    prog = _progress_dir(path)
     prog.mkdir(parents=True, exist_ok=True)
     done = {p.name for p in prog.iterdir()}
-    regions = spatial_regions(ds, tuple(d for d in dims if d in ds.dims))
+    regions = spatial_regions(ds, dims)
     todo = [r for r in regions if _region_name(r) not in done]
-    writable = ds.drop_vars([v for v in ds.variables if not spatial & set(ds[v].dims)])
-    writable.attrs = {}
     count = len(regions) - len(todo)
     if on_region:
         on_region(count, len(regions))
     interrupted = stop_after is not None and count + len(todo) > stop_after
     if interrupted:
         todo = todo[: max(0, stop_after - count)]
-    if batch is None or callable(batch):
+    writable = ds.drop_vars([v for v in ds.variables if not {"y", "x"} & set(ds[v].dims)])
+    writable.attrs = {}
+    if batch is None or group_by is not None:
         groups: dict = {}
         for r in todo:
-            groups.setdefault(batch(r) if batch else 0, []).append(r)
+            groups.setdefault(group_by(r) if group_by else 0, []).append(r)
         for _, group in sorted(groups.items()):
             _write_all(writable, path, group, prog, count, len(regions), on_region, after_write)
             count += len(group)
     else:
         for chunk in _batches(todo, batch):
-            jobs = [writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in chunk]
-            dask.compute(*jobs)
-            if after_write:
-                dask.compute(*[dask.delayed(after_write, pure=False)(r) for r in chunk])
-            for r in chunk:
-                (prog / _region_name(r)).touch()
+            _write_batch(writable, path, chunk, prog, after_write)
             count += len(chunk)
             if on_region:
                 on_region(count, len(regions))
     if interrupted:
         return "interrupted"
+    _seal(path, prog)
+    return "resumed" if state == "partial" else "written"
+
+
+def _usable_state(ds: xr.Dataset, path: Path, fingerprint: dict, dims: tuple[str, ...], on_region) -> str:
+    """The store's state for this request (``complete``, ``partial``, ``absent``); a store of
+    another request, or not cloudfree's, is refused."""
+    state = store_state(path, fingerprint)
+    if state == "complete":
+        require_unchanged(path)
+        if on_region:
+            n = len(spatial_regions(ds, dims))
+            on_region(n, n)
+    elif state == "mismatch":
+        raise StoreError(f"{path} was written for a different request; delete it or choose another output path")
+    elif state == "foreign":
+        raise StoreError(f"{path} exists but is not a cloudfree store; delete it or choose another output path")
+    return state
+
+
+def _with_small_variables_loaded(ds: xr.Dataset) -> xr.Dataset:
+    """Small non-spatial variables (period labels, dates) loaded: they are written with the
+    metadata, since region writes only carry spatial variables (a lazy one would never arrive)."""
+    ds = ds.copy(deep=False)  # never mutate the caller's attrs
+    return ds.assign_coords({k: ds[k].load() for k in ds.coords if not {"y", "x"} & set(ds[k].dims)})
+
+
+def _create_store(ds: xr.Dataset, path: Path, fingerprint: dict, encoding: dict | None) -> None:
+    """The store's metadata, written under a temporary name and renamed: a run killed while
+    creating it leaves no half-made store (neither resumable nor recognisably ours)."""
+    prog = _progress_dir(path)
+    if prog.exists():
+        shutil.rmtree(prog)
+    ds = ds.copy(deep=False)
+    ds.attrs = {**ds.attrs, FINGERPRINT: json.loads(json.dumps(fingerprint)), COMPLETE: False}
+    init = path.with_name(path.name + ".init")
+    shutil.rmtree(init, ignore_errors=True)
+    _without_graphs(ds).to_zarr(init, mode="w", compute=False, zarr_format=3, consolidated=True,
+                                encoding=encoding or {})
+    init.replace(path)
+
+
+def _write_batch(writable: xr.Dataset, path: Path, regions: list[dict], prog: Path, after_write) -> None:
+    """Compute and write ``regions`` together, then mark each done."""
+    dask.compute(*[writable.isel(r).to_zarr(path, region=r, compute=False, zarr_format=3) for r in regions])
+    if after_write:
+        dask.compute(*[dask.delayed(after_write, pure=False)(r) for r in regions])
+    for r in regions:
+        (prog / _region_name(r)).touch()
+
+
+def _seal(path: Path, prog: Path) -> None:
+    """Mark the store complete: its manifest, the flag, consolidated metadata; progress removed."""
     group = zarr.open_group(str(path), mode="r+")
     write_manifest(path)
     group.attrs[COMPLETE] = True
     zarr.consolidate_metadata(str(path))
     shutil.rmtree(prog, ignore_errors=True)
-    return "resumed" if resumed else "written"
 
 
 def _write_region(blocks: list, *, path: str, region: dict, variables: dict) -> None:

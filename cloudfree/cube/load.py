@@ -266,18 +266,52 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     """
     if not items:
         raise InputError("no items to load")
-    if aoi is not None and not isinstance(aoi, AOI):
-        from ..aoi import parse_aoi, parse_bbox
-
-        aoi = parse_aoi(aoi) if isinstance(aoi, dict) or str(aoi).lstrip().startswith("{") or str(aoi).endswith(
-            ("json", "geojson")) else parse_bbox(aoi)
-    spec = replace(spec, **spec_args) if spec is not None else CubeSpec(**spec_args)
-    spec = spec.resolved(items)
-    bands = spec.bands
-    mapping = band_mapping(items, bands)
-    has_scl = SCL in mapping
+    aoi = _as_aoi(aoi)
+    spec = (replace(spec, **spec_args) if spec is not None else CubeSpec(**spec_args)).resolved(items)
+    mapping = band_mapping(items, spec.bands)
     geobox = geobox if geobox is not None else plan_geobox(items, aoi, spec)
     raw = _load_raw(items, mapping, geobox, spec, patch_url=patch_url, fail_on_error=fail_on_error)
+    refl, has_data, rad = _decoded(raw, items, mapping, spec.bands)
+    scl, bad, source, cloud_class, mask_desc = _unusable(raw, refl, items, mapping, spec)
+    clear = (~bad & has_data).astype(np.uint8)
+    has_scl = SCL in mapping
+    clear.attrs.update(long_name="clear observation (1) or cloud/shadow/invalid (0)",
+                       unusable_scl_classes=json.dumps(list(spec.mask.unusable) if has_scl else []),
+                       mask_source=source, mask_dilate=int(spec.mask.dilate))
+    scl.attrs.update(long_name="Sentinel-2 scene classification (0 where the items have none)")
+    ds = xr.Dataset({"reflectance": refl, "clear": clear, "scl": scl})
+    if cloud_class is not None:
+        ds["cloud_class"] = cloud_class
+    ds = ds.assign_coords(spatial_ref=raw.spatial_ref) if "spatial_ref" in raw.coords else ds
+    ds.attrs.update({
+        "title": "cloudfree Sentinel-2 L2A time cube",
+        "radiometry": json.dumps({str(k): r.reason for k, r in rad.items()}),
+        "item_ids": json.dumps([i.id for i in items]),
+        "collections": json.dumps(sorted({i.collection_id or "" for i in items})),
+        "mask": mask_desc,
+        "mask_source": source,
+        "mask_config": json.dumps({**spec.mask.describe(), "source": source, "requested_source": spec.mask.source}),
+        "masked_scl_classes": json.dumps(list(spec.mask.unusable) if has_scl else []),
+        "resolution": float(spec.resolution),
+        "synthetic": json.dumps(any(i.properties.get("cloudfree:synthetic") for i in items)),
+    })
+    return ds
+
+
+def _as_aoi(aoi) -> AOI | None:
+    """An :class:`AOI` from an AOI, a bbox or GeoJSON (a dict, a string or a file); None stays None."""
+    if aoi is None or isinstance(aoi, AOI):
+        return aoi
+    from ..aoi import parse_aoi, parse_bbox
+
+    geojson = isinstance(aoi, dict) or str(aoi).lstrip().startswith("{") or str(aoi).endswith(("json", "geojson"))
+    return parse_aoi(aoi) if geojson else parse_bbox(aoi)
+
+
+def _decoded(raw: xr.Dataset, items: list[pystac.Item], mapping: dict, bands: tuple[str, ...]):
+    """``(reflectance (time, band, y, x), has_data (time, y, x), radiometry by solar day)``: the
+    DN decoded with each day's scale and offset; nodata, saturated or over-bright values never
+    count as data."""
     key, index = band_source(items[0].assets, bands[0])
     rad = item_radiometry_by_day(items, key, index)
     days = raw.time.values.astype("datetime64[D]")
@@ -294,19 +328,25 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     refl = refl.chunk({"band": -1})
     refl.attrs.update(units="1", long_name="surface reflectance", nodata=float("nan"))
     # from the stored DN, not the decoded floats: the same pixels (reflectance is NaN exactly where
-    # the DN is nodata), without decoding every band of every date just for the mask (on the GPU
-    # path that decode cost ~15 % of a run's CPU time: benchmarks/results/profile_run_h100.jsonl)
+    # the DN is nodata), without decoding every band of every date just for the mask
     has_data = (dn != nodata).all("band") if nodata is not None else refl.notnull().all("band")
     has_data = has_data & (dn <= dn_limit(scale, offset)).all("band")  # saturated or cloud: never usable
-    if has_scl:
+    return refl, has_data, {k: rad[k] for k in keys}
+
+
+def _unusable(raw: xr.Dataset, refl: xr.DataArray, items: list[pystac.Item], mapping: dict, spec: CubeSpec):
+    """``(scl, unusable, mask source used, learned cloud classes or None, description)``: the SCL
+    classes of the mask config, the learned mask where asked (SCL alone, said, where it cannot
+    run), grown by the config's dilation."""
+    if SCL in mapping:
         scl = raw[mapping[SCL]].astype(np.uint8)
-        scl_bad = scl.isin(list(spec.mask.unusable))
-        mask_desc = f"SCL classes {list(spec.mask.unusable)} masked"
+        bad = scl.isin(list(spec.mask.unusable))
+        desc = f"SCL classes {list(spec.mask.unusable)} masked"
     else:
         log.warning("the items of %s have no SCL asset: every pixel with data counts as clear", _where(items))
-        scl = xr.zeros_like(raw[mapping[bands[0]]], dtype=np.uint8)
-        scl_bad = xr.zeros_like(scl, dtype=bool)
-        mask_desc = "no SCL asset: every pixel with data counts as clear"
+        scl = xr.zeros_like(raw[mapping[spec.bands[0]]], dtype=np.uint8)
+        bad = xr.zeros_like(scl, dtype=bool)
+        desc = "no SCL asset: every pixel with data counts as clear"
     source, cloud_class = spec.mask.source, None
     if source != "scl":
         from .masks import CLOUD, SHADOW, learned_mask
@@ -314,44 +354,19 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
         try:
             cloud_class = learned_mask(refl, spec.chunk)
         except LookupError as exc:
-            warnings.warn(f"--mask {source}: {exc}; using SCL only", stacklevel=2)
-            mask_desc += f"; learned mask not used ({exc})"
+            warnings.warn(f"--mask {source}: {exc}; using SCL only", stacklevel=3)
+            desc += f"; learned mask not used ({exc})"
             source = "scl"
     if cloud_class is not None:
-        model_bad = cloud_class.isin([CLOUD, SHADOW])
-        bad = model_bad if source == "model" else (scl_bad | model_bad)
-        mask_desc = (f"learned mask ({cloud_class.attrs['model']}) cloud + shadow" if source == "model" else
-                     f"{mask_desc} + learned mask ({cloud_class.attrs['model']}) cloud + shadow")
-    else:
-        bad = scl_bad
+        learned = cloud_class.isin([CLOUD, SHADOW])
+        what = f"learned mask ({cloud_class.attrs['model']}) cloud + shadow"
+        bad, desc = (learned, what) if source == "model" else (bad | learned, f"{desc} + {what}")
     if spec.mask.dilate:
         from .masks import dilate
 
         bad = dilate(bad, spec.mask.dilate)
-        mask_desc += f", grown by {spec.mask.dilate} px"
-    usable = ~bad & has_data
-    clear = usable.astype(np.uint8)
-    clear.attrs.update(long_name="clear observation (1) or cloud/shadow/invalid (0)",
-                       unusable_scl_classes=json.dumps(list(spec.mask.unusable) if has_scl else []),
-                       mask_source=source, mask_dilate=int(spec.mask.dilate))
-    scl.attrs.update(long_name="Sentinel-2 scene classification (0 where the items have none)")
-    ds = xr.Dataset({"reflectance": refl, "clear": clear, "scl": scl})
-    if cloud_class is not None:
-        ds["cloud_class"] = cloud_class
-    ds = ds.assign_coords(spatial_ref=raw.spatial_ref) if "spatial_ref" in raw.coords else ds
-    ds.attrs.update({
-        "title": "cloudfree Sentinel-2 L2A time cube",
-        "radiometry": json.dumps({str(k): rad[k].reason for k in keys}),
-        "item_ids": json.dumps([i.id for i in items]),
-        "collections": json.dumps(sorted({i.collection_id or "" for i in items})),
-        "mask": mask_desc,
-        "mask_source": source,
-        "mask_config": json.dumps({**spec.mask.describe(), "source": source, "requested_source": spec.mask.source}),
-        "masked_scl_classes": json.dumps(list(spec.mask.unusable) if has_scl else []),
-        "resolution": float(spec.resolution),
-        "synthetic": json.dumps(any(i.properties.get("cloudfree:synthetic") for i in items)),
-    })
-    return ds
+        desc += f", grown by {spec.mask.dilate} px"
+    return scl, bad, source, cloud_class, desc
 
 
 def open_cube(path: str | Path) -> xr.Dataset:

@@ -138,8 +138,34 @@ class PixelTimeGate(nn.Module):
         the pixel and the distance to the nearest unusable pixel (capped at :data:`EDGE_CAP`: SCL
         misses cloud edges). Computed over the whole image with a margin, so tiling-invariant."""
         b, t, c, h, w = x.shape
-        dev = x.device
-        n = h * w
+        xs, pres, idx, valid = self._in_slots(x, valid, bands, present, pad)
+        if dt is None:
+            dt = torch.zeros(b, t, device=x.device)
+        if aux is None:
+            aux = torch.ones(b, t, 3, h, w, device=x.device)
+            aux[:, :, 2] = EDGE_CAP
+        p4 = pres.view(b, 1, N_SLOTS, 1)
+        v = valid.reshape(b, t, 1, h * w)
+        xn = ((xs - self.mean.view(1, 1, -1, 1)) / self.std.view(1, 1, -1, 1)) * p4 * v
+        med = _masked_median(xn, v)  # (B,12,N)
+        f = self._evidence(xn, med, v, p4, pres, dt, aux)
+        wts, wmed, any_valid = self._weights(f, v, t)
+        out_n = (wts[:, :, None] * xn).sum(1) + wmed * med  # (B,12,N)
+        temporal = out_n * self.std.view(1, -1, 1) + self.mean.view(1, -1, 1)
+        out, has = self._pass_through(temporal, xs, f, any_valid)
+        out = torch.where(any_valid, out, torch.zeros_like(out))
+        kept = has.float().reshape(b, 1, h, w)
+        temporal = temporal.reshape(b, N_SLOTS, h, w)  # a view: no work on the hot path (callers weigh it by kept)
+        res = {"weights": wts.reshape(b, t, h, w), "coverage": any_valid.float().reshape(b, 1, h, w), "kept": kept}
+        if idx is not None:
+            return {"output": out[:, idx].reshape(b, c, h, w), "temporal": temporal[:, idx], **res}
+        return {"output": out.reshape(b, N_SLOTS, h, w), "temporal": temporal, **res}
+
+    def _in_slots(self, x, valid, bands, present, pad):
+        """``(xs (B,T,12,N), present (B,12), band slots or None, valid (B,T,H,W))``: the bands in
+        their wavelength slots, absent ones zero; a date is valid only where all its bands are finite."""
+        b, t, c, h, w = x.shape
+        n, dev = h * w, x.device
         if present is None:
             idx = self.slots(bands if bands is not None else L2A_BANDS).to(dev)
             fin = torch.isfinite(x).all(2)
@@ -155,12 +181,12 @@ class PixelTimeGate(nn.Module):
         valid = valid.bool() & fin
         if pad is not None:
             valid = valid & ~pad.bool()[:, :, None, None]
-        if dt is None:
-            dt = torch.zeros(b, t, device=dev)
-        p4 = pres.view(b, 1, N_SLOTS, 1)
-        v = valid.reshape(b, t, 1, n)
-        xn = ((xs - self.mean.view(1, 1, -1, 1)) / self.std.view(1, 1, -1, 1)) * p4 * v
-        med = _masked_median(xn, v)  # (B,12,N)
+        return xs, pres, idx, valid
+
+    def _evidence(self, xn, med, v, p4, pres, dt, aux) -> dict[str, torch.Tensor]:
+        """Per date and pixel, what the date network weighs: robust z against the pixel's series,
+        time gaps, interpolation weights, the target flag, and the context features of ``aux``."""
+        b, t, _, n = v.shape
         mad = _masked_median((xn - med[:, None]).abs(), v)
         z = ((xn - med[:, None]) / (mad[:, None] + 0.1)).clamp(-10, 10) * p4 * v
         zabs = (z.abs() * p4).sum(2, keepdim=True) / p4.sum(2, keepdim=True)
@@ -170,55 +196,47 @@ class PixelTimeGate(nn.Module):
         dtn = (dt.float() / self.time_scale).view(b, t, 1, 1).expand(b, t, 1, n)
         adt = dt.float().abs().view(b, t, 1, 1).expand(b, t, 1, n)
         interp = interp_weights(dt.float(), v)  # (B,T,1,N)
-        nval = vf.sum(1, keepdim=True)
         is_target = (adt < 0.5).float() * vf
         outl = (z.abs() > 3).float().sum(2, keepdim=True) / p4.sum(2, keepdim=True)
-        if aux is None:
-            aux = torch.ones(b, t, 3, h, w, device=dev)
-            aux[:, :, 2] = EDGE_CAP
         near_frac = aux[:, :, 0:1].float().reshape(b, t, 1, n)
         frac = aux[:, :, 1:2].float().reshape(b, t, 1, n)
         edge = (aux[:, :, 2:3].float().reshape(b, t, 1, n) / EDGE_CAP).clamp(0, 1)
         feats = torch.cat([z, p4.expand(b, t, -1, n), vf, dtn, dtn.abs(), torch.exp(-adt / 15.0), torch.exp(-adt / 60.0),
                            interp, zabs, zblue, outl, is_target, frac, near_frac, edge,
                            (edge <= 2.0 / EDGE_CAP).float()], dim=2)
-        hdn = self.date_net(feats.permute(0, 1, 3, 2))  # (B,T,N,H)
-        score = self.score(hdn)[..., 0] + self.interp_gain * torch.log(interp[:, :, 0] + 1e-3)  # (B,T,N)
+        return {"feats": feats, "interp": interp, "zabs": zabs, "vf": vf, "adt": adt, "is_target": is_target,
+                "outl": outl, "edge": edge, "nval": vf.sum(1, keepdim=True)}
+
+    def _weights(self, f: dict, v: torch.Tensor, t: int):
+        """``(date weights (B,T,N), the median's weight (B,1,N), any valid date (B,1,N))``: one
+        softmax over the dates' scores and the median candidate's."""
+        hdn = self.date_net(f["feats"].permute(0, 1, 3, 2))  # (B,T,N,H)
+        score = self.score(hdn)[..., 0] + self.interp_gain * torch.log(f["interp"][:, :, 0] + 1e-3)  # (B,T,N)
         score = score.masked_fill(~v[:, :, 0], float("-inf"))
         any_valid = v[:, :, 0].any(1, keepdim=True)  # (B,1,N)
         # pixel-level evidence for the median candidate
-        mean_zabs = (zabs[:, :, 0] * vf[:, :, 0]).sum(1) / nval[:, 0, 0].clamp_min(1)
+        vf, nval, adt = f["vf"], f["nval"], f["adt"]
+        mean_zabs = (f["zabs"][:, :, 0] * vf[:, :, 0]).sum(1) / nval[:, 0, 0].clamp_min(1)
         near = torch.where(v[:, :, 0], adt[:, :, 0], torch.full_like(adt[:, :, 0], 1e3)).min(1).values
-        pix = torch.stack([torch.log1p(nval[:, 0, 0]), mean_zabs, is_target.amax(1)[:, 0], torch.exp(-near / 15.0),
-                           (outl[:, :, 0] * vf[:, :, 0]).sum(1) / nval[:, 0, 0].clamp_min(1)], -1)  # (B,N,5)
+        pix = torch.stack([torch.log1p(nval[:, 0, 0]), mean_zabs, f["is_target"].amax(1)[:, 0], torch.exp(-near / 15.0),
+                           (f["outl"][:, :, 0] * vf[:, :, 0]).sum(1) / nval[:, 0, 0].clamp_min(1)], -1)  # (B,N,5)
         med_score = self.median_net(pix)[..., 0][:, None]  # (B,1,N)
         med_score = med_score.masked_fill(~any_valid, float("-inf"))
         allw = torch.softmax(torch.cat([score, med_score], 1), dim=1)
         allw = torch.where(any_valid, allw, torch.zeros_like(allw))
-        wts, wmed = allw[:, :t], allw[:, t:]
-        out_n = (wts[:, :, None] * xn).sum(1) + wmed * med  # (B,12,N)
-        out = out_n * self.std.view(1, -1, 1) + self.mean.view(1, -1, 1)
-        temporal = out
-        if self.pass_through:
-            # The target's own clear observation is kept unchanged, unless it disagrees with the
-            # pixel's series beyond ``pass_z`` robust z (haze SCL called clear) or lies within
-            # ``pass_edge`` pixels of a flagged cloud or shadow (edges SCL leaves out).
-            tgt = (is_target * (zabs <= self.pass_z).float() * (edge > self.pass_edge / EDGE_CAP).float())[:, :, 0]
-            has = tgt.any(1)
-            ti = tgt.argmax(1)  # (B,N)
-            own = xs.gather(1, ti[:, None, None, :].expand(-1, 1, N_SLOTS, -1))[:, 0]
-            out = torch.where(has[:, None], own, out)
-        else:
-            has = torch.zeros_like(any_valid[:, 0])
-        out = torch.where(any_valid, out, torch.zeros_like(out))
-        kept = has.float().reshape(b, 1, h, w)
-        temporal = temporal.reshape(b, N_SLOTS, h, w)  # a view: no work on the hot path (callers weigh it by kept)
-        if idx is not None:
-            out = out[:, idx]
-            return {"output": out.reshape(b, c, h, w), "weights": wts.reshape(b, t, h, w),
-                    "coverage": any_valid.float().reshape(b, 1, h, w), "kept": kept, "temporal": temporal[:, idx]}
-        return {"output": out.reshape(b, N_SLOTS, h, w), "weights": wts.reshape(b, t, h, w),
-                "coverage": any_valid.float().reshape(b, 1, h, w), "kept": kept, "temporal": temporal}
+        return allw[:, :t], allw[:, t:], any_valid
+
+    def _pass_through(self, out, xs, f: dict, any_valid):
+        """``(output, kept (B,N))``: the target's own clear observation kept unchanged, unless it
+        disagrees with the pixel's series beyond ``pass_z`` robust z (haze SCL called clear) or
+        lies within ``pass_edge`` pixels of a flagged cloud or shadow (edges SCL leaves out)."""
+        if not self.pass_through:
+            return out, torch.zeros_like(any_valid[:, 0])
+        tgt = (f["is_target"] * (f["zabs"] <= self.pass_z).float() * (f["edge"] > self.pass_edge / EDGE_CAP).float())[:, :, 0]
+        has = tgt.any(1)
+        ti = tgt.argmax(1)  # (B,N)
+        own = xs.gather(1, ti[:, None, None, :].expand(-1, 1, N_SLOTS, -1))[:, 0]
+        return torch.where(has[:, None], own, out), has
 
 
 def interp_weights(dt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -60,14 +60,14 @@ def _default_fingerprint(ds: xr.Dataset) -> dict:
 
 def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | None = None, cog: bool = True,
                   progress=None, stop_after: int | None = None, echo=print,
-                  regions_at_once: int | Callable[[dict], Hashable] | None = 2) -> OutputsResult:
+                  regions_at_once: int | None = 2, group_by: Callable[[dict], Hashable] | None = None) -> OutputsResult:
     """Write ``ds`` (from :func:`cloudfree.reconstruct`) into ``out_dir``.
 
     ``fingerprint`` identifies the request (default: the Dataset's attributes and graph token): the
     same fingerprint reuses or resumes ``mosaic.zarr``, another one is refused; COGs carry its digest
     and are rewritten whenever it changes. Item ids are ``cloudfree-<period>-<digest>``: unique per
-    period and per request. ``regions_at_once``: how regions are computed together
-    (:func:`cloudfree.zarrstore.write_by_regions`'s ``batch``).
+    period and per request. ``regions_at_once`` and ``group_by``: how regions are computed
+    together (:func:`cloudfree.zarrstore.write_by_regions`'s ``batch`` and ``group_by``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         if cog and state != "complete" else {}
     for plan in plans.values():
         plan.prepare(fresh=state != "partial")
-    status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds), batch=regions_at_once,
+    status = write_by_regions(ds, zpath, fingerprint, encoding=_encoding(ds), batch=regions_at_once, group_by=group_by,
                               on_region=progress, stop_after=stop_after,
                               after_write=_CogTiles(plans, zpath) if plans else None)
     if status == "interrupted":
