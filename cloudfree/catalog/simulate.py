@@ -158,7 +158,8 @@ def simulate_scene(
     cadence_days: int = 10,
     cloudiness: float | None = None,
 ) -> SyntheticScene:
-    """Simulate one SYNTHETIC L2A-like series; everything is determined by ``seed``."""
+    """Simulate one SYNTHETIC L2A-like series; everything is determined by ``seed`` (the steps
+    draw from one generator in a fixed order, so every seed keeps producing the same scene)."""
     rng = np.random.default_rng(seed)
     h, w = (size, size) if isinstance(size, int) else size
     cloudiness = rng.uniform(0.1, 0.9) if cloudiness is None else cloudiness
@@ -167,10 +168,17 @@ def simulate_scene(
     rng.integers(0, 3, n_dates)  # reserved draw, kept so every seed keeps producing the same scene
     dates = np.datetime64(start, "D") + (steps * cadence_days).astype("timedelta64[D]")
     doy = np.array([(d - d.astype("datetime64[Y]")).astype(int) + 1 for d in dates], dtype=np.float32)
-
     cls, parcel = _land_cover(rng, h, w)
+    surface = _surfaces(rng, doy, cls, parcel)
+    observed, scl, alpha = _observed(rng, surface, cls, _cloud_cover_draw(rng, n_dates, cloudiness))
+    return SyntheticScene(dates=dates, surface=surface, observed=observed, scl=scl, cloud_alpha=alpha, land_cover=cls)
+
+
+def _surfaces(rng: np.random.Generator, doy: np.ndarray, cls: np.ndarray, parcel: np.ndarray) -> np.ndarray:
+    """The clear surface (T, 12, H, W): per-parcel phenology and brightness (crops sown and
+    harvested at different dates), natural cover's season, texture, and per-date gains."""
+    h, w = cls.shape
     n_par = parcel.max() + 1
-    # Per-parcel phenology and brightness: crops are sown and harvested at different dates.
     p_up = rng.uniform(70, 160, n_par)
     p_len = rng.uniform(50, 120, n_par)
     winter = rng.random(n_par) < 0.3
@@ -178,23 +186,17 @@ def simulate_scene(
     p_amp = rng.uniform(0.6, 1.0, n_par)
     p_bright = rng.normal(1.0, 0.08, n_par)
     nat_up, nat_down = rng.uniform(95, 125), rng.uniform(270, 300)
-
     texture = 1.0 + 0.06 * fractal_noise(rng, (h, w), 2.0) + 0.03 * rng.standard_normal((h, w)).astype(np.float32)
     bright = (p_bright[parcel] * texture).astype(np.float32)
     soil_var = np.clip(1.0 + 0.15 * fractal_noise(rng, (h, w), 3.0), 0.6, 1.4)
-
-    surface = np.empty((n_dates, 12, h, w), np.float32)
+    surface = np.empty((len(doy), 12, h, w), np.float32)
     s = SPECTRA
-    for t in range(n_dates):
-        d = doy[t]
+    for t, d in enumerate(doy):
         g_nat = _greenness(np.float32(d), nat_up, nat_down)
-        g_crop = p_amp * _greenness(np.float32(d), p_up, p_up + p_len, 8.0)
-        g_c = g_crop[parcel][None]
+        g_c = (p_amp * _greenness(np.float32(d), p_up, p_up + p_len, 8.0))[parcel][None]
         img = np.zeros((12, h, w), np.float32)
-        for k, on, off, g in (
-            (1, "forest_on", "forest_off", np.float32(g_nat)),
-            (3, "grass_on", "grass_off", np.float32(0.3 + 0.7 * g_nat)),
-        ):
+        for k, on, off, g in ((1, "forest_on", "forest_off", np.float32(g_nat)),
+                              (3, "grass_on", "grass_off", np.float32(0.3 + 0.7 * g_nat))):
             m = cls == k
             img[:, m] = (g * s[on][:, None] + (1 - g) * s[off][:, None])
         m = cls == 2
@@ -210,8 +212,13 @@ def simulate_scene(
         img = img * gain[:, None, None] + rng.normal(0, 0.003, (12, 1, 1)).astype(np.float32)
         img += rng.normal(0, 0.004, img.shape).astype(np.float32)
         surface[t] = np.clip(img, 0.0005, 1.2)
+    return surface
 
-    cover = _cloud_cover_draw(rng, n_dates, cloudiness)
+
+def _observed(rng: np.random.Generator, surface: np.ndarray, cls: np.ndarray, cover: np.ndarray):
+    """``(observed, scl, cloud alpha)``: each date's clouds, cirrus and shadows over the surface,
+    SCL as Sen2Cor would label them, and orbit-edge nodata on some dates."""
+    n_dates, _, h, w = surface.shape
     observed = surface.copy()
     alpha_all = np.zeros((n_dates, h, w), np.float32)
     scl = np.empty((n_dates, h, w), np.uint8)
@@ -239,15 +246,14 @@ def simulate_scene(
         sc[(cirrus > 0.08) & (alpha < 0.15)] = 10
         sc[(alpha > 0.15) & (alpha <= 0.45)] = 8
         sc[alpha > 0.45] = 9
-        scl[t] = sc
         # Orbit-edge nodata on some dates: a diagonal band of the tile is outside the swath.
         if rng.random() < 0.12:
             yy, xx = np.mgrid[0:h, 0:w]
             edge = (xx + 0.3 * yy) > rng.uniform(0.5, 1.0) * (w + 0.3 * h)
             obs[:, edge] = np.nan
             sc[edge] = 0
-            scl[t] = sc
-    return SyntheticScene(dates=dates, surface=surface, observed=observed, scl=scl, cloud_alpha=alpha_all, land_cover=cls)
+        scl[t] = sc
+    return observed, scl, alpha_all
 
 
 def native_resolution(refl: np.ndarray, bands: tuple[str, ...] = L2A_BANDS) -> np.ndarray:

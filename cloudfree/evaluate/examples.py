@@ -115,56 +115,25 @@ def make_example(
         if len(cand) == 0:
             return None
         target = int(rng.choice(cand))
-    ph, pw = clear.shape[1:]
     truth = clear[target]
-    # The hiding mask: another date's unusable pixels, or a real mask from the bank.
-    source = -1
-    if mask_bank is not None and rng.random() < 0.5:
-        m = mask_bank[rng.integers(len(mask_bank))]
-        # Nearest-neighbour resample of the whole real mask onto the crop (shapes kept, size scaled).
-        iy = np.linspace(0, m.shape[0] - 1, ph).round().astype(int)
-        ix = np.linspace(0, m.shape[1] - 1, pw).round().astype(int)
-        cover = m[iy][:, ix].astype(bool)
-    else:
-        cloud_frac = 1 - frac
-        cand = np.flatnonzero((cloud_frac > 0.05) & (cloud_frac < 0.95) & (np.arange(t_all) != target))
-        if len(cand) == 0:
-            cand = np.flatnonzero(np.arange(t_all) != target)
-        source = int(rng.choice(cand)) if len(cand) else -1
-        cover = ~clear[source] if source >= 0 else np.zeros((ph, pw), bool)
+    source, cover = _hiding_mask(rng, clear, frac, target, mask_bank)
     drop = rng.random() < drop_target_p
     hidden = truth & (cover | drop)
     if hidden.sum() < 0.02 * truth.size and not drop:
         hidden = truth.copy()
         drop = True
-    # Choose the input dates: nearer dates more likely, the target itself unless dropped.
-    others = np.array([i for i in range(t_all) if i != target])
-    k = min(len(others), max(1, int(rng.integers(2, max_dates)) if augment else max_dates - 1))
-    if len(others):
-        p = np.exp(-np.abs(series.days[others] - series.days[target]) / 60.0)
-        chosen = rng.choice(others, size=k, replace=False, p=p / p.sum()) if augment else others[np.argsort(np.abs(series.days[others] - series.days[target]))[:k]]
-    else:
-        chosen = np.array([], int)
-    idx = np.sort(np.concatenate([chosen, [] if drop else [target]]).astype(int))
+    idx = _input_dates(rng, series.days, target, max_dates, augment, drop)
     if len(idx) == 0:
         return None
-    x = refl[idx].copy()
-    valid = clear[idx].copy()
+    x, valid = refl[idx].copy(), clear[idx].copy()
     if not drop:
-        ti = int(np.flatnonzero(idx == target)[0])
-        valid[ti] &= ~hidden
-        if source >= 0:
-            x[ti] = np.where(hidden[None], refl[source], x[ti])  # paste the real cloudy values
-        else:  # external mask: synthesise an opaque-ish cloud over the hidden pixels
-            a = rng.uniform(0.5, 1.0)
-            x[ti] = np.where(hidden[None], (1 - a) * x[ti] + a * rng.uniform(0.3, 0.6), x[ti])
+        _paste(rng, x, valid, refl, idx, target, source, hidden)
     tgt = refl[target].copy()
     dt = (series.days[idx] - series.days[target]).astype(np.float32)
     if augment:
         k90, flip = int(rng.integers(4)), bool(rng.integers(2))
         gain = rng.normal(1.0, 0.04, c).astype(np.float32)[:, None, None]
-        x = x * gain[None]
-        tgt = tgt * gain
+        x, tgt = x * gain[None], tgt * gain
 
         def geo(a):
             a = np.rot90(a, k90, axes=(-2, -1))
@@ -172,6 +141,53 @@ def make_example(
 
         x, valid, tgt, truth, hidden = geo(x), geo(valid), geo(tgt), geo(truth), geo(hidden)
     return Example(x.astype(np.float32), valid, dt, tgt.astype(np.float32), truth, hidden, target, source)
+
+
+def _hiding_mask(rng: np.random.Generator, clear: np.ndarray, frac: np.ndarray, target: int,
+                 mask_bank: np.ndarray | None) -> tuple[int, np.ndarray]:
+    """``(source date or -1, cover (h, w))``: another date's unusable pixels, or (half the time,
+    where a bank is given) a real mask from the bank resampled onto the crop."""
+    t_all, ph, pw = clear.shape
+    if mask_bank is not None and rng.random() < 0.5:
+        m = mask_bank[rng.integers(len(mask_bank))]
+        # Nearest-neighbour resample of the whole real mask onto the crop (shapes kept, size scaled).
+        iy = np.linspace(0, m.shape[0] - 1, ph).round().astype(int)
+        ix = np.linspace(0, m.shape[1] - 1, pw).round().astype(int)
+        return -1, m[iy][:, ix].astype(bool)
+    cloud_frac = 1 - frac
+    cand = np.flatnonzero((cloud_frac > 0.05) & (cloud_frac < 0.95) & (np.arange(t_all) != target))
+    if len(cand) == 0:
+        cand = np.flatnonzero(np.arange(t_all) != target)
+    source = int(rng.choice(cand)) if len(cand) else -1
+    return source, (~clear[source] if source >= 0 else np.zeros((ph, pw), bool))
+
+
+def _input_dates(rng: np.random.Generator, days: np.ndarray, target: int, max_dates: int, augment: bool,
+                 drop: bool) -> np.ndarray:
+    """The input dates, sorted: nearer dates more likely (the nearest, without augmentation), the
+    target itself unless dropped."""
+    others = np.array([i for i in range(len(days)) if i != target])
+    k = min(len(others), max(1, int(rng.integers(2, max_dates)) if augment else max_dates - 1))
+    if len(others):
+        gap = np.abs(days[others] - days[target])
+        p = np.exp(-gap / 60.0)
+        chosen = rng.choice(others, size=k, replace=False, p=p / p.sum()) if augment else others[np.argsort(gap)[:k]]
+    else:
+        chosen = np.array([], int)
+    return np.sort(np.concatenate([chosen, [] if drop else [target]]).astype(int))
+
+
+def _paste(rng: np.random.Generator, x: np.ndarray, valid: np.ndarray, refl: np.ndarray, idx: np.ndarray,
+           target: int, source: int, hidden: np.ndarray) -> None:
+    """Hide the target's ``hidden`` pixels in place: the source date's real cloudy values pasted
+    (an external mask: an opaque-ish synthetic cloud), and those pixels marked not valid."""
+    ti = int(np.flatnonzero(idx == target)[0])
+    valid[ti] &= ~hidden
+    if source >= 0:
+        x[ti] = np.where(hidden[None], refl[source], x[ti])
+    else:
+        a = rng.uniform(0.5, 1.0)
+        x[ti] = np.where(hidden[None], (1 - a) * x[ti] + a * rng.uniform(0.3, 0.6), x[ti])
 
 
 def validation_examples(series: Sequence[Series], targets: Sequence[Sequence[int]], seed: int = 1234,
