@@ -141,7 +141,47 @@ class PixelSampler:
         keep[self.rng.choice(idx, k, replace=False)] = True
         return keep
 
+    def _pair(self):
+        """``(series, target, source, source's grown cloud + shadow, ys, xs)``: a target date and a
+        cloudy date near it, and the target's clear pixels under the source's cloud; None after
+        20 tries."""
+        rng = self.rng
+        for _ in range(20):
+            s = self.series[rng.choice(len(self.series), p=self.p)]
+            cand = [t for t in s.targets if self.target_filter(s, t)]
+            if not cand:
+                continue
+            t = cand[rng.integers(len(cand))]
+            near = [q for q in s.sources if q != t and abs(s.days[q] - s.days[t]) <= 120]
+            if not near:
+                continue
+            src = near[rng.integers(len(near))]
+            cloud = dilate_cross(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
+            ok = cloud & np.isin(s.scl[t], CLEAR_SCL) & np.isfinite(s.refl[t][s.present]).all(0) & \
+                np.isfinite(s.refl[src][s.present]).all(0)
+            ys, xs = np.nonzero(ok)
+            if len(ys):
+                return s, t, src, cloud, ys, xs
+        return None
+
+    def _dates(self, s: RealSeries, t: int, caps: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+        """``(input dates, target dropped)``: the dates within a random window of the target, a
+        quarter of the time without the target, at most a random cap of the nearest."""
+        rng = self.rng
+        window = rng.uniform(15, 75)
+        idx = np.flatnonzero(np.abs(s.days - s.days[t]) <= window)
+        drop = rng.random() < 0.25
+        if drop:
+            idx = idx[idx != t]
+        cap = int(rng.choice(list(caps)))
+        if len(idx) > min(cap, self.t_max):
+            order = np.argsort(np.abs(s.days[idx] - s.days[t]), kind="stable")[: min(cap, self.t_max)]
+            idx = np.sort(idx[order])
+        return idx, drop
+
     def batch(self):
+        from ..models.pixel import EDGE_CAP
+
         rng = self.rng
         b, p, tm = self.pairs, self.pixels, self.t_max
         x = np.zeros((b, tm, 12, 1, p), np.float32)
@@ -151,54 +191,18 @@ class PixelSampler:
         truth = np.zeros((b, 12, p), np.float32)
         hidden = np.zeros((b, p), bool)
         aux = np.zeros((b, tm, 3, 1, p), np.float32)
-        from ..models.pixel import EDGE_CAP, context_features
-
         for i in range(b):
-            for _ in range(20):
-                s = self.series[rng.choice(len(self.series), p=self.p)]
-                cand = [t for t in s.targets if self.target_filter(s, t)]
-                if not cand:
-                    continue
-                t = cand[rng.integers(len(cand))]
-                near = [q for q in s.sources if q != t and abs(s.days[q] - s.days[t]) <= 120]
-                if not near:
-                    continue
-                src = near[rng.integers(len(near))]
-                cloud = dilate_cross(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
-                ok = cloud & np.isin(s.scl[t], CLEAR_SCL) & np.isfinite(s.refl[t][s.present]).all(0) & \
-                    np.isfinite(s.refl[src][s.present]).all(0)
-                ys, xs_ = np.nonzero(ok)
-                if len(ys):
-                    break
-            else:
+            pair = self._pair()
+            if pair is None:
                 continue
+            s, t, src, cloud, ys, xs = pair
             pick = rng.choice(len(ys), p, replace=len(ys) < p)
-            py, px = ys[pick], xs_[pick]
-            window = rng.uniform(15, 75)
-            idx = np.flatnonzero(np.abs(s.days - s.days[t]) <= window)
-            drop = rng.random() < 0.25
-            if drop:
-                idx = idx[idx != t]
-            cap = int(rng.choice([4, 6, 8, 12, 16, 24, tm]))
-            if len(idx) > min(cap, tm):
-                order = np.argsort(np.abs(s.days[idx] - s.days[t]), kind="stable")[: min(cap, tm)]
-                idx = np.sort(idx[order])
+            py, px = ys[pick], xs[pick]
+            idx, drop = self._dates(s, t, (4, 6, 8, 12, 16, 24, tm))
             bands = self._bands(s.present)
             gain = rng.uniform(0.8, 1.25)
-            series = s.refl[idx][:, :, py, px] * gain  # (T,12,P)
-            scl = s.scl[idx][:, py, px]
-            if not drop:
-                j = int(np.flatnonzero(idx == t)[0])
-                series[j] = s.refl[src][:, py, px] * gain
-                scl[j] = s.scl[src][py, px]
+            series, scl, ctx = _pasted_pixels(s, t, src, cloud, idx, drop, py, px, gain)
             n = len(idx)
-            ctx = s.ctx[idx][:, :, py, px]  # (T, 3, P)
-            if not drop:
-                scl_t = s.scl[t].copy()
-                scl_t[cloud] = s.scl[src][cloud]
-                ref_t = np.where(cloud[None], s.refl[src], s.refl[t])[s.present]
-                u = ~np.isin(scl_t, UNUSABLE) & np.isfinite(ref_t).all(0)
-                ctx[j] = context_features(u[None])[0][:, py, px]
             aux[i, :n, :, 0] = ctx
             aux[i, n:, :2, 0] = 1.0
             aux[i, n:, 2, 0] = EDGE_CAP
@@ -209,6 +213,27 @@ class PixelSampler:
             truth[i] = np.nan_to_num(s.refl[t][:, py, px] * gain) * bands[:, None]
             hidden[i] = True
         return x, valid, dt, present, truth, hidden, aux
+
+
+def _pasted_pixels(s: RealSeries, t: int, src: int, cloud: np.ndarray, idx: np.ndarray, drop: bool, py, px,
+                   gain: float):
+    """``(values (T,12,P), SCL (T,P), context (T,3,P))`` of the picked pixels on the input dates,
+    the source's cloudy values, SCL and recomputed context features pasted onto the target."""
+    from ..models.pixel import context_features
+
+    series = s.refl[idx][:, :, py, px] * gain  # (T,12,P)
+    scl = s.scl[idx][:, py, px]
+    ctx = s.ctx[idx][:, :, py, px]  # (T, 3, P)
+    if not drop:
+        j = int(np.flatnonzero(idx == t)[0])
+        series[j] = s.refl[src][:, py, px] * gain
+        scl[j] = s.scl[src][py, px]
+        scl_t = s.scl[t].copy()
+        scl_t[cloud] = s.scl[src][cloud]
+        ref_t = np.where(cloud[None], s.refl[src], s.refl[t])[s.present]
+        u = ~np.isin(scl_t, UNUSABLE) & np.isfinite(ref_t).all(0)
+        ctx[j] = context_features(u[None])[0][:, py, px]
+    return series, scl, ctx
 
 
 @dataclass

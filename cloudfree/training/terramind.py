@@ -47,7 +47,7 @@ class PatchSampler(PixelSampler):
         raise RuntimeError("no (target, source) pair passes the filter")
 
     def batch(self):
-        from ..models.pixel import EDGE_CAP, context_features
+        from ..models.pixel import EDGE_CAP
 
         rng = self.rng
         b, tm, k = self.pairs, self.t_max, self.size
@@ -65,47 +65,52 @@ class PatchSampler(PixelSampler):
             cloud = dilate_cross(np.isin(s.scl[src], CLOUD_SHADOW_SCL), int(rng.integers(0, 4)))
             hid = cloud & np.isin(s.scl[t], CLEAR_SCL) & np.isfinite(s.refl[t][s.present]).all(0) & \
                 np.isfinite(s.refl[src][s.present]).all(0)
-            window = rng.uniform(15, 75)
-            idx = np.flatnonzero(np.abs(s.days - s.days[t]) <= window)
-            drop = rng.random() < 0.25
-            if drop:
-                idx = idx[idx != t]
-            cap = int(rng.choice([4, 6, 8, 12, 16, tm]))
-            if len(idx) > min(cap, tm):
-                order = np.argsort(np.abs(s.days[idx] - s.days[t]), kind="stable")[: min(cap, tm)]
-                idx = np.sort(idx[order])
+            idx, drop = self._dates(s, t, (4, 6, 8, 12, 16, tm))
             bands = self._bands(s.present)
             gain = rng.uniform(0.8, 1.25)
-            series = s.refl[idx] * gain  # (T,12,H,W)
-            scl = s.scl[idx].copy()
-            ctx = s.ctx[idx].copy()
-            if not drop:
-                j = int(np.flatnonzero(idx == t)[0])
-                series[j] = np.where(cloud[None], s.refl[src], s.refl[t]) * gain
-                scl[j] = np.where(cloud, s.scl[src], s.scl[t])
-                u = ~np.isin(scl[j], UNUSABLE) & np.isfinite(series[j][s.present]).all(0)
-                ctx[j] = context_features(u[None])[0]
+            series, scl, ctx = _pasted_patch(s, t, src, cloud, idx, drop, gain)
             n = len(idx)
             h, w = s.scl.shape[-2:]
-            # mirror-pad by half a crop, then crop at random: what a halo'd block at an edge holds
-            py, px = max(k - h, 0) + k // 2, max(k - w, 0) + k // 2
-
-            def crop(a, y0, x0):
-                pad = [(0, 0)] * (a.ndim - 2) + [(py, py), (px, px)]
-                return np.pad(a, pad, mode="symmetric")[..., y0 : y0 + k, x0 : x0 + k]
-
-            y0 = int(rng.integers(0, h + 2 * py - k + 1))
-            x0 = int(rng.integers(0, w + 2 * px - k + 1))
-            ser = crop(series, y0, x0)
-            sc = crop(scl, y0, x0)
+            crop = _random_crop(rng, h, w, k)
+            ser, sc = crop(series), crop(scl)
             x[i, :n] = np.nan_to_num(ser) * bands[None, :, None, None]
             valid[i, :n] = ~np.isin(sc, UNUSABLE) & np.isfinite(ser[:, bands]).all(1)
-            aux[i, :n] = crop(ctx, y0, x0)
+            aux[i, :n] = crop(ctx)
             dt[i, :n] = s.days[idx] - s.days[t]
             present[i] = bands
-            truth[i] = np.nan_to_num(crop(s.refl[t] * gain, y0, x0)) * bands[:, None, None]
-            hidden[i] = crop(hid, y0, x0)
+            truth[i] = np.nan_to_num(crop(s.refl[t] * gain)) * bands[:, None, None]
+            hidden[i] = crop(hid)
         return x, valid, dt, present, truth, hidden, aux
+
+
+def _pasted_patch(s: RealSeries, t: int, src: int, cloud: np.ndarray, idx: np.ndarray, drop: bool, gain: float):
+    """``(values (T,12,H,W), SCL (T,H,W), context (T,3,H,W))`` on the input dates, the source's
+    cloudy values and SCL pasted onto the target under its grown cloud, context recomputed."""
+    from ..models.pixel import context_features
+
+    series = s.refl[idx] * gain  # (T,12,H,W)
+    scl = s.scl[idx].copy()
+    ctx = s.ctx[idx].copy()
+    if not drop:
+        j = int(np.flatnonzero(idx == t)[0])
+        series[j] = np.where(cloud[None], s.refl[src], s.refl[t]) * gain
+        scl[j] = np.where(cloud, s.scl[src], s.scl[t])
+        u = ~np.isin(scl[j], UNUSABLE) & np.isfinite(series[j][s.present]).all(0)
+        ctx[j] = context_features(u[None])[0]
+    return series, scl, ctx
+
+
+def _random_crop(rng: np.random.Generator, h: int, w: int, k: int):
+    """A function cropping (..., h, w) arrays to one random k × k window of their mirror-padded
+    copy (padded by half a crop: what a halo'd block at an edge holds)."""
+    py, px = max(k - h, 0) + k // 2, max(k - w, 0) + k // 2
+    y0 = int(rng.integers(0, h + 2 * py - k + 1))
+    x0 = int(rng.integers(0, w + 2 * px - k + 1))
+
+    def crop(a):
+        pad = [(0, 0)] * (a.ndim - 2) + [(py, py), (px, px)]
+        return np.pad(a, pad, mode="symmetric")[..., y0 : y0 + k, x0 : x0 + k]
+    return crop
 
 
 @dataclass
