@@ -165,35 +165,27 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
 
 @app.command("train")
 def train_cmd(out: Path = typer.Option(..., help="run folder (last.safetensors, best.safetensors; resumes from them)"),
-              arch: str = typer.Option("pixel_timegate", help="any registered architecture: pixel_timegate (the default "
-                                       "model), pixel_terramind, timegate_unet, timegate_terramind"),
-              catalog: Optional[str] = typer.Option(None, help="per-pixel models: a static STAC catalog whose "
-                                                    "collections are whole real series"),
-              collection: list[str] = typer.Option([], help="per-pixel models: collections to train on (default: all)"),
-              cube: list[Path] = typer.Option([], help="image models: cube store(s) from 'cloudfree cube'"),
-              sen12mscrts: Optional[Path] = typer.Option(None, help="image models: SEN12MS-CR-TS root (published layout)"),
-              init: Optional[Path] = typer.Option(None, help="pixel_terramind: the per-pixel checkpoint it builds on "
-                                                  "(default: the shipped weights)"),
-              steps: int = typer.Option(2000, help="optimiser steps", min=1),
-              minutes: Optional[float] = typer.Option(None, help="wall-time budget (the schedule anneals by time)", min=0),
-              lr: Optional[float] = typer.Option(None, help="learning rate (default: the architecture's own)", min=0),
-              batch: int = typer.Option(8, help="image models: examples per step", min=1),
-              width: int = typer.Option(32, help="timegate_unet: U-Net base width (channels)", min=4),
-              terramind_weights: Optional[Path] = typer.Option(None, help="local TerraMind checkpoint (no downloads)"),
-              mask_bank: Optional[Path] = typer.Option(None, help="image models: CLM.npy of real cloud masks"),
-              seed: int = typer.Option(0, help="random seed"), device: o.Device = "auto") -> None:
+              arch: o.Arch = "pixel_timegate", catalog: o.TrainCatalog = None, collection: o.TrainCollections = [],
+              cube: o.TrainCubes = [], sen12mscrts: o.Sen12 = None, init: o.Init = None, steps: o.Steps = 2000,
+              minutes: o.Minutes = None, lr: o.Lr = None, batch: o.TrainBatch = 8, crop: o.Crop = 128,
+              max_dates: o.TrainMaxDates = 12, loss: o.Loss = "l1", ssim_weight: o.SsimWeight = 0.2,
+              ckpt_every: o.CkptEvery = 200, workers: o.LoaderWorkers = 0, width: o.Width = 32,
+              terramind_variant: o.TmVariant = "terramind_v1_tiny", terramind_weights: o.TmWeights = None,
+              freeze_encoder: o.Freeze = False, mask_bank: o.MaskBank = None, seed: o.Seed = 0,
+              device: o.Device = "auto") -> None:
     """Train any registered model on real series, cubes or SEN12MS-CR-TS (no cloud-free targets needed)."""
     from .models import default_config
     from .training.fit import TrainData, train_model
     from .training.trainer import TrainConfig
 
     def fit():
-        tm = {"variant": "terramind_v1_tiny", "weights": str(terramind_weights) if terramind_weights else None,
-              "freeze_encoder": False, "decoder_width": 64, "gamma_init": 0.01}
+        tm = {"variant": terramind_variant, "weights": str(terramind_weights) if terramind_weights else None,
+              "freeze_encoder": freeze_encoder, "decoder_width": 64, "gamma_init": 0.01}
         model = default_config(arch, unet={"width": width, "depth": 4, "gamma_init": 0.01, "max_width": 256}, terramind=tm)
+        cfg = TrainConfig(steps=steps, batch=batch, crop=crop, max_dates=max_dates, loss=loss, ssim_weight=ssim_weight,
+                          ckpt_every=ckpt_every, val_every=ckpt_every, seed=seed, num_workers=workers, model=model)
         data = TrainData(tuple(cube), sen12mscrts, catalog, tuple(collection), mask_bank)
-        return train_model(arch, data, out, TrainConfig(steps=steps, batch=batch, seed=seed, model=model), lr=lr,
-                           minutes=minutes, init=init, device=device, log=console.print)
+        return train_model(arch, data, out, cfg, lr=lr, minutes=minutes, init=init, device=device, log=console.print)
 
     res = _calling(fit, out=out)
     console.print(f"trained {res['step']} steps of {arch} on {res['device']}: {out / 'last.safetensors'}")

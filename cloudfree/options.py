@@ -99,3 +99,32 @@ MaxPixels = Annotated[float, typer.Option(help=MAX_PIXELS_HELP, min=1)]
 Yes = Annotated[bool, typer.Option("--yes", help="run even when the area is larger than --max-pixels")]
 Stream = Annotated[bool, typer.Option("--stream/--keep-cube", help=STREAM_HELP)]
 Out = Annotated[Path, typer.Option(help=OUT_HELP)]
+
+# cloudfree train
+Arch = Annotated[str, typer.Option(help="any registered architecture: pixel_timegate (the default model), "
+                                        "pixel_terramind, timegate_unet, timegate_terramind")]
+TrainCatalog = Annotated[Optional[str], typer.Option(
+    "--catalog", help="per-pixel models: a static STAC catalog whose collections are whole real series")]
+TrainCollections = Annotated[list[str], typer.Option("--collection", help="per-pixel models: collections to train on "
+                                                                          "(default: all)")]
+TrainCubes = Annotated[list[Path], typer.Option("--cube", help="image models: cube store(s) from 'cloudfree cube'")]
+Sen12 = Annotated[Optional[Path], typer.Option(help="image models: SEN12MS-CR-TS root (published layout)")]
+Init = Annotated[Optional[Path], typer.Option(help="pixel_terramind: the per-pixel checkpoint it builds on (default: "
+                                                   "the shipped weights)")]
+Steps = Annotated[int, typer.Option(help="optimiser steps", min=1)]
+Minutes = Annotated[Optional[float], typer.Option(help="wall-time budget (the schedule anneals by time)", min=0)]
+Lr = Annotated[Optional[float], typer.Option(help="learning rate (AdamW, cosine decay; default: the architecture's own)",
+                                             min=0)]
+TrainBatch = Annotated[int, typer.Option("--batch", help="image models: examples per step", min=1)]
+Crop = Annotated[int, typer.Option(help="image models: training crop side in pixels", min=16)]
+TrainMaxDates = Annotated[int, typer.Option("--max-dates", help="image models: input dates per example", min=2)]
+Loss = Annotated[str, typer.Option(help="image models: l1 | charbonnier on the hidden pixels")]
+SsimWeight = Annotated[float, typer.Option(help="image models: weight of the (1 - SSIM) term", min=0)]
+CkptEvery = Annotated[int, typer.Option(help="image models: validate and checkpoint every this many steps", min=1)]
+LoaderWorkers = Annotated[int, typer.Option("--workers", help="image models: data-loader worker processes", min=0)]
+Width = Annotated[int, typer.Option(help="timegate_unet: U-Net base width (channels)", min=4)]
+TmVariant = Annotated[str, typer.Option(help="TerraMind backbone in terratorch's registry")]
+TmWeights = Annotated[Optional[Path], typer.Option(help="local TerraMind checkpoint (no downloads)")]
+Freeze = Annotated[bool, typer.Option(help="timegate_terramind: train the head only")]
+MaskBank = Annotated[Optional[Path], typer.Option(help="image models: CLM.npy of real cloud masks to hide pixels with")]
+Seed = Annotated[int, typer.Option(help="random seed")]

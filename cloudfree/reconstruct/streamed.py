@@ -114,68 +114,20 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
                recipe=None, least_cloudy_date=None):
     """Upload, enlarge, mask, count and run the recipe's candidates for :func:`predict_streamed`."""
     import torch
-    import torch.nn.functional as F
 
     y0, y1, x0, x1 = core
-    wy0, wy1, wx0, wx1 = window
     h, w = y1 - y0, x1 - x0
-    hh, ww = wy1 - wy0, wx1 - wx0
-    ny, nx = src.shape
-    d = src.dilate
     dev = to_device(hosts, device)  # the stored values (uint16 DN, uint8 classes), as read
-    # the image's own pixels in the window: outside it, no data for the model and "usable"
-    # for the context features (the same convention as a padded block)
-    rows = torch.arange(wy0, wy1, device=device)
-    cols = torch.arange(wx0, wx1, device=device)
-    inside = ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
-
-    def window_of(g: int, k: int):
-        """Name k of grid g on the output grid's window, (T, hh, ww) int32: one band at a time, so
-        the device (or, without a GPU, the host) holds one widened band beside the stored block."""
-        grid = src.grids[g]
-        band = dev[g][:, k].to(torch.int32)
-        if grid.factor == 1:
-            return band
-        a, _, c, _ = boxes[g]
-        oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
-        ox = c * grid.factor - grid.offset[1]
-        near = src.scl == (g, k) or src.resampling == "nearest"
-        big_band = enlarge(band, grid.factor, None if src.scl == (g, k) else src.nodata, near)
-        return big_band[:, wy0 - oy : wy0 - oy + hh, wx0 - ox : wx0 - ox + ww]
-
-    q = reach  # the model runs q pixels beyond the block (its date departure), no data outside the image
-    qy, qx = slice(big - q, big + h + q), slice(big - q, big + w + q)
-    g0, _ = src.where[0]
-    dn = torch.empty((len(dates), len(src.where), h + 2 * q, w + 2 * q), dtype=dev[g0].dtype, device=device)
-    has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
-    nodata = torch.tensor(src.nodata, dtype=torch.int32, device=device)
-    limit = torch.tensor([dn_limit(src.scale[t], src.offset[t]) for t in dates], dtype=torch.float32,
-                         device=device).reshape(-1, 1, 1)  # saturated or cloud: never usable
-    for b, (g, k) in enumerate(src.where):
-        band = window_of(g, k)
-        has &= (band != src.nodata) & (band <= limit)
-        dn[:, b] = torch.where(inside[qy, qx], band[:, qy, qx], nodata).to(dn.dtype)
-        del band
-    if src.scl is not None:
-        scl = window_of(*src.scl)
-        bad = torch.zeros_like(has)
-        for cls in src.unusable:
-            bad |= scl == cls
-        del scl
-        bad &= inside
-        if d:
-            bad = F.conv2d(bad.float()[:, None], _disk(d).to(device)[None, None], padding=d)[:, 0] > 0
-        usable = ~bad & has
-    else:
-        usable = has
-    usable |= ~inside
+    dn, has, inside = _stored_bands(src, dev, boxes, dates, device, window, big, h, w, reach)
+    usable = _usable(src, dev, boxes, window, has, inside)
+    d, q = src.dilate, reach
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
-    ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
     scale = [src.scale[t] for t in dates]
     offset = [src.offset[t] for t in dates]
     recipe = tuple(recipe) if recipe else (("model", 1.0),)
     parts = {}
     if any(n == "model" for n, _ in recipe):
+        ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
         parts["model"] = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
                                           bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
     others = [n for n, _ in recipe if n != "model"]
@@ -185,6 +137,81 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
     out = parts[recipe[0][0]] if len(recipe) == 1 else sum(w * parts[n] for n, w in recipe)
     res = torch.cat([out, count[None].to(torch.float32)])
     return download(res, device)
+
+
+def _inside(src: BlockSource, window, device):
+    """(hh, ww) bool: the image's own pixels in the window (outside: no data for the model and
+    "usable" for the context features, the same convention as a padded block)."""
+    import torch
+
+    wy0, wy1, wx0, wx1 = window
+    ny, nx = src.shape
+    rows = torch.arange(wy0, wy1, device=device)
+    cols = torch.arange(wx0, wx1, device=device)
+    return ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
+
+
+def _widened(src: BlockSource, dev, boxes, g: int, k: int, window):
+    """Name k of grid g on the output grid's window, (T, hh, ww) int32: one band at a time, so the
+    device (or, without a GPU, the host) holds one widened band beside the stored block."""
+    import torch
+
+    wy0, wy1, wx0, wx1 = window
+    grid = src.grids[g]
+    band = dev[g][:, k].to(torch.int32)
+    if grid.factor == 1:
+        return band
+    a, _, c, _ = boxes[g]
+    oy = a * grid.factor - grid.offset[0]  # output row and column of the enlarged array's origin
+    ox = c * grid.factor - grid.offset[1]
+    near = src.scl == (g, k) or src.resampling == "nearest"
+    big_band = enlarge(band, grid.factor, None if src.scl == (g, k) else src.nodata, near)
+    return big_band[:, wy0 - oy : wy0 - oy + wy1 - wy0, wx0 - ox : wx0 - ox + wx1 - wx0]
+
+
+def _stored_bands(src: BlockSource, dev, boxes, dates, device, window, big, h, w, q):
+    """``(dn (T, C, h+2q, w+2q) as stored, has data (T, hh, ww), inside (hh, ww))``: every band
+    widened to the output grid; the model runs q pixels beyond the block (its date departure),
+    no data outside the image; saturated or over-bright values are never data."""
+    import torch
+
+    inside = _inside(src, window, device)
+    hh, ww = inside.shape
+    qy, qx = slice(big - q, big + h + q), slice(big - q, big + w + q)
+    g0, _ = src.where[0]
+    dn = torch.empty((len(dates), len(src.where), h + 2 * q, w + 2 * q), dtype=dev[g0].dtype, device=device)
+    has = torch.ones((len(dates), hh, ww), dtype=torch.bool, device=device)
+    nodata = torch.tensor(src.nodata, dtype=torch.int32, device=device)
+    limit = torch.tensor([dn_limit(src.scale[t], src.offset[t]) for t in dates], dtype=torch.float32,
+                         device=device).reshape(-1, 1, 1)  # saturated or cloud: never usable
+    for b, (g, k) in enumerate(src.where):
+        band = _widened(src, dev, boxes, g, k, window)
+        has &= (band != src.nodata) & (band <= limit)
+        dn[:, b] = torch.where(inside[qy, qx], band[:, qy, qx], nodata).to(dn.dtype)
+        del band
+    return dn, has, inside
+
+
+def _usable(src: BlockSource, dev, boxes, window, has, inside):
+    """(T, hh, ww) bool: data, and not an unusable SCL class grown by the mask's dilation; outside
+    the image counts as usable (for the context features)."""
+    import torch
+    import torch.nn.functional as F
+
+    d = src.dilate
+    if src.scl is not None:
+        scl = _widened(src, dev, boxes, *src.scl, window)
+        bad = torch.zeros_like(has)
+        for cls in src.unusable:
+            bad |= scl == cls
+        del scl
+        bad &= inside
+        if d:
+            bad = F.conv2d(bad.float()[:, None], _disk(d).to(bad.device)[None, None], padding=d)[:, 0] > 0
+        usable = ~bad & has
+    else:
+        usable = has
+    return usable | ~inside
 
 
 def _composites_on_device(names, dn, usable, scale, offset, nodata, dt, least_cloudy_date) -> dict:
