@@ -2,11 +2,10 @@
 
 Why: glibc keeps freed memory in its arenas for reuse, and the blocks' buffers (reads, staging,
 the model's CPU tensors, compressed tiles) are of many sizes, so the process's resident memory
-grows with the run, not with what it holds. On 2 cores under ``--memory-limit 2GB`` the heap in
-use peaked at 0.53 / 0.55 GiB for 1× / 4× the area while glibc held up to 0.52 / 0.59 GiB more.
-Capping glibc with ``MALLOC_MMAP_THRESHOLD_`` or arena counts cost 36–61 % more time; a
+grows with the run, not with what it holds: glibc then holds about as much again as the heap
+in use. Capping glibc with ``MALLOC_MMAP_THRESHOLD_`` or arena counts costs much more time; a
 ``malloc_trim`` after each block's task, and every :data:`TRIM_EVERY` seconds while tasks run,
-cost nothing measurable.
+costs nothing measurable (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -117,14 +117,15 @@ def _validate_dates(start: str, end: str) -> None:
 
     import pandas as pd
 
+    bad = InputError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}")
+    if not all(re.match(r"^\d{4}-\d{2}-\d{2}", str(d)) for d in (start, end)):
+        raise bad
     try:
-        if not all(re.match(r"^\d{4}-\d{2}-\d{2}", str(d)) for d in (start, end)):
-            raise ValueError
         s, e = pd.Timestamp(start), pd.Timestamp(end)
     except (ValueError, TypeError):
-        raise InputError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}") from None
+        raise bad from None
     if pd.isna(s) or pd.isna(e):
-        raise InputError(f"dates must be ISO 8601 (YYYY-MM-DD): got start {start!r}, end {end!r}")
+        raise bad
     if s > e:
         raise InputError(f"the start date {start} is after the end date {end}; swap them")
 

@@ -1,7 +1,7 @@
 """Coarse bands read at their own grid and upsampled here, instead of warped by GDAL per pixel.
 
 Loading a 10 m cube, odc-stac asks GDAL to reproject every 20 m and 60 m band (and SCL) onto the
-10 m grid: a bilinear warp that cost 6× reading the same band at 20 m (``benchmarks/RESULTS.md``).
+10 m grid: a bilinear warp that costs several times reading the same band at 20 m (``benchmarks/RESULTS.md``).
 When every item's grid of a band is in the same CRS as the output, with a pixel an integer multiple
 ``f`` of the output's and lattices that line up (as Sentinel-2 tiles do), the band is read on its own
 grid — a plain copy — and enlarged ``f``× here, as GDAL's warp kernel does it: bilinear with

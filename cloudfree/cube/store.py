@@ -119,8 +119,8 @@ def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, 
 
     ``template``: its coordinates, attributes, dtypes and chunks only, for a run whose blocks are
     read by :mod:`cloudfree.cube.stream`. The full cube's graph is materialised task by task by
-    odc-stac (684 000 tasks, 185 MiB for a 4347² px area in 256 px blocks, growing with the area and
-    held for the whole run); the template's is two lazy layers per variable, and computing any of
+    odc-stac (tasks and memory growing with the area and held for the whole run;
+    ``benchmarks/graph_memory.py``); the template's is two lazy layers per variable, and computing any of
     its blocks raises instead of returning values that were never read."""
     if not template:
         ds = _as_stored(load_cube(items, request.aoi, spec, patch_url=patch_url, fail_on_error=not skip_bad_assets))

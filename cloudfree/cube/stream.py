@@ -7,9 +7,9 @@ A read covers exactly one block of each grid: the grids' blocks partition them, 
 is decoded about once. The model's task for a block gathers its margin from the neighbouring
 blocks' reads (:func:`gather`), which the same Dask graph shares.
 
-Why: on the GPU host, GDAL's bilinear warp of the coarse bands was 46 % of a streamed run's task
-time, and halo copies of CPU-enlarged bands cost as much as the warp saved
-(``benchmarks/RESULTS.md``).
+Why: on the GPU host, GDAL's bilinear warp of the coarse bands was a large share of a streamed
+run's task time, and halo copies of CPU-enlarged bands cost as much as the warp saved (the
+measurements are in ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

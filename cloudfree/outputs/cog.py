@@ -36,8 +36,8 @@ COG_SCALE = 1e-4
 """Reflectance = DN × 1e-4 (offset 0) in the output COGs; DN 0 is nodata."""
 TILE = 256
 DEFLATE_LEVEL = 1
-"""zlib level 1 compresses 4× faster than GDAL's default 6 (80 vs 19 MB/s per core on predicted
-uint16 reflectance) for files about 2 % larger."""
+"""zlib level 1 compresses several times faster than GDAL's default 6 on predicted uint16
+reflectance, for files slightly larger (``benchmarks/RESULTS.md``)."""
 _GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
 """ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
 GeoAsciiParams, GDAL_METADATA, GDAL_NODATA: what GDAL itself writes into the first IFD."""
@@ -144,7 +144,7 @@ class CogPlan:
     _SHARED = (("shared_sum.bin", np.float32), ("shared_count.bin", np.uint32))
     """The shared level's sums and counts: raw (y, x, band) arrays on disk, read and written with
     positioned file I/O, not mapped: the pages of a mapped grid count in the process's resident memory
-    (a 4× area's grid read at the end added 0.12 GiB of RSS, and the grid grows with the area)."""
+    (and the grid grows with the area)."""
 
     def _shared_rows(self, r0: int, r1: int) -> list[np.ndarray]:
         """Rows [r0, r1) of the shared sums and counts, each (rows, x, band)."""
@@ -266,7 +266,7 @@ class CogPlan:
     def _shared_levels(self, pool, threads: int) -> dict[int, list[tuple[Path, list]]]:
         """Levels from :attr:`shared` up, from the summed grid, a tile row at a time: each level
         holds at most two tile rows of sums, so this does not grow with the area (reading the whole
-        grid took a 2-core run at 384-px blocks of a 4200² area from 2.0 to 4.7 GiB at its end)."""
+        grid at once made a large run's memory grow at its end)."""
         from collections import deque
 
         out: dict[int, list[tuple[Path, list]]] = {}

@@ -115,7 +115,7 @@ def composite(method: str, reflectance, clear, target_day: float, *, date: int |
 
     if reflectance.chunks is not None:
         # every date and band of a block in one task: bound the block so that a task (and numpy's
-        # nanmedian temporaries, ~4x) stays near 256 MB whatever the output chunk
+        # nanmedian temporaries) stays bounded whatever the output chunk
         nt, nb = reflectance.sizes["time"], reflectance.sizes["band"]
         side = int(max(128, min(reflectance.chunks[-1][0], np.sqrt(COMPOSITE_TASK_VALUES / max(1, nt * nb)))))
         reflectance = reflectance.chunk({"time": -1, "band": -1, "y": side, "x": side})

@@ -30,7 +30,7 @@ __all__ = ["streamed_model", "StreamedLayer", "predict_streamed", "enlarge", "ST
 READ_PRIORITY = {"priority": -1}
 """Reads run when no other task is ready: in the graph's own order the scheduler ran the next
 reads before the writes of finished blocks, whose results then piled up until the panel ended
-(about 200 MiB at the 4x area on 2 cores with spilling off; with it on, spilled to disk). The
+(in memory, or spilled to disk). The
 model's tasks and the writes keep the default priority, so reads still overlap the model."""
 
 
@@ -251,8 +251,7 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
 
     The array's graph is one :class:`StreamedLayer`, which writes out a panel's tasks only when
     that panel is culled (see PANEL_ROWS): a run written panel by panel never holds the whole
-    area's tasks (at least 27 KiB a block, ``benchmarks/graph_memory.py``: about 4.7 GiB for a
-    100-tile region in 256 px blocks)."""
+    area's tasks (their memory grows with the area: ``benchmarks/graph_memory.py``)."""
     from dask.highlevelgraph import HighLevelGraph
 
     ny, nx = src.shape
@@ -297,8 +296,8 @@ class StreamedLayer(Layer):
     tasks queue for the GPU (memory then grows with the area). Blocks go in order, row by row within
     stripes of STRIPE block columns, and a block's reads wait until the model has finished the
     block ``lag`` places before it. ``lag`` exceeds the farthest block any model task reads, so no
-    task waits on itself, plus ``read_ahead`` blocks so reads overlap the model (with 2 blocks
-    ahead, reads and model alternated: a full tile took 156 s, not 101 s). In stripes the farthest
+    task waits on itself, plus ``read_ahead`` blocks so reads overlap the model (with too few
+    blocks ahead, reads and model alternate instead). In stripes the farthest
     neighbour is at most a stripe's row ahead, whatever the area's width, so what is in flight is
     flat in the area. Stripes are cut into panels of PANEL_ROWS rows: a panel reads the blocks
     around it that it needs itself (the neighbour panel's edge blocks) and waits on nothing

@@ -39,9 +39,9 @@ class TileConfig:
     compile: bool = False
     """Per-pixel models on a GPU: run through ``torch.compile`` (compiled once per worker process,
     before the first read, kernels cached between runs; if compilation fails the worker warns once
-    and stays eager). Off by default: the model alone runs 3x faster compiled, but a full tile took
-    longer end to end (85.8 s warm, 116.4 s cold, against 74.7–78.9 s eager on the same H100 host;
-    the reads, not the GPU, set the pace there)."""
+    and stays eager). Off by default: the model alone runs faster compiled, but a full tile took
+    longer end to end on the GPU host, where the reads, not the GPU, set the pace
+    (``benchmarks/RESULTS.md``)."""
 
     def compiles(self, device: str) -> bool:
         """Whether the model runs compiled on ``device`` (a resolved device)."""
@@ -243,9 +243,9 @@ def _compiled(net):
 
 def compile_ahead(model, cfg: TileConfig, n_dates: list[int], bands: list[str]) -> float:
     """Compile the per-pixel model here for the inputs :func:`pixels_on_device` will give it (one
-    per number of dates), before any block is read: a full tile's first block compiled in about
-    50 s while 16 threads decoded beside it, against 10 s alone. Returns the seconds spent (0 where
-    nothing compiles: no GPU here, or ``compile=False``)."""
+    per number of dates), before any block is read: compiling beside many decoding threads takes
+    several times as long as alone. Returns the seconds spent (0 where nothing compiles: no GPU
+    here, or ``compile=False``)."""
     import time
 
     import torch
