@@ -27,6 +27,7 @@ from .cube.store import build_cube
 from .job import JobConfig, JobRequest
 from .models.checkpoint import default_weights
 from .outputs.write import write_outputs
+from .provenance import CubeProvenance, ImageProvenance, RunManifest
 from .reconstruct.dataset import reconstruct, resolve_method
 
 __all__ = ["JobConfig", "run_job", "run", "run_request", "write_cube", "default_weights"]
@@ -250,7 +251,7 @@ def _fingerprint(ctx: RunContext, src: CubeSource, ds) -> dict:
               if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}
     return {"cube": json.loads(json.dumps(dict(src.cube.attrs).get("cloudfree:fingerprint", {}))),
             "job": {**job_fp, "method": ds.attrs["method"], "tiles": tiles, "model": _model_digest(ctx.model),
-                    "recipes": {k: v["recipe_text"] for k, v in json.loads(ds.attrs["validation"]).items()}}}
+                    "recipes": {k: v["recipe_text"] for k, v in ImageProvenance.from_attrs(ds.attrs).validation.items()}}}
 
 
 def _write(ctx: RunContext, src: CubeSource, ds) -> dict:
@@ -291,20 +292,19 @@ def _check(ctx: RunContext, res: dict, ds) -> dict:
 
 
 def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict) -> dict:
-    """The manifest stage: what ``run.json`` records."""
-    cube, spec = src.cube, ctx.spec
-    return {"status": "complete", "checks": checks, "dates_without_data": src.no_data,
-            "skipped_assets": src.skipped,
-            "cube": str(ctx.out / "cube.zarr") if src.kind == "stored" else None, "streamed": src.kind != "stored",
-            "block_reads": src.reads.describe() if src.reads is not None else None, "mosaic": res["zarr"],
-            "items": res.get("items"), "periods": res["periods"], "method": ds.attrs["method"],
-            "method_reason": ds.attrs["method_reason"], "model": str(ctx.model) if ds.attrs.get("model") else None,
-            "bands": list(spec.bands), "resolution": spec.resolution, "masked_scl_classes": list(spec.mask.unusable),
-            "mask": cube.attrs.get("mask"), "mask_source": cube.attrs.get("mask_source", "scl"),
-            "mask_config": json.loads(cube.attrs.get("mask_config", "{}")), "device": ctx.job.tiles.device,
-            "shape": res["shape"], "crs": str(cube.rio.crs), "pixels_without_clear_observation": res["no_clear_pixels"],
-            "synthetic_input": json.loads(cube.attrs.get("synthetic", "false")),
-            "validation": json.loads(ds.attrs["validation"])}
+    """The manifest stage: what ``run.json`` records (a :class:`~cloudfree.provenance.RunManifest`)."""
+    cube, spec = CubeProvenance.from_attrs(src.cube.attrs), ctx.spec
+    images = ImageProvenance.from_attrs(ds.attrs)
+    return RunManifest(
+        status="complete", periods=res["periods"], method=images.method, method_reason=images.method_reason,
+        mosaic=res["zarr"], items=res.get("items"), model=str(ctx.model) if images.model else None,
+        cube=str(ctx.out / "cube.zarr") if src.kind == "stored" else None, streamed=src.kind != "stored",
+        block_reads=src.reads.describe() if src.reads is not None else None, bands=list(spec.bands),
+        resolution=spec.resolution, crs=str(src.cube.rio.crs), shape=res["shape"],
+        masked_scl_classes=list(spec.mask.unusable), mask=cube.mask or None, mask_source=cube.mask_source,
+        mask_config=cube.mask_config, device=ctx.job.tiles.device, synthetic_input=cube.synthetic,
+        dates_without_data=src.no_data, skipped_assets=src.skipped,
+        pixels_without_clear_observation=res["no_clear_pixels"], checks=checks, validation=images.validation).to_dict()
 
 
 def _check_visible_on_workers(model) -> None:

@@ -28,6 +28,7 @@ import xarray as xr
 from rasterio.errors import NotGeoreferencedWarning
 
 from ..aoi import AOI, choose_crs
+from ..provenance import CubeProvenance
 from ..bands import DEFAULT_UNUSABLE_SCL, SCL, band_source, item_bands, load_name, validate_bands
 from .radiometry import Radiometry, dn_limit, item_radiometry
 
@@ -283,18 +284,13 @@ def load_cube(items: list[pystac.Item], aoi: AOI | None = None, spec: CubeSpec |
     if cloud_class is not None:
         ds["cloud_class"] = cloud_class
     ds = ds.assign_coords(spatial_ref=raw.spatial_ref) if "spatial_ref" in raw.coords else ds
-    ds.attrs.update({
-        "title": "cloudfree Sentinel-2 L2A time cube",
-        "radiometry": json.dumps({str(k): r.reason for k, r in rad.items()}),
-        "item_ids": json.dumps([i.id for i in items]),
-        "collections": json.dumps(sorted({i.collection_id or "" for i in items})),
-        "mask": mask_desc,
-        "mask_source": source,
-        "mask_config": json.dumps({**spec.mask.describe(), "source": source, "requested_source": spec.mask.source}),
-        "masked_scl_classes": json.dumps(list(spec.mask.unusable) if has_scl else []),
-        "resolution": float(spec.resolution),
-        "synthetic": json.dumps(any(i.properties.get("cloudfree:synthetic") for i in items)),
-    })
+    ds.attrs.update(CubeProvenance(
+        mask=mask_desc, mask_source=source,
+        mask_config={**spec.mask.describe(), "source": source, "requested_source": spec.mask.source},
+        masked_scl_classes=list(spec.mask.unusable) if has_scl else [],
+        synthetic=any(bool(i.properties.get("cloudfree:synthetic")) for i in items),
+        item_ids=[i.id for i in items], collections=sorted({i.collection_id or "" for i in items}),
+        radiometry={str(k): r.reason for k, r in rad.items()}, resolution=float(spec.resolution)).to_attrs())
     return ds
 
 

@@ -3,7 +3,6 @@ SEN12MS-CR-TS, with the held-out protocol of :mod:`cloudfree.evaluate.protocol`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +90,9 @@ def evaluate_store(out: str | Path, *, cube: str | Path | None = None, sen12mscr
         net = evaluation_model(model, bands, device, echo=echo)
         res = evaluate_cube(cube, net, bands=bands, device=device, min_clear=min_clear, max_dates=max_dates,
                             window=window, progress=progress)
-        synthetic = json.loads(ds.attrs.get("synthetic", "false"))
+        from ..provenance import CubeProvenance
+
+        synthetic = CubeProvenance.from_attrs(ds.attrs).synthetic
         return write_report(res, out, "cloudfree evaluation" + (" — SYNTHETIC data" if synthetic else ""),
                             synthetic=synthetic, bands=list(bands))
     net = evaluation_model(model, bands, device, echo=echo)

@@ -3,7 +3,6 @@ composite, and cloudfree's image, for the first output period of a finished run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
     from PIL import Image, ImageDraw
 
     from ..cube.load import open_cube
+    from ..provenance import ImageProvenance
     from ..reconstruct.dataset import reconstruct
     from .files import rgb_image
 
@@ -26,7 +26,7 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
     res = xr.open_zarr(out / "mosaic.zarr", decode_coords="all")
     label = str(res.period.values[0])
     med = reconstruct(cube, start, end, period=period, method="median", context_days=context_days)
-    dates = json.loads(res.attrs.get("input_dates", "{}")).get(label) or [str(t)[:10] for t in cube.time.values]
+    dates = ImageProvenance.from_attrs(res.attrs).input_dates.get(label) or [str(t)[:10] for t in cube.time.values]
     days = [str(v)[:10] for v in cube.time.values]
     sub = cube.isel(time=[i for i, d in enumerate(days) if d in set(dates)])
     frac = sub["clear"].mean(("y", "x")).values

@@ -12,6 +12,8 @@ from pathlib import Path
 import pystac
 import xarray as xr
 
+from ..provenance import ImageProvenance
+
 from ..zarrstore import store_state, write_by_regions
 from .cog import CogPlan
 from .files import cog_is_current, cog_plan, write_cog, write_quicklook, write_stac_item, write_uncertainty_cog
@@ -88,14 +90,12 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         return OutputsResult(status="interrupted", zarr=str(zpath))
     echo(f"mosaic {status}: {zpath}")
     res = xr.open_zarr(zpath, decode_coords="all")
-    synthetic = json.loads(str(ds.attrs.get("synthetic_input", "false")).lower())
-    masked = json.loads(ds.attrs.get("masked_scl_classes", "[]"))
-    input_dates = json.loads(ds.attrs.get("input_dates", "{}"))
-    validation = json.loads(ds.attrs.get("validation", "{}") or "{}")
-    props = {"cloudfree:method": ds.attrs.get("method", ""), "cloudfree:method_reason": ds.attrs.get("method_reason", ""),
-             "cloudfree:masked_scl_classes": masked, "cloudfree:mask": ds.attrs.get("mask", ""),
-             "cloudfree:mask_source": ds.attrs.get("mask_source", "scl"),
-             "cloudfree:mask_config": json.loads(ds.attrs.get("mask_config", "{}") or "{}"),
+    prov = ImageProvenance.from_attrs(ds.attrs)
+    synthetic, masked, input_dates, validation = (prov.synthetic_input, prov.masked_scl_classes, prov.input_dates,
+                                                  prov.validation)
+    props = {"cloudfree:method": prov.method, "cloudfree:method_reason": prov.method_reason,
+             "cloudfree:masked_scl_classes": masked, "cloudfree:mask": prov.mask,
+             "cloudfree:mask_source": prov.mask_source, "cloudfree:mask_config": prov.mask_config,
              "cloudfree:synthetic_input": synthetic, "processing:software": {"cloudfree": _version()},
              "description": "Cloud-free composite made by cloudfree" + (" from SYNTHETIC demo data" if synthetic else "")}
     tags = {"cloudfree_fingerprint": digest, "method": props["cloudfree:method"],

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from ..errors import InputError
 
-import json
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import xarray as xr
 
+from ..provenance import CubeProvenance, ImageProvenance
 from .composites import METHODS
 from .images import (FALLBACK_METHOD, departure_reach, is_pixelwise, model_composite, period_images,  # noqa: F401
                      resolve_method, usable_mask)
@@ -114,17 +114,11 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
     ds = period_images(cube, periods, method=prior, model=model, tiles=tiles,
                 chunk=chunk, fill_unobserved=fill_unobserved, source=source, recipes=recipes,
                 uncertainty={k: v.uncertainty for k, v in validations.items() if v.uncertainty})
-    masked = cube.attrs.get("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
-    ds.attrs.update({
-        "title": "cloudfree cloud-free images",
-        "method": method, "method_reason": reason,
-        "model": (str(model) if isinstance(model, (str, Path)) else type(model).__name__) if uses_model else "",
-        "masked_scl_classes": masked if isinstance(masked, str) else json.dumps(list(masked)),
-        "mask": cube.attrs.get("mask", ""),
-        "mask_source": cube.attrs.get("mask_source", "scl"),
-        "mask_config": cube.attrs.get("mask_config", "{}"),
-        "synthetic_input": cube.attrs.get("synthetic", "false"),
-        "input_dates": json.dumps({p.label: [str(v)[:10] for v in cube.time.values[list(p.dates)]] for p in periods}),
-        "validation": json.dumps({k: v.to_attrs() for k, v in validations.items()}),
-    })
+    attrs = dict(cube.attrs)
+    attrs.setdefault("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
+    ds.attrs.update(ImageProvenance.of_cube(
+        CubeProvenance.from_attrs(attrs), method=method, method_reason=reason,
+        model=(str(model) if isinstance(model, (str, Path)) else type(model).__name__) if uses_model else "",
+        input_dates={p.label: [str(v)[:10] for v in cube.time.values[list(p.dates)]] for p in periods},
+        validation={k: v.to_attrs() for k, v in validations.items()}).to_attrs())
     return ds
