@@ -3,7 +3,7 @@
     python benchmarks/block_reads.py --stac bench-out/catalog/items.json [--chunk 2048] [--threads 1,4,16]
 
 Reads every date × block of the catalog with a pool of N threads, for each N, three ways: through
-:meth:`cloudfree.cube.stream.BlockSource.read` as a run does (``block_source``: rasterio windows for
+:meth:`cloudfree.cube.block_reads.BlockReads.read` as a run does (``block_reads``: rasterio windows for
 local files on the lattice), the same with every grid read through odc-stac (``odc_stac``), and
 the same windows through a bare rasterio loop (``rasterio``). Prints one JSON line: seconds, reads, mean seconds per read and MB/s of
 decoded values per setting (SYNTHETIC data for make_catalog's catalogs).
@@ -44,7 +44,7 @@ def _plain(src, t: int, i: int, j: int) -> int:
 def main(argv=None) -> dict:
     from cloudfree.catalog.search import SearchRequest, search
     from cloudfree.cube.load import CubeSpec
-    from cloudfree.cube.stream import block_source
+    from cloudfree.cube.block_reads import block_reads
     from pipeline import _commit, _machine, append_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,13 +55,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     items = search(a.stac, SearchRequest(None, "1900-01-01", "2100-01-01"))
-    src = block_source(items, None, CubeSpec(chunk=a.chunk))
+    src = block_reads(items, None, CubeSpec(chunk=a.chunk))
     via_odc = replace(src, grids=tuple(replace(g, direct=False) for g in src.grids))
     nby, nbx = (-(-n // a.chunk) for n in src.shape)
     jobs = [(t, i, j) for i in range(nby) for j in range(nbx) for t in range(len(src.days))][: a.max_reads]
     res = {}
     for n in (int(v) for v in a.threads.split(",")):
-        ways = (("block_source", lambda k: sum(x.nbytes for x in src.read(*k))),
+        ways = (("block_reads", lambda k: sum(x.nbytes for x in src.read(*k))),
                 ("odc_stac", lambda k: sum(x.nbytes for x in via_odc.read(*k))),
                 ("rasterio", lambda k: _plain(src, *k)))
         for how, fn in ways:

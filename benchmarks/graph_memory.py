@@ -1,5 +1,5 @@
 """What the driver holds of a streamed run's graph against the area: the layer a run keeps
-(:class:`cloudfree.reconstruct.streamed.StreamedLayer`), one panel's tasks (what a run writes out
+(:class:`cloudfree.reconstruct.model_reads.ReadsLayer`), one panel's tasks (what a run writes out
 at a time) and the whole area's tasks (what a run held before panels were made on demand).
 
 Catalogs of SYNTHETIC items without COGs (``make_catalog(items_only=True)``), 1 to ``--tiles``
@@ -41,21 +41,21 @@ def _traced(fn):
 def measure(items_json: Path, chunk: int, whole_max_blocks: int) -> dict:
     from cloudfree import search
     from cloudfree.cube.load import CubeSpec
-    from cloudfree.cube.stream import block_source
+    from cloudfree.cube.block_reads import block_reads
     from cloudfree.models.checkpoint import default_weights
     from cloudfree.models.pixel import CONTEXT
-    from cloudfree.reconstruct import streamed
+    from cloudfree.reconstruct import model_reads as streamed
     from cloudfree.reconstruct.dataset import departure_reach
     from cloudfree.reconstruct.periods import make_periods
     from cloudfree.reconstruct.tiles import TileConfig
     from cloudfree.zarrstore import _culled
 
     items = search(str(items_json), "2024-03-01", "2024-12-31")
-    src = block_source(items, None, CubeSpec(chunk=chunk))
+    src = block_reads(items, None, CubeSpec(chunk=chunk))
     times = np.array([d[0].datetime.replace(tzinfo=None) for d in src.days], dtype="datetime64[ns]")
     (period,) = make_periods(times, "2024-03-01", "2024-12-31", None, 30, 12)
     model = default_weights()
-    make = lambda: streamed.streamed_model(src, period, model, TileConfig(device="cpu"),  # noqa: E731
+    make = lambda: streamed.model_from_reads(src, period, model, TileConfig(device="cpu"),  # noqa: E731
                                            dt=np.zeros(len(period.dates), np.float32), margin=CONTEXT,
                                            reach=departure_reach(model))
     make()  # once untraced: the imports it makes are not the graph's

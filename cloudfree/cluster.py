@@ -77,7 +77,7 @@ def block_bytes(chunk: int, n_dates: int, n_bands: int) -> int:
 def stream_bytes(chunk: int, n_dates: int, n_bands: int, in_flight: int, gpu: bool = False) -> int:
     """Bytes a streamed run holds beside its model blocks' work, whatever the area: the reads of a
     stripe's row of blocks, the block's own row neighbours and the read-ahead, every date each (see
-    :func:`cloudfree.reconstruct.streamed.streamed_model`); on a GPU the model's blocks are staged
+    :func:`cloudfree.reconstruct.model_reads.model_from_reads`); on a GPU the model's blocks are staged
     in at most :data:`~cloudfree.tuning.PINNED_BUFFERS` host buffers of the stored values."""
 
     one = READ_BYTES_PER_VALUE * n_dates * (n_bands + 1) * chunk * chunk

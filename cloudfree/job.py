@@ -67,7 +67,7 @@ class JobConfig:
     per output block. Dates without data are then judged from the items' footprints only. With a
     per-pixel model and the SCL mask, every date × block is read on the bands' own grids and the
     coarse bands are enlarged, masked and counted on the model's device
-    (:mod:`cloudfree.cube.stream`, :mod:`cloudfree.reconstruct.streamed`). ``cloudfree run`` and
+    (:mod:`cloudfree.cube.block_reads`, :mod:`cloudfree.reconstruct.model_reads`). ``cloudfree run`` and
     :func:`run` stream by default (``--keep-cube`` / ``stream=False`` store the cube first)."""
 
 

@@ -144,7 +144,7 @@ class CubeSource:
     skipped: list[str] = field(default_factory=list)
     """Asset reads that failed and were treated as nodata (``skip_bad_assets``)."""
     reads: object = None
-    """For block reads: the per-pixel model's :class:`~cloudfree.cube.stream.BlockSource`."""
+    """For block reads: the per-pixel model's :class:`~cloudfree.cube.block_reads.BlockReads`."""
     failed_reads: object = None
     """A context manager collecting failed asset reads of a streamed run."""
 
@@ -203,9 +203,9 @@ def _cube_source(ctx: RunContext) -> CubeSource:
         src = CubeSource("stored", cube, _dates_without_data(cube), res.skipped)
     _say_dates_and_grid(ctx, src)
     if blocks:  # read per block on the bands' own grids, enlarged on the model's device
-        from .cube.stream import block_source
+        from .cube.block_reads import block_reads
 
-        src.reads = block_source(ctx.items, ctx.search_req.aoi, spec, times=cube.time.values,
+        src.reads = block_reads(ctx.items, ctx.search_req.aoi, spec, times=cube.time.values,
                                  fail_on_error=not job.skip_bad_assets,
                                  read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
     return src
@@ -237,7 +237,7 @@ def _reconstruct(ctx: RunContext, src: CubeSource) -> object:
         if src.kind == "blocks" else None
     return reconstruct(src.cube, ctx.request.start, ctx.request.end, period=job.period_step, method=job.method,
                        model=ctx.model, context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles,
-                       chunk=ctx.spec.chunk, fill_unobserved=job.fill_unobserved, source=src.reads,
+                       chunk=ctx.spec.chunk, fill_unobserved=job.fill_unobserved, reads=src.reads,
                        validation=job.validation, read_window=read, echo=ctx.echo)
 
 
@@ -256,7 +256,7 @@ def _fingerprint(ctx: RunContext, src: CubeSource, ds) -> dict:
 
 def _write(ctx: RunContext, src: CubeSource, ds) -> dict:
     """The write stage: Zarr region by region (panel by panel for block reads), COGs, PNGs, Items."""
-    from .reconstruct.streamed import panel_of
+    from .reconstruct.model_reads import panel_of
 
     with src.failed_reads if src.failed_reads is not None else contextlib.nullcontext() as failed:
         res = write_outputs(ds, ctx.out, fingerprint=_fingerprint(ctx, src, ds), cog=ctx.job.cog,

@@ -28,7 +28,7 @@ CHUNKS = (2048, 1536, 1024, 768, 512, 256, 128)
 """Block sizes the plan picks from: multiples of the COG's 256-px tiles, so every region compresses
 its own full-resolution tiles rather than sending them through the shared overview sums."""
 
-# --- streamed order (cloudfree.reconstruct.streamed) ---------------------------------------------
+# --- streamed order (cloudfree.reconstruct.model_reads) ---------------------------------------------
 STRIPE = 8
 """Block columns per stripe of the streamed order: reads in flight stay those of about a stripe's
 row of blocks plus the read-ahead, however wide the area (a single tile at 2048 px is one stripe)."""

@@ -198,13 +198,13 @@ def test_block_reads_make_any_recipe_as_the_stored_cube_does(recipe):
     import dask
 
     from cloudfree.cube.load import CubeSpec
-    from cloudfree.cube.stream import block_source
+    from cloudfree.cube.block_reads import block_reads
     from cloudfree.reconstruct.selfcheck import PeriodValidation
 
     items = cloudfree.search(bundled_catalog(), "2019-07-01", "2019-10-31")
     spec = CubeSpec(chunk=24, bands=("B02", "B03", "B04", "B05", "B08", "B11")).resolved(items)
     cube = cloudfree.load_cube(items, None, spec)
-    src = block_source(items, None, spec, times=cube.time.values)
+    src = block_reads(items, None, spec, times=cube.time.values)
     label = "2019-08-01_2019-08-31"
     outs = []
     for source in (src, None):

@@ -18,7 +18,7 @@ def test_enlarge_on_the_device_equals_the_gdal_kernel(factor):
     import torch
 
     from cloudfree.cube.native import upsample_block
-    from cloudfree.reconstruct.streamed import enlarge
+    from cloudfree.reconstruct.model_reads import enlarge
 
     rng = np.random.default_rng(factor)
     a = rng.integers(1, 12000, (3, 9, 11)).astype(np.uint16)
@@ -45,7 +45,7 @@ def test_streamed_block_reads_equal_the_stored_cube_and_any_tiling(tmp_path, mon
     counts equal the run through cube.zarr (GDAL's warp), and tiles of 24 and 40 px agree, in
     one stripe of blocks, in stripes one block wide (each reading its neighbours' edges) or in
     panels of one block row, each its own graph."""
-    from cloudfree.reconstruct import streamed
+    from cloudfree.reconstruct import model_reads as streamed
 
     stored = _run(tmp_path, "cube", chunk=40, stream=False)
     a = _run(tmp_path, "stream40", chunk=40, stream=True)
@@ -78,10 +78,10 @@ def test_a_panel_of_the_streamed_graph_needs_nothing_of_the_others(monkeypatch):
     panel at a time, whatever the area)."""
     from cloudfree import search
     from cloudfree.cube.load import CubeSpec
-    from cloudfree.cube.stream import block_source
+    from cloudfree.cube.block_reads import block_reads
     from cloudfree.models.checkpoint import default_weights
     from cloudfree.models.pixel import CONTEXT
-    from cloudfree.reconstruct import streamed
+    from cloudfree.reconstruct import model_reads as streamed
     from cloudfree.reconstruct.periods import make_periods
     from cloudfree.reconstruct.dataset import departure_reach
     from cloudfree.reconstruct.tiles import TileConfig
@@ -89,11 +89,11 @@ def test_a_panel_of_the_streamed_graph_needs_nothing_of_the_others(monkeypatch):
     monkeypatch.setattr(streamed, "STRIPE", 2)
     monkeypatch.setattr(streamed, "PANEL_ROWS", 1)
     items = search(bundled_catalog(), "2019-08-01", "2019-09-30")
-    src = block_source(items, None, CubeSpec(chunk=24, bands=("B02", "B03", "B04", "B05", "B08", "B11")))
+    src = block_reads(items, None, CubeSpec(chunk=24, bands=("B02", "B03", "B04", "B05", "B08", "B11")))
     times = np.array([d[0].datetime.replace(tzinfo=None) for d in src.days], dtype="datetime64[ns]")
     (period,) = make_periods(times, "2019-08-01", "2019-09-30", None, 30, 12)
     model = default_weights()
-    arr = streamed.streamed_model(src, period, model, TileConfig(device="cpu"), dt=np.zeros(len(period.dates), np.float32),
+    arr = streamed.model_from_reads(src, period, model, TileConfig(device="cpu"), dt=np.zeros(len(period.dates), np.float32),
                                   margin=CONTEXT, reach=departure_reach(model))
     assert arr.numblocks[1:] == (3, 3)  # 64 x 64 px in blocks of 24: panels of 2 x 1 blocks
     graph = arr.__dask_graph__()
@@ -125,12 +125,12 @@ def test_a_streamed_run_writes_out_each_panels_tasks_once_and_never_the_areas(tm
     out exactly once, and nothing asks for the whole graph."""
     from collections import Counter
 
-    from cloudfree.reconstruct import streamed
+    from cloudfree.reconstruct import model_reads as streamed
 
     monkeypatch.setattr(streamed, "STRIPE", 2)
     monkeypatch.setattr(streamed, "PANEL_ROWS", 1)
     built: Counter = Counter()
-    made = streamed.StreamedLayer.panel_tasks
+    made = streamed.ReadsLayer.panel_tasks
 
     def counted(self, panel):
         built[self.name, panel] += 1
@@ -139,8 +139,8 @@ def test_a_streamed_run_writes_out_each_panels_tasks_once_and_never_the_areas(tm
     def whole(self):
         raise AssertionError("the whole area's tasks were asked for")
 
-    monkeypatch.setattr(streamed.StreamedLayer, "panel_tasks", counted)
-    monkeypatch.setattr(streamed.StreamedLayer, "_all", whole)
+    monkeypatch.setattr(streamed.ReadsLayer, "panel_tasks", counted)
+    monkeypatch.setattr(streamed.ReadsLayer, "_all", whole)
     res = _run(tmp_path, "run", chunk=24, stream=True)
     assert res["status"] == "complete"
     periods = {name for name, _ in built}
@@ -157,7 +157,7 @@ def test_finished_blocks_are_written_before_more_is_read(tmp_path):
     when reads keep the default priority."""
     from distributed import Client, LocalCluster, get_task_stream
 
-    from cloudfree.reconstruct.streamed import STRIPE
+    from cloudfree.reconstruct.model_reads import STRIPE
 
     ch = 8
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
@@ -198,13 +198,13 @@ def test_direct_window_reads_equal_odc_stac_reads(shared_data):
 
     from cloudfree import search
     from cloudfree.cube.load import CubeSpec
-    from cloudfree.cube.stream import block_source
+    from cloudfree.cube.block_reads import block_reads
 
     cat = shared_data / "real-s2-l2a" / "catalog.json"
     items = search(str(cat), "2018-08-01", "2018-09-15", collection="worldcereal_0000280849BAC91C")
     from cloudfree.aoi import parse_bbox
 
-    src = block_source(items, parse_bbox("4.0596,50.7440,4.0665,50.7482"), CubeSpec(chunk=24))
+    src = block_reads(items, parse_bbox("4.0596,50.7440,4.0665,50.7482"), CubeSpec(chunk=24))
     assert all(g.direct for g in src.grids) and {g.factor for g in src.grids} == {1, 2}
     via_odc = replace(src, grids=tuple(replace(g, direct=False) for g in src.grids))
     ny, nx = (-(-n // 24) for n in src.shape)

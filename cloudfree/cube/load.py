@@ -119,7 +119,7 @@ class CubeSpec:
     1.5–1.9× faster reads on 2 cores, but no faster on a 16-core host, where the extra passes and
     halo copies cost what the warp saved (``benchmarks/RESULTS.md``). Streamed model runs always
     read coarse bands on their own grid and enlarge them on the model's device
-    (:mod:`cloudfree.cube.stream`)."""
+    (:mod:`cloudfree.cube.block_reads`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(self.bands))

@@ -118,7 +118,7 @@ def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, 
     encodes), lazily: what a streaming run computes its outputs from.
 
     ``template``: its coordinates, attributes, dtypes and chunks only, for a run whose blocks are
-    read by :mod:`cloudfree.cube.stream`. The full cube's graph is materialised task by task by
+    read by :mod:`cloudfree.cube.block_reads`. The full cube's graph is materialised task by task by
     odc-stac (tasks and memory growing with the area and held for the whole run;
     ``benchmarks/graph_memory.py``); the template's is two lazy layers per variable, and computing any of
     its blocks raises instead of returning values that were never read."""
@@ -157,7 +157,7 @@ def window_reader(items, spec: CubeSpec, geobox, *, skip_bad_assets: bool = Fals
 
 def _never_read(block: np.ndarray) -> np.ndarray:
     raise RuntimeError("a block of a streamed run's cube template was computed: its pixels were never read "
-                       "(cloudfree.cube.stream reads them per block)")
+                       "(cloudfree.cube.block_reads reads them per block)")
 
 
 def _unread(v, chunk: int):

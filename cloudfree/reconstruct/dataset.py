@@ -52,7 +52,7 @@ def _adapted(method: str, reason: str, recipes: dict) -> tuple[str, str]:
 def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = None, *, period: str | None = None,
                 method: str = "auto", model=None, context_days: int = 30, max_dates: int = 12,
                 tiles: TileConfig | None = None, chunk: int | None = None, fill_unobserved: bool = False,
-                device: str | None = None, source=None, validation=None, validations: dict | None = None,
+                device: str | None = None, reads=None, validation=None, validations: dict | None = None,
                 read_window=None, echo=None) -> xr.Dataset:
     """One cloud-free image per period from a cube, lazily (nothing is computed).
 
@@ -68,7 +68,7 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
         tiles: patch/overlap/batch/device of the tile function; ``device`` overrides its device.
         chunk: output block in pixels (default: the cube's spatial chunk).
         fill_unobserved: keep the model's spatial guess where no clear observation existed.
-        source: block reads of the cube's items (:func:`cloudfree.cube.stream.block_source`, with
+        reads: block reads of the cube's items (:func:`cloudfree.cube.block_reads.block_reads`, with
             the cube's chunk): a per-pixel model then reads every block straight from the assets,
             coarse bands on their own grid, enlarged and masked on its device (a streamed run).
         validation: a :class:`~cloudfree.reconstruct.selfcheck.ValidationConfig` (default: on).
@@ -96,8 +96,8 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
     chunk = chunk or int(cube.chunks["y"][0] if cube.chunks else 1024)
     if not cube.chunks:  # an in-memory cube: wrap it in Dask so the result stays lazy
         cube = cube.chunk({"time": 1, "y": chunk, "x": chunk})
-    if source is not None and source.chunk != chunk:
-        raise InputError(f"the block reads use chunk {source.chunk}, the run {chunk}")
+    if reads is not None and reads.chunk != chunk:
+        raise InputError(f"the block reads use chunk {reads.chunk}, the run {chunk}")
     from .selfcheck import ValidationConfig, validate_periods
 
     validation = validation if validation is not None else ValidationConfig()
@@ -112,7 +112,7 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
     method, reason = _adapted(method, reason, recipes)
     uses_model = prior == "model" and (not recipes or any("model" in r.names for r in recipes.values()))
     ds = period_images(cube, periods, method=prior, model=model, tiles=tiles,
-                chunk=chunk, fill_unobserved=fill_unobserved, source=source, recipes=recipes,
+                chunk=chunk, fill_unobserved=fill_unobserved, reads=reads, recipes=recipes,
                 uncertainty={k: v.uncertainty for k, v in validations.items() if v.uncertainty})
     attrs = dict(cube.attrs)
     attrs.setdefault("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))

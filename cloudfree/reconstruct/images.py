@@ -115,14 +115,14 @@ def _days_from_target(refl: xr.DataArray, period: Period) -> np.ndarray:
     return (days - period.target_day).astype(np.float32)
 
 
-def _streamed(refl: xr.DataArray, period: Period, model, tiles: TileConfig, source,
+def _from_reads(refl: xr.DataArray, period: Period, model, tiles: TileConfig, reads,
               recipe=None) -> tuple[xr.DataArray, xr.DataArray]:
     """(image, clear count) of one period from block reads: both come out of one task per block,
     which runs the recipe's candidates (default: the model) on the model's device."""
     from ..models.pixel import CONTEXT
-    from .streamed import streamed_model
+    from .model_reads import model_from_reads
 
-    arr = streamed_model(source, period, model, tiles, dt=_days_from_target(refl, period), margin=CONTEXT,
+    arr = model_from_reads(reads, period, model, tiles, dt=_days_from_target(refl, period), margin=CONTEXT,
                          reach=departure_reach(model), recipe=recipe.weights if recipe is not None else None,
                          least_cloudy_date=recipe.least_cloudy_date if recipe is not None else None)
     nb = refl.sizes["band"]
@@ -182,7 +182,7 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
 
 def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model=None,
            tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False,
-           model_path=None, source=None, recipes: dict | None = None,
+           model_path=None, reads=None, recipes: dict | None = None,
            uncertainty: dict[str, list[float]] | None = None) -> xr.Dataset:
     """The output Dataset (lazy): ``reflectance(time, band, y, x)``, ``clear_count(time, y, x)``,
     ``no_clear(time, y, x)``; ``time`` is each period's centre, with ``period``, ``period_start``
@@ -199,7 +199,7 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
     uses_model = method == "model" or any("model" in r.names for r in (recipes or {}).values())
     if uses_model and model is None:
         raise InputError("method 'model' needs a checkpoint path or an nn.Module")
-    streamed = source is not None and model is not None and is_pixelwise(model)  # every candidate from block reads
+    from_reads = reads is not None and model is not None and is_pixelwise(model)  # every candidate from block reads
     if uses_model and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
         from ..cluster import run_on_model_processes
 
@@ -210,8 +210,8 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
     for p in periods:
         recipe = recipes.get(p.label)
         n = None
-        if streamed:  # one task per block makes every candidate and counts the clear observations
-            img, n = _streamed(refl, p, model, tiles, source, recipe)
+        if from_reads:  # one task per block makes every candidate and counts the clear observations
+            img, n = _from_reads(refl, p, model, tiles, reads, recipe)
         elif recipe is None:
             img = _candidate(method, refl, clear, p, model, tiles, chunk, dn)
         else:

@@ -1,4 +1,4 @@
-"""A per-pixel model straight from block reads (:mod:`cloudfree.cube.stream`): one read task per
+"""A per-pixel model straight from block reads (:mod:`cloudfree.cube.block_reads`): one read task per
 date × block, one model task per block that gathers its margin from the neighbouring reads, and on
 the model's device enlarges the coarse bands (as GDAL's warp would), builds the clear mask from
 SCL, counts the clear observations and runs the model. Nothing is warped, decoded or padded on the
@@ -18,12 +18,12 @@ from dask.base import tokenize
 from dask.highlevelgraph import Layer, MaterializedLayer
 
 from ..cube.radiometry import dn_limit
-from ..cube.stream import BlockSource, gather
+from ..cube.block_reads import BlockReads, gather
 from ..heap import release_heap
 from .tiles import (TileConfig, download, gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
                     to_device)
 
-__all__ = ["streamed_model", "StreamedLayer", "predict_streamed", "enlarge", "STRIPE", "PANEL_ROWS", "panel_of"]
+__all__ = ["model_from_reads", "ReadsLayer", "predict_from_reads", "enlarge", "STRIPE", "PANEL_ROWS", "panel_of"]
 
 
 
@@ -73,11 +73,11 @@ def _disk(pixels: int):
     return torch.from_numpy(((yy**2 + xx**2) <= pixels**2).astype(np.float32))
 
 
-def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: tuple[int, int], model,
+def predict_from_reads(src: BlockReads, reads: dict, *, dates: list[int], block: tuple[int, int], model,
                      cfg: TileConfig, dt: np.ndarray, margin: int, reach: int, recipe=None,
                      least_cloudy_date: int | None = None) -> np.ndarray:
     """One output block: (C + 1, h, w) float32, the reflectance and, last, the number of clear
-    observations. ``reads[(t, i, j)]``: :meth:`BlockSource.read` of the neighbourhood. ``recipe``:
+    observations. ``reads[(t, i, j)]``: :meth:`BlockReads.read` of the neighbourhood. ``recipe``:
     ``((candidate, weight), ...)`` from the run's validation (default: the model alone); the
     compositing candidates run on the device beside the model
     (:func:`~cloudfree.reconstruct.composites.composite_on_device`)."""
@@ -110,9 +110,9 @@ def predict_streamed(src: BlockSource, reads: dict, *, dates: list[int], block: 
                               least_cloudy_date=least_cloudy_date)
 
 
-def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big, *, model, cfg, dt, margin, reach,
+def _on_device(src: BlockReads, hosts, boxes, dates, device, core, window, big, *, model, cfg, dt, margin, reach,
                recipe=None, least_cloudy_date=None):
-    """Upload, enlarge, mask, count and run the recipe's candidates for :func:`predict_streamed`."""
+    """Upload, enlarge, mask, count and run the recipe's candidates for :func:`predict_from_reads`."""
     import torch
 
     y0, y1, x0, x1 = core
@@ -139,7 +139,7 @@ def _on_device(src: BlockSource, hosts, boxes, dates, device, core, window, big,
     return download(res, device)
 
 
-def _inside(src: BlockSource, window, device):
+def _inside(src: BlockReads, window, device):
     """(hh, ww) bool: the image's own pixels in the window (outside: no data for the model and
     "usable" for the context features, the same convention as a padded block)."""
     import torch
@@ -151,7 +151,7 @@ def _inside(src: BlockSource, window, device):
     return ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
 
 
-def _widened(src: BlockSource, dev, boxes, g: int, k: int, window):
+def _widened(src: BlockReads, dev, boxes, g: int, k: int, window):
     """Name k of grid g on the output grid's window, (T, hh, ww) int32: one band at a time, so the
     device (or, without a GPU, the host) holds one widened band beside the stored block."""
     import torch
@@ -169,7 +169,7 @@ def _widened(src: BlockSource, dev, boxes, g: int, k: int, window):
     return big_band[:, wy0 - oy : wy0 - oy + wy1 - wy0, wx0 - ox : wx0 - ox + wx1 - wx0]
 
 
-def _stored_bands(src: BlockSource, dev, boxes, dates, device, window, big, h, w, q):
+def _stored_bands(src: BlockReads, dev, boxes, dates, device, window, big, h, w, q):
     """``(dn (T, C, h+2q, w+2q) as stored, has data (T, hh, ww), inside (hh, ww))``: every band
     widened to the output grid; the model runs q pixels beyond the block (its date departure),
     no data outside the image; saturated or over-bright values are never data."""
@@ -192,7 +192,7 @@ def _stored_bands(src: BlockSource, dev, boxes, dates, device, window, big, h, w
     return dn, has, inside
 
 
-def _usable(src: BlockSource, dev, boxes, window, has, inside):
+def _usable(src: BlockReads, dev, boxes, window, has, inside):
     """(T, hh, ww) bool: data, and not an unusable SCL class grown by the mask's dilation; outside
     the image counts as usable (for the context features)."""
     import torch
@@ -228,8 +228,8 @@ def _composites_on_device(names, dn, usable, scale, offset, nodata, dt, least_cl
     return {n: composite_on_device(n, refl, usable, dt, date=least_cloudy_date) for n in names}
 
 
-def _read(src: BlockSource, after=None, *, t: int, i: int, j: int) -> list[np.ndarray]:
-    """:meth:`BlockSource.read`; ``after``: a model task's :func:`_finished` it waits for."""
+def _read(src: BlockReads, after=None, *, t: int, i: int, j: int) -> list[np.ndarray]:
+    """:meth:`BlockReads.read`; ``after``: a model task's :func:`_finished` it waits for."""
     return src.read(t, i, j)
 
 
@@ -238,18 +238,18 @@ def _finished(_block) -> None:
     return None
 
 
-def _predict(src: BlockSource, blocks: list, *, windows: list[tuple[int, int, int]], **kw) -> np.ndarray:
+def _predict(src: BlockReads, blocks: list, *, windows: list[tuple[int, int, int]], **kw) -> np.ndarray:
     try:
-        return predict_streamed(src, dict(zip(windows, blocks)), **kw)
+        return predict_from_reads(src, dict(zip(windows, blocks)), **kw)
     finally:
         release_heap()  # the block's reads and staging are freed: keep the worker's memory that of one block
 
 
-def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,
+def model_from_reads(src: BlockReads, period, model, tiles: TileConfig, *, dt: np.ndarray, margin: int,
                    reach: int, recipe=None, least_cloudy_date: int | None = None) -> da.Array:
     """(C + 1, y, x) lazy: the model's output and the clear count for one period (see the module).
 
-    The array's graph is one :class:`StreamedLayer`, which writes out a panel's tasks only when
+    The array's graph is one :class:`ReadsLayer`, which writes out a panel's tasks only when
     that panel is culled (see PANEL_ROWS): a run written panel by panel never holds the whole
     area's tasks (their memory grows with the area: ``benchmarks/graph_memory.py``)."""
     from dask.highlevelgraph import HighLevelGraph
@@ -261,7 +261,7 @@ def streamed_model(src: BlockSource, period, model, tiles: TileConfig, *, dt: np
     name = f"cloudfree-model-{token}"
     from ..cluster import gpu_task_resources
 
-    layer = StreamedLayer(name, token, src, period, model, tiles, dt=dt, margin=margin, reach=reach,
+    layer = ReadsLayer(name, token, src, period, model, tiles, dt=dt, margin=margin, reach=reach,
                           resources=gpu_task_resources(), recipe=recipe, least_cloudy_date=least_cloudy_date)
     rows = tuple(min(ch, ny - y0) for y0 in range(0, ny, ch))
     cols = tuple(min(ch, nx - x0) for x0 in range(0, nx, ch))
@@ -288,7 +288,7 @@ class _PerKey:
         return self.value if self.which(key) else None
 
 
-class StreamedLayer(Layer):
+class ReadsLayer(Layer):
     """The tasks of a streamed period: one read task per date × block, one model task per block
     and a token per finished block; its output keys are the array's blocks ``(name, 0, i, j)``.
 
@@ -308,7 +308,7 @@ class StreamedLayer(Layer):
     a layer per task, reads and model tasks that wait on each other both ways formed a cycle
     between layers)."""
 
-    def __init__(self, name: str, token: str, src: BlockSource, period, model, tiles: TileConfig, *,
+    def __init__(self, name: str, token: str, src: BlockReads, period, model, tiles: TileConfig, *,
                  dt: np.ndarray, margin: int, reach: int, resources: dict | None, recipe=None,
                  least_cloudy_date: int | None = None):
         annotations = {"priority": _PerKey(_is_read, READ_PRIORITY["priority"])}

@@ -28,7 +28,7 @@ from ..bands import SCL
 from .load import CubeSpec, solar_day, band_mapping, item_radiometry_by_day, plan_geobox
 from .native import native_reads
 
-__all__ = ["Grid", "BlockSource", "block_source", "gather"]
+__all__ = ["Grid", "BlockReads", "block_reads", "gather"]
 
 log = logging.getLogger("odc.cloudfree")  # under "odc": the run's record of failed reads hears it
 
@@ -54,7 +54,7 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class BlockSource:
+class BlockReads:
     """What a streamed run reads, per date and output block; picklable (it travels to workers)."""
 
     days: tuple[tuple[pystac.Item, ...], ...]
@@ -207,10 +207,10 @@ def _on_lattice(items, names, geobox: GeoBox) -> bool:
     return True
 
 
-def gather(src: BlockSource, g: int, reads: dict, a: int, b: int, c: int, d: int, fill,
+def gather(src: BlockReads, g: int, reads: dict, a: int, b: int, c: int, d: int, fill,
            out: np.ndarray | None = None) -> np.ndarray:
     """Rows [a, b) × cols [c, d) of grid ``g`` (names, b - a, d - c) from the blocks' reads
-    (``reads[(i, j)]`` = :meth:`BlockSource.read`'s list) into ``out`` (or a new array); ``fill``
+    (``reads[(i, j)]`` = :meth:`BlockReads.read`'s list) into ``out`` (or a new array); ``fill``
     outside the grid."""
     ey, ex = src.edges(g, 0), src.edges(g, 1)
     first = next(iter(reads.values()))[g]
@@ -227,8 +227,8 @@ def gather(src: BlockSource, g: int, reads: dict, a: int, b: int, c: int, d: int
     return out
 
 
-def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, fail_on_error: bool = True,
-                 patch_url=None, read_ahead: int = 4) -> BlockSource:
+def block_reads(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, fail_on_error: bool = True,
+                 patch_url=None, read_ahead: int = 4) -> BlockReads:
     """How a streamed run reads ``items`` over the output grid of ``aoi`` and ``spec`` (resolved):
     coarser bands and SCL on their own grid where it lines up with the output's, every other band
     on the output grid through odc-stac's warp (another CRS, a shifted grid)."""
@@ -259,7 +259,7 @@ def block_source(items: list[pystac.Item], aoi, spec: CubeSpec, *, times=None, f
 
     key, index = band_source(items[0].assets, spec.bands[0])
     rad = item_radiometry_by_day(items, key, index)
-    return BlockSource(
+    return BlockReads(
         days=tuple(tuple(by_day[d]) for d in days), grids=tuple(grids), bands=tuple(spec.bands),
         where=tuple(loc[mapping[b]] for b in spec.bands), scl=loc.get(scl_name) if scl_name else None,
         scale=tuple(float(rad[d].scale) for d in days), offset=tuple(float(rad[d].offset) for d in days),
