@@ -131,8 +131,9 @@ def test_corrupt_asset_is_a_clear_error_or_nodata(demo_items, request_, tmp_path
 
 
 def test_mask_classes_are_configurable(stac_url, request_):
-    from cloudfree.cli import _mask
+    from cloudfree.cube.load import MaskConfig
 
+    _mask = MaskConfig.from_classes  # what --exclude-scl becomes
     items = search(stac_url, request_)
     strict = load_cube(items, request_.aoi, CubeSpec(chunk=48, mask=_mask("0,1,3,8,9,10")))
     loose = load_cube(items, request_.aoi, CubeSpec(chunk=48, mask=_mask("0,1,9")))  # thin clouds, shadows allowed
