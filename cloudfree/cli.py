@@ -118,7 +118,7 @@ def run(stac: o.Stac, start: o.Start, end: o.End, out: o.Out, bbox: o.Bbox = Non
         context_days: o.ContextDays = 30, max_dates: o.MaxDates = 12, collection: o.Collection = None,
         max_cloud: o.MaxCloud = None, crs: o.Crs = None, resolution: o.Resolution = None, chunk: o.Chunk = None,
         memory_limit: o.MemoryLimit = "auto", patch: o.Patch = 256, overlap: o.Overlap = 16, batch: o.Batch = None,
-        device: o.Device = "auto", compile_model: o.Compile = False, fill_unobserved: o.Fill = False,
+        device: o.Device = "auto", compile_model: o.Compile = False, fill_unobserved: o.Fill = True,
         pass_through: o.PassThrough = True, exclude_scl: o.ExcludeScl = "0,1,3,8,9,10", mask: o.Mask = "scl",
         dilate: o.Dilate = 0, skip_bad_assets: o.SkipBad = False, max_pixels: o.MaxPixels = 250e6, yes: o.Yes = False,
         stream: o.Stream = True, native_reads: o.Native = False, validate: o.Validate = True, gpus: o.Gpus = None,

@@ -49,7 +49,9 @@ class JobConfig:
     context_days: int = 30
     max_dates: int = 12
     tiles: TileConfig = field(default_factory=TileConfig)
-    fill_unobserved: bool = False
+    fill_unobserved: bool = True
+    """Pixels without a clear observation in their period's window take a value from the
+    neighbouring periods (flagged in ``filled``); False leaves them nodata."""
     cog: bool = True
     max_pixels: float | None = None
     """Refuse (before any read) an output grid larger than this; None: no limit."""
@@ -99,7 +101,7 @@ class JobRequest:
     batch: int | None = None
     pass_through: bool = True
     compile: bool = False
-    fill_unobserved: bool = False
+    fill_unobserved: bool = True
     skip_bad_assets: bool = False
     max_pixels: float | None = None
     stream: bool = True

@@ -93,7 +93,10 @@ Overlap = Annotated[int, typer.Option(help="spatial models only: blended overlap
 Batch = Annotated[Optional[int], typer.Option(help="spatial models only: patches per forward pass (default: from "
                                                    "--memory-limit, at most 16)", min=1)]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", help=COMPILE_HELP)]
-Fill = Annotated[bool, typer.Option(help="keep the model's spatial guess where nothing clear was seen")]
+Fill = Annotated[bool, typer.Option("--fill-unobserved/--no-fill-unobserved", help=(
+    "pixels with no clear observation in their period's window take the value interpolated between the nearest "
+    "periods that saw them clear (a widened window; flagged in the 'filled' layer); --no-fill-unobserved leaves "
+    "them nodata"))]
 PassThrough = Annotated[bool, typer.Option(help=PASS_HELP)]
 MaxPixels = Annotated[float, typer.Option(help=MAX_PIXELS_HELP, min=1)]
 Yes = Annotated[bool, typer.Option("--yes", help="run even when the area is larger than --max-pixels")]

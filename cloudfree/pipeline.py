@@ -254,6 +254,12 @@ def _fingerprint(ctx: RunContext, src: CubeSource, ds) -> dict:
                     "recipes": {k: v["recipe_text"] for k, v in ImageProvenance.from_attrs(ds.attrs).validation.items()}}}
 
 
+def _tile_of(region: dict) -> tuple[int, int]:
+    """Regions of one output tile (every period of it) are written by one graph: a period's
+    filled pixels come from its neighbouring periods, which are then computed once, not per period."""
+    return region["y"].start, region["x"].start
+
+
 def _write(ctx: RunContext, src: CubeSource, ds) -> dict:
     """The write stage: Zarr region by region (panel by panel for block reads), COGs, PNGs, Items."""
     from .reconstruct.model_reads import panel_of
@@ -263,7 +269,8 @@ def _write(ctx: RunContext, src: CubeSource, ds) -> dict:
                             echo=ctx.echo, stop_after=ctx.stop_after,
                             # block reads share margins with their neighbours: one graph per panel
                             # reads each once (the scheduler holds a panel's tasks, not the area's)
-                            group_by=partial(panel_of, chunk=src.reads.chunk) if src.reads is not None else None,
+                            group_by=partial(panel_of, chunk=src.reads.chunk) if src.reads is not None else
+                            (_tile_of if ctx.job.fill_unobserved and ds.sizes["time"] > 1 else None),
                             regions_at_once=ctx.job.blocks_at_once,
                             progress=ctx.progress and ctx.progress("outputs (period x tile)"))
     if failed is not None:
@@ -304,7 +311,7 @@ def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict) -> 
         masked_scl_classes=list(spec.mask.unusable), mask=cube.mask or None, mask_source=cube.mask_source,
         mask_config=cube.mask_config, device=ctx.job.tiles.device, synthetic_input=cube.synthetic,
         dates_without_data=src.no_data, skipped_assets=src.skipped,
-        pixels_without_clear_observation=res["no_clear_pixels"], checks=checks, validation=images.validation).to_dict()
+        pixels_without_clear_observation=res["no_clear_pixels"], pixels_filled=res.get("filled_pixels", 0), checks=checks, validation=images.validation).to_dict()
 
 
 def _check_visible_on_workers(model) -> None:
@@ -388,7 +395,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         model=None, period: str | None = None, collection: str | None = None, max_cloud_cover: float | None = None,
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
-        batch: int | None = None, fill_unobserved: bool = False, memory_limit: str | int | None = None,
+        batch: int | None = None, fill_unobserved: bool = True, memory_limit: str | int | None = None,
         mask: str = "scl", dilate: int = 0, stream: bool = True, native_reads: bool = False, validate: bool = True,
         echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.

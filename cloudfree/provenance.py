@@ -126,6 +126,8 @@ class RunManifest:
     dates_without_data: list[str] = field(default_factory=list)
     skipped_assets: list[str] = field(default_factory=list)
     pixels_without_clear_observation: dict | int | None = None
+    pixels_filled: int = 0
+    """Pixels without a clear observation that were filled from the neighbouring periods."""
     checks: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
 

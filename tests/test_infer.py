@@ -151,7 +151,7 @@ def test_never_clear_pixel_is_flagged_not_invented():
     assert ds["clear_count"].values[0, 5, 7] == 0 and ds["clear_count"].values[0, 0, 0] == 4
     assert np.isnan(ds["reflectance"].values[0, :, 5, 7]).all()
     assert np.isfinite(ds["reflectance"].values[0, :, 6, 7]).all()
-    filled = period_images(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20, fill_unobserved=True).compute()
+    filled = period_images(cube, periods, model_path=str(default_weights()), tiles=TILES, chunk=20, keep_guess=True).compute()
     assert np.isfinite(filled["reflectance"].values[0, :, 5, 7]).all() and filled["no_clear"].values[0, 5, 7] == 1
 
 
@@ -269,3 +269,50 @@ def test_streamed_template_cube_is_the_cubes_shape_with_nothing_behind_it(demo_i
     assert tasks[20][1] == tasks[40][1] <= 2  # ...the template's is two layers whatever the blocks
     with pytest.raises(RuntimeError, match="never read"):
         tmpl["reflectance"].isel(time=0, band=0, y=slice(0, 5), x=slice(0, 5)).values
+
+
+def _three_months(hidden=(5, 7)):
+    rng = np.random.default_rng(1)
+    days = ["2024-04-05", "2024-04-20", "2024-05-05", "2024-05-20", "2024-06-05", "2024-06-20"]
+    x = rng.uniform(0.02, 0.4, (len(days), 4, 12, 12)).astype(np.float32)
+    clear = np.ones((len(days), 12, 12), np.uint8)
+    clear[2:4, hidden[0], hidden[1]] = 0  # never clear in May
+    clear[:, 0, 0] = 0  # never clear at all
+    return xr.Dataset({"reflectance": (("time", "band", "y", "x"), x), "clear": (("time", "y", "x"), clear)},
+                      coords={"time": np.array(days, "datetime64[ns]"), "band": ["B02", "B03", "B04", "B08"],
+                              "y": np.arange(12) * -10.0, "x": np.arange(12) * 10.0}).chunk({"time": 1, "y": 6, "x": 6})
+
+
+def test_unobserved_pixels_take_the_neighbouring_periods_values():
+    """A pixel never clear in May but clear in April and June gets, by default, the value
+    interpolated in time between April's and June's images, flagged in `filled`; a pixel never
+    clear at all stays NaN; fill_unobserved=False leaves May's pixel NaN."""
+    from cloudfree.reconstruct.dataset import reconstruct
+    from cloudfree.reconstruct.selfcheck import ValidationConfig
+
+    kw = dict(period="month", method="median", context_days=0, validation=ValidationConfig(enabled=False))
+    ds = reconstruct(_three_months(), "2024-04-01", "2024-06-30", **kw).compute()
+    assert list(ds.period.values) == ["2024-04", "2024-05", "2024-06"]
+    refl, filled = ds["reflectance"].values, ds["filled"].values
+    days = ds.time.values.astype("datetime64[D]").astype(float)
+    w_april = (days[2] - days[1]) / (days[2] - days[0])
+    expected = w_april * refl[0, :, 5, 7] + (1 - w_april) * refl[2, :, 5, 7]
+    np.testing.assert_allclose(refl[1, :, 5, 7], expected, rtol=1e-6)
+    assert filled[1, 5, 7] == 1 and ds["no_clear"].values[1, 5, 7] == 1
+    assert np.isnan(refl[:, :, 0, 0]).all() and (filled[:, 0, 0] == 0).all()  # nothing to widen to
+    assert filled.sum() == 1 and np.isfinite(refl[:, :, 1:, 1:]).all()
+    kept = reconstruct(_three_months(), "2024-04-01", "2024-06-30", fill_unobserved=False, **kw).compute()
+    assert np.isnan(kept["reflectance"].values[1, :, 5, 7]).all() and kept["filled"].values.sum() == 0
+    np.testing.assert_array_equal(np.isnan(kept["reflectance"].values), np.isnan(refl) | (filled[:, None] == 1))
+
+
+def test_gap_interpolation_one_side_and_none():
+    from cloudfree.reconstruct.unobserved import interpolate_gaps
+
+    x = np.array([[1.0, np.nan, 3.0, np.nan], [np.nan, np.nan, np.nan, np.nan], [np.nan, 2.0, np.nan, np.nan]])
+    seen = np.isfinite(x)
+    out, filled = interpolate_gaps(x, seen, np.array([0.0, 10.0, 30.0, 40.0]))
+    np.testing.assert_allclose(out[0], [1.0, 1.0 + 2.0 * 10 / 30, 3.0, 3.0])  # between, then one side only
+    assert np.isnan(out[1]).all() and not filled[1].any()
+    np.testing.assert_allclose(out[2], [2.0, 2.0, 2.0, 2.0])
+    assert filled.tolist() == [[False, True, False, True], [False] * 4, [True, False, True, True]]

@@ -184,7 +184,7 @@ def test_validation_scores_the_candidates_as_the_run_computes_them(bundled_cube)
     q = Period("v", np.datetime64(int(days[t]), "D"), np.datetime64(int(days[t]), "D"), float(days[t]), tuple(range(len(days))))
     for name in METHODS:
         with dask.config.set(scheduler="sync"):
-            ref = period_images(cube, [q], method=name, chunk=64, fill_unobserved=True)["reflectance"].isel(time=0).values
+            ref = period_images(cube, [q], method=name, chunk=64, keep_guess=True)["reflectance"].isel(time=0).values
         np.testing.assert_allclose(got[name], ref[:, ex.hidden], rtol=1e-6, atol=1e-7, err_msg=name)
     assert got["model"].shape == got["median"].shape and np.isfinite(got["model"]).all()
 

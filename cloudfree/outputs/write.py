@@ -31,6 +31,8 @@ def _encoding(ds: xr.Dataset) -> dict:
     nb = ds.sizes["band"]
     enc = {"reflectance": {"dtype": "float32", "chunks": (1, nb, cy, cx)},
            "clear_count": {"chunks": (1, cy, cx)}, "no_clear": {"chunks": (1, cy, cx)}}
+    if "filled" in ds:
+        enc["filled"] = {"chunks": (1, cy, cx)}
     if "uncertainty" in ds:
         enc["uncertainty"] = {"dtype": "float32", "chunks": (1, cy, cx)}
     return enc
@@ -128,7 +130,8 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
         periods[label] = files
     result = OutputsResult(status=status, zarr=str(zpath), periods=periods, digest=digest,
                            shape={k: int(v) for k, v in res.sizes.items()},
-                           no_clear_pixels=int(res["no_clear"].sum().compute()))
+                           no_clear_pixels=int(res["no_clear"].sum().compute()),
+                           filled_pixels=int(res["filled"].sum().compute()) if "filled" in res else 0)
     if items:
         ic = pystac.ItemCollection(items)
         (out / "items.json").write_text(json.dumps(ic.to_dict(transform_hrefs=False), indent=1))

@@ -49,9 +49,20 @@ def _adapted(method: str, reason: str, recipes: dict) -> tuple[str, str]:
         f"{k} {r.describe()}" for k, r in recipes.items())
 
 
+def _unobserved(ds: xr.Dataset, fill: bool, chunk: int) -> xr.Dataset:
+    """The period images with pixels of no clear observation filled from the neighbouring periods
+    (``fill``), or left NaN; either way with the ``filled`` layer."""
+    from .unobserved import fill_from_neighbours
+
+    if fill:
+        return fill_from_neighbours(ds).chunk({"time": 1, "band": -1, "y": chunk, "x": chunk})
+    return ds.assign(filled=xr.zeros_like(ds["no_clear"]).assign_attrs(long_name="1 where filled (never: "
+                                                                                 "--no-fill-unobserved)"))
+
+
 def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = None, *, period: str | None = None,
                 method: str = "auto", model=None, context_days: int = 30, max_dates: int = 12,
-                tiles: TileConfig | None = None, chunk: int | None = None, fill_unobserved: bool = False,
+                tiles: TileConfig | None = None, chunk: int | None = None, fill_unobserved: bool = True,
                 device: str | None = None, reads=None, validation=None, validations: dict | None = None,
                 read_window=None, echo=None) -> xr.Dataset:
     """One cloud-free image per period from a cube, lazily (nothing is computed).
@@ -67,7 +78,9 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
         max_dates: at most this many dates (nearest the period centre) per image.
         tiles: patch/overlap/batch/device of the tile function; ``device`` overrides its device.
         chunk: output block in pixels (default: the cube's spatial chunk).
-        fill_unobserved: keep the model's spatial guess where no clear observation existed.
+        fill_unobserved: pixels with no clear observation in their period's window take the value
+            interpolated between the nearest periods that saw them clear, flagged in ``filled``
+            (see :mod:`.unobserved`); False leaves them NaN.
         reads: block reads of the cube's items (:func:`cloudfree.cube.block_reads.block_reads`, with
             the cube's chunk): a per-pixel model then reads every block straight from the assets,
             coarse bands on their own grid, enlarged and masked on its device (a streamed run).
@@ -112,8 +125,9 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
     method, reason = _adapted(method, reason, recipes)
     uses_model = prior == "model" and (not recipes or any("model" in r.names for r in recipes.values()))
     ds = period_images(cube, periods, method=prior, model=model, tiles=tiles,
-                chunk=chunk, fill_unobserved=fill_unobserved, reads=reads, recipes=recipes,
+                chunk=chunk, reads=reads, recipes=recipes,
                 uncertainty={k: v.uncertainty for k, v in validations.items() if v.uncertainty})
+    ds = _unobserved(ds, fill_unobserved, chunk)
     attrs = dict(cube.attrs)
     attrs.setdefault("masked_scl_classes", cube["clear"].attrs.get("unusable_scl_classes", "[]"))
     ds.attrs.update(ImageProvenance.of_cube(

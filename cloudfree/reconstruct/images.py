@@ -181,7 +181,7 @@ def resolve_method(method: str, bands: list[str], model=None, *, warn: bool = Tr
 
 
 def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "model", model=None,
-           tiles: TileConfig = TileConfig(), chunk: int = 1024, fill_unobserved: bool = False,
+           tiles: TileConfig = TileConfig(), chunk: int = 1024, keep_guess: bool = False,
            model_path=None, reads=None, recipes: dict | None = None,
            uncertainty: dict[str, list[float]] | None = None) -> xr.Dataset:
     """The output Dataset (lazy): ``reflectance(time, band, y, x)``, ``clear_count(time, y, x)``,
@@ -191,7 +191,9 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
     ``recipes``: period label → :class:`~cloudfree.reconstruct.selfcheck.Recipe` (the candidates
     and their weights, from the run's self-validation); other periods use ``method``.
     ``uncertainty``: period label → the calibrated error per clear-count bin
-    (:data:`UNCERTAINTY_BINS`); adds ``uncertainty(time, y, x)``."""
+    (:data:`UNCERTAINTY_BINS`); adds ``uncertainty(time, y, x)``. Pixels with no clear observation
+    are NaN (``keep_guess``: the candidate's own value, e.g. a spatial model's guess, as the
+    validation scores it)."""
     model = model if model is not None else model_path
     refl, clear = cube["reflectance"], cube["clear"]
     dn = cube["dn"] if "dn" in cube else None
@@ -222,7 +224,7 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
             sel = list(p.dates)
             usable = usable_mask(refl.isel(time=sel), clear.isel(time=sel), dn.isel(time=sel) if dn is not None else None)
             n = usable.sum("time").astype(np.uint16)
-        if not fill_unobserved:
+        if not keep_guess:
             img = img.where(n > 0)  # never invent a value where nothing clear was seen
         imgs.append(img)
         counts.append(n)

@@ -274,7 +274,7 @@ def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray
                       coords={"time": days.astype("datetime64[D]").astype("datetime64[ns]"), "band": list(bands)})
     cube = cube.chunk({"time": 1, "band": -1, "y": -1, "x": -1})
     p = Period("validation", np.datetime64(int(day), "D"), np.datetime64(int(day), "D"), day, tuple(range(t)))
-    ds = period_images(cube, [p], method="model", model=model, tiles=tiles, chunk=max(h, w), fill_unobserved=True)
+    ds = period_images(cube, [p], method="model", model=model, tiles=tiles, chunk=max(h, w), keep_guess=True)
     with dask.config.set(scheduler="sync"):
         return ds["reflectance"].isel(time=0).values
 
