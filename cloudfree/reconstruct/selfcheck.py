@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Callable
@@ -353,6 +354,28 @@ def _targets(usable: list[np.ndarray], days: np.ndarray, target_day: float, min_
     return out
 
 
+def _threads(n: int) -> int:
+    """Examples measured at once: their candidates are numpy and torch work that releases the GIL;
+    each holds one pasted copy of its window while it runs."""
+    import os
+
+    return max(1, min(n, os.cpu_count() or 1, 8))
+
+
+def _measured(ex: _Example, days, bands, candidates, model, tiles):
+    """``(candidates' values, truth, clear counts)`` at the example's hidden pixels where every
+    candidate and the truth have a value; None where fewer than 8 such pixels remain."""
+    try:
+        p = _candidates_on(ex, days, bands, candidates, model, tiles)
+        ok = np.isfinite(ex.truth).all(0) & np.all([np.isfinite(v).all(0) for v in p.values()], axis=0)
+        if ok.sum() < 8:
+            return None
+        n_clear = (ex.clear.astype(bool) & np.isfinite(ex.x).all(1)).sum(0)
+        return {n: v[:, ok] for n, v in p.items()}, ex.truth[:, ok], n_clear[ex.hidden][ok]
+    finally:
+        ex.release()  # the pasted copy of the window goes with the example
+
+
 def validate_period(windows: list[xr.Dataset], label: str, target_day: float, candidates: list[str], *, model=None,
                     tiles=None, prior: str, cfg: ValidationConfig = ValidationConfig()) -> PeriodValidation:
     """Validate one period on in-memory windows of its dates (``reflectance``, ``clear``)."""
@@ -372,18 +395,9 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
             exs += [(k, e) for e in _examples(x, c, days, t, cfg, rng)]
     rng.shuffle(exs)  # windows and targets mixed, then the halves alternate
     exs = exs[: cfg.max_examples]
-    preds, truths, counts = [], [], []
-    for _, ex in exs:
-        p = _candidates_on(ex, days, bands, candidates, model, tiles)
-        ok = np.isfinite(ex.truth).all(0) & np.all([np.isfinite(v).all(0) for v in p.values()], axis=0)
-        if ok.sum() < 8:
-            ex.release()
-            continue
-        preds.append({n: v[:, ok] for n, v in p.items()})
-        truths.append(ex.truth[:, ok])
-        n_clear = (ex.clear.astype(bool) & np.isfinite(ex.x).all(1)).sum(0)
-        counts.append(n_clear[ex.hidden][ok])
-        ex.release()  # one pasted copy of a window alive at a time
+    with ThreadPoolExecutor(_threads(len(exs))) as pool:  # results in the examples' order, whatever the threads
+        measured = [m for m in pool.map(lambda e: _measured(e[1], days, bands, candidates, model, tiles), exs) if m]
+    preds, truths, counts = [m[0] for m in measured], [m[1] for m in measured], [m[2] for m in measured]
     n_px = int(sum(t.shape[1] for t in truths))
     used = [str(np.datetime64(int(days[t]), "D")) for t in targets]
     if n_px < cfg.min_pixels or not preds:
@@ -423,7 +437,8 @@ def validate_periods(read_window: Callable[[slice, slice, list[int]], xr.Dataset
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            windows = [read_window(ys, xs, list(p.dates)) for ys, xs in wins]
+            with ThreadPoolExecutor(_threads(len(wins))) as pool:  # reads of the windows overlap
+                windows = list(pool.map(lambda w: read_window(w[0], w[1], list(p.dates)), wins))
             out[p.label] = validate_period(windows, p.label, p.target_day, candidates, model=model, tiles=tiles,
                                            prior=prior, cfg=cfg)
         if echo is not None:
