@@ -58,7 +58,7 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
     """Write the SYNTHETIC demo catalog (COGs + STAC items)."""
     from .catalog.demo import DemoSpec, write_demo_catalog
 
-    path = _calling(write_demo_catalog, out, DemoSpec(size=size, n_dates=dates, seed=seed))
+    path = _calling(lambda: write_demo_catalog(out, DemoSpec(size=size, n_dates=dates, seed=seed)))
     console.print(f"wrote SYNTHETIC demo catalog: {path}")
 
 

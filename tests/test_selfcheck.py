@@ -209,7 +209,7 @@ def test_block_reads_make_any_recipe_as_the_stored_cube_does(recipe):
     outs = []
     for source in (src, None):
         ds = cloudfree.reconstruct(cube, "2019-08-01", "2019-08-31", model=str(default_weights()), context_days=20,
-                                   chunk=24, source=source, device="cpu",
+                                   chunk=24, reads=source, device="cpu",
                                    validations={label: PeriodValidation(label, recipe, "given")})
         with dask.config.set(scheduler="threads"):
             outs.append(ds.compute())

@@ -143,14 +143,14 @@ def _as_stored(ds):
 
 def window_reader(items, spec: CubeSpec, geobox, *, skip_bad_assets: bool = False):
     """``(ys, xs, dates) → Dataset``: a window of the run's grid, its dates' ``reflectance`` and
-    ``clear`` in memory, read from the assets as :func:`lazy_cube` reads the whole (for a streamed
+    ``clear``, lazily read from the assets as :func:`lazy_cube` reads the whole (for a streamed
     run's validation, whose cube is a template)."""
     from dataclasses import replace
 
     def read(ys: slice, xs: slice, dates: list[int]):
         box = geobox[ys, xs]
         ds = load_cube(items, None, replace(spec, chunk=max(box.shape)), geobox=box, fail_on_error=not skip_bad_assets)
-        return _as_stored(ds[["reflectance", "clear"]].isel(time=dates)).compute()
+        return _as_stored(ds[["reflectance", "clear"]].isel(time=dates))
 
     return read
 

@@ -33,9 +33,9 @@ def candidate_methods(method: str) -> list[str]:
 
 
 def cube_window(cube: xr.Dataset, ys: slice, xs: slice, dates: list[int]) -> xr.Dataset:
-    """A window of the cube's dates in memory (reflectance, clear), computed where the cube lives
+    """A window of the cube's dates (reflectance, clear), lazily: computed where the cube lives
     (the active cluster holds a persisted cube's blocks)."""
-    return cube[["reflectance", "clear"]].isel(time=dates, y=ys, x=xs).compute()
+    return cube[["reflectance", "clear"]].isel(time=dates, y=ys, x=xs)
 
 
 def _adapted(method: str, reason: str, recipes: dict) -> tuple[str, str]:
@@ -92,8 +92,9 @@ def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = No
             ``validation`` attribute.
         validations: period label → :class:`~cloudfree.reconstruct.selfcheck.PeriodValidation`
             already measured (the run's validate stage); then nothing is measured here.
-        read_window: ``(ys, xs, dates) → Dataset`` of the cube's window in memory, for cubes whose
-            blocks cannot be computed (a streamed run's template); default: the cube's own slice.
+        read_window: ``(ys, xs, dates) → Dataset`` of the cube's window (lazy; computed together
+            with the period's other windows), for cubes whose blocks cannot be computed (a
+            streamed run's template); default: the cube's own slice.
     """
     if start is None or end is None:
         days = cube.time.values.astype("datetime64[D]")

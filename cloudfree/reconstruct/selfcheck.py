@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Callable
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -263,8 +264,6 @@ def _model_at_hidden(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.
 
 def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray:
     """The model's (C, h, w) image of the example's window at its target's day, as a run makes it."""
-    import dask
-
     from .images import period_images
     from .periods import Period
 
@@ -276,8 +275,8 @@ def _model_on(ex: _Example, days: np.ndarray, bands, model, tiles) -> np.ndarray
     cube = cube.chunk({"time": 1, "band": -1, "y": -1, "x": -1})
     p = Period("validation", np.datetime64(int(day), "D"), np.datetime64(int(day), "D"), day, tuple(range(t)))
     ds = period_images(cube, [p], method="model", model=model, tiles=tiles, chunk=max(h, w), keep_guess=True)
-    with dask.config.set(scheduler="sync"):
-        return ds["reflectance"].isel(time=0).values
+    # the scheduler named for this compute only: dask.config.set is process-wide, and examples run on threads
+    return ds["reflectance"].isel(time=0).compute(scheduler="sync").values
 
 
 def _score(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -428,8 +427,9 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
 def validate_periods(read_window: Callable[[slice, slice, list[int]], xr.Dataset], shape: tuple[int, int], periods,
                      candidates: list[str], *, model=None, tiles=None, prior: str,
                      cfg: ValidationConfig = ValidationConfig(), echo=None) -> dict[str, PeriodValidation]:
-    """:func:`validate_period` for every period; ``read_window(ys, xs, dates)`` gives an in-memory
-    window of the cube (the dates' ``reflectance`` and ``clear``)."""
+    """:func:`validate_period` for every period; ``read_window(ys, xs, dates)`` gives a window of
+    the cube (the dates' ``reflectance`` and ``clear``), lazily: a period's windows are computed
+    together."""
     wins = sample_windows(shape[0], shape[1], cfg.window, cfg.max_windows)
     out = {}
     for p in periods:
@@ -437,8 +437,8 @@ def validate_periods(read_window: Callable[[slice, slice, list[int]], xr.Dataset
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            with ThreadPoolExecutor(_threads(len(wins))) as pool:  # reads of the windows overlap
-                windows = list(pool.map(lambda w: read_window(w[0], w[1], list(p.dates)), wins))
+            # one compute for every window: their reads overlap, and no graph is computed from two threads
+            windows = list(dask.compute(*[read_window(ys, xs, list(p.dates)) for ys, xs in wins]))
             out[p.label] = validate_period(windows, p.label, p.target_day, candidates, model=model, tiles=tiles,
                                            prior=prior, cfg=cfg)
         if echo is not None:

@@ -339,7 +339,11 @@ def train_pixel(train: list[RealSeries], val: list[RealSeries], out: str | Path,
                            target_filter=train_filter)
     vs = PixelSampler(val, np.random.default_rng(12345), pairs=64, pixels=64, target_filter=val_filter)
     val_batches = [vs.batch() for _ in range(8)]
-    log(json.dumps({"val_reference_psnr": _reference_psnr(val_batches)}))
+    ref = {"step": 0, "val_reference_psnr": _reference_psnr(val_batches)}  # median and interpolation, same pixels
+    log(json.dumps(ref))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if not (Path(out) / "log.jsonl").exists():
+        (Path(out) / "log.jsonl").write_text(json.dumps(ref) + "\n")
     loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed, amp=False,
                       time_limit_s=cfg.max_minutes * 60 if cfg.max_minutes else None, val_every=cfg.val_every)
     info = {"train": [s.name for s in train], "val": [s.name for s in val], "train_config": asdict(cfg)}
