@@ -12,6 +12,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from ..provenance import CubeProvenance, ImageProvenance
@@ -56,8 +57,9 @@ def _unobserved(ds: xr.Dataset, fill: bool, chunk: int) -> xr.Dataset:
 
     if fill:
         return fill_from_neighbours(ds).chunk({"time": 1, "band": -1, "y": chunk, "x": chunk})
-    return ds.assign(filled=xr.zeros_like(ds["no_clear"]).assign_attrs(long_name="1 where filled (never: "
-                                                                                 "--no-fill-unobserved)"))
+    # zeros made in the count's own tasks: a region's layers come from one task, so it is written once computed
+    return ds.assign(filled=(ds["clear_count"] < 0).astype(np.uint8).assign_attrs(
+        long_name="1 where filled (never: --no-fill-unobserved)"))
 
 
 def reconstruct(cube: xr.Dataset, start: str | None = None, end: str | None = None, *, period: str | None = None,

@@ -55,7 +55,8 @@ def fill_from_neighbours(ds: xr.Dataset) -> xr.Dataset:
     layer (1 where filled); one period alone has no neighbours and is returned with ``filled`` 0."""
     seen = ds["clear_count"] > 0
     if ds.sizes["time"] < 2:
-        return ds.assign(filled=xr.zeros_like(seen, dtype=np.uint8).assign_attrs(_FILLED_ATTRS))
+        # zeros made in the count's own tasks: a region's layers come from one task, so it is written once computed
+        return ds.assign(filled=(~seen & seen).astype(np.uint8).assign_attrs(_FILLED_ATTRS))
     days = ds.time.values.astype("datetime64[D]").astype(np.float64)
 
     def fill(x, s):
