@@ -148,7 +148,7 @@ def write_uncertainty_cog(ds: xr.Dataset, t: int, path: str | Path) -> Path:
     tmp = path.with_name(path.name + ".part")
     profile = {"driver": "COG", "width": dn.shape[1], "height": dn.shape[0], "count": 1, "dtype": "uint16",
                "crs": ds.rio.crs, "transform": ds.rio.transform(), "nodata": 65535, "compress": "deflate",
-               "predictor": 2, "blocksize": 256}
+               "predictor": 2, "blocksize": 256, "num_threads": "all_cpus"}  # compression and overviews on every core
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(dn, 1)
         dst.scales, dst.offsets = (1e-4,), (0.0,)

@@ -358,7 +358,7 @@ def _threads(n: int) -> int:
     each holds one pasted copy of its window while it runs."""
     import os
 
-    return max(1, min(n, os.cpu_count() or 1, 8))
+    return max(1, min(n, os.cpu_count() or 1, 16))
 
 
 def _measured(ex: _Example, days, bands, candidates, model, tiles):
