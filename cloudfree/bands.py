@@ -11,7 +11,7 @@ from .errors import InputError
 from dataclasses import dataclass
 
 __all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES", "DEFAULT_UNUSABLE_SCL", "CLEAR_SCL", "CLOUD_SHADOW_SCL", "QUANTIFICATION",
-           "BOA_DN_OFFSET", "MAX_REFLECTANCE",
+           "BOA_DN_OFFSET", "MAX_REFLECTANCE", "disk", "dilate_cross",
            "item_bands", "native_resolution"]
 
 
@@ -170,3 +170,27 @@ def load_name(item_assets: dict, band: str) -> str:
 def _eo_bands(asset) -> list[dict]:
     """An asset's ``eo:bands`` (pystac Asset or plain dict), empty when absent."""
     return (asset.get("eo:bands") if isinstance(asset, dict) else asset.extra_fields.get("eo:bands")) or []
+
+
+# --- growing masks: the two shapes ----------------------------------------------------------------
+def disk(pixels: int):
+    """The structuring element of ``--dilate``: a disk of radius ``pixels`` ((2p+1)² bool), the
+    same in the cube (:func:`cloudfree.cube.masks.dilate`) and the block reads (on the device)."""
+    import numpy as np
+
+    yy, xx = np.mgrid[-pixels : pixels + 1, -pixels : pixels + 1]
+    return (yy**2 + xx**2) <= pixels**2
+
+
+def dilate_cross(mask, px: int):
+    """Binary dilation by ``px`` pixels (3×3 cross per step, as scipy's default), numpy only: how
+    held-out cloud footprints grow (a cloud's hazy edge), in validation, training and benchmarks."""
+    m = mask.astype(bool)
+    for _ in range(max(px, 0)):
+        g = m.copy()
+        g[1:] |= m[:-1]
+        g[:-1] |= m[1:]
+        g[:, 1:] |= m[:, :-1]
+        g[:, :-1] |= m[:, 1:]
+        m = g
+    return m

@@ -146,11 +146,12 @@ def dilate(unusable: xr.DataArray, pixels: int) -> xr.DataArray:
         return unusable
     from scipy.ndimage import binary_dilation
 
-    yy, xx = np.mgrid[-pixels : pixels + 1, -pixels : pixels + 1]
-    disk = (yy**2 + xx**2) <= pixels**2
+    from ..bands import disk
+
+    shape = disk(pixels)
 
     def grow(block: np.ndarray) -> np.ndarray:
-        return np.stack([binary_dilation(b, structure=disk) for b in block.astype(bool)])
+        return np.stack([binary_dilation(b, structure=shape) for b in block.astype(bool)])
 
     data = unusable.data.astype(bool)
     if min(min(data.chunks[1]), min(data.chunks[2])) < pixels:  # map_overlap needs blocks wider than the halo

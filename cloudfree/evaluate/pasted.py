@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bands import CLEAR_SCL, CLOUD_SHADOW_SCL, MAX_REFLECTANCE
-from ..reconstruct.selfcheck import dilate_cross
+from ..bands import dilate_cross
 
 __all__ = ["clear_targets", "cloud_sources", "paste", "Setting", "score_setting", "learned_classes", "summarize_settings",
            "CLOUD_SHADOW_SCL", "CLEAR_SCL"]

@@ -69,8 +69,9 @@ def enlarge(a, factor: int, nodata, nearest: bool):
 def _disk(pixels: int):
     import torch
 
-    yy, xx = np.mgrid[-pixels : pixels + 1, -pixels : pixels + 1]
-    return torch.from_numpy(((yy**2 + xx**2) <= pixels**2).astype(np.float32))
+    from ..bands import disk
+
+    return torch.from_numpy(disk(pixels).astype(np.float32))
 
 
 def predict_from_reads(src: BlockReads, reads: dict, *, dates: list[int], block: tuple[int, int], model,

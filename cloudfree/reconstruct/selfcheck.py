@@ -34,6 +34,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ..bands import dilate_cross
 from .images import UNCERTAINTY_BINS
 
 __all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", "validate_periods", "sample_windows",
@@ -140,19 +141,6 @@ def sample_windows(ny: int, nx: int, window: int, max_windows: int) -> list[tupl
     k = max(1, int(math.floor(math.sqrt(max_windows))))
     ys, xs = starts(ny, k), starts(nx, k)
     return [(slice(y, min(y + window, ny)), slice(x, min(x + window, nx))) for y in ys for x in xs][:max_windows]
-
-
-def dilate_cross(mask: np.ndarray, px: int) -> np.ndarray:
-    """Binary dilation by ``px`` pixels (3×3 cross per step, as scipy's default), numpy only."""
-    m = mask.astype(bool)
-    for _ in range(max(px, 0)):
-        g = m.copy()
-        g[1:] |= m[:-1]
-        g[:-1] |= m[1:]
-        g[:, 1:] |= m[:, :-1]
-        g[:, :-1] |= m[:, 1:]
-        m = g
-    return m
 
 
 @dataclass

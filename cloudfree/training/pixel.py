@@ -20,7 +20,7 @@ import numpy as np
 from ..bands import DEFAULT_UNUSABLE_SCL, L2A_BANDS
 from ..bands import CLEAR_SCL, CLOUD_SHADOW_SCL
 from ..evaluate.pasted import clear_targets
-from ..reconstruct.selfcheck import dilate_cross
+from ..bands import dilate_cross
 
 __all__ = ["RealSeries", "load_real_series", "synthetic_series", "PixelSampler", "PixelTrainConfig", "train_pixel", "BAND_SETS"]
 
