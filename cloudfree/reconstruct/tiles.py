@@ -29,6 +29,10 @@ __all__ = ["TileConfig", "compile_ahead", "predict_block", "predict_pixels", "fe
 
 @dataclass(frozen=True)
 class TileConfig:
+    """How the model runs over a block: patches of ``patch`` px blended over ``overlap`` px,
+    ``batch`` patches per forward pass, on ``device``. (The name is kept for the public API and the
+    pipelines' YAML ``tiles:`` key; these are patches of a Dask block, never Sentinel-2 tiles.)"""
+
     patch: int = 256
     overlap: int = 16
     batch: int = 16
