@@ -85,6 +85,12 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     search_req = replace(request, start=str((pd.Timestamp(request.start) - pd.Timedelta(days=job.context_days)).date()),
                          end=str((pd.Timestamp(request.end) + pd.Timedelta(days=job.context_days)).date()))
     items = search(stac_url, search_req, source=source)
+    from .cube.checks import check_inputs
+
+    inputs = check_inputs(items, spec.bands, skip_bad_assets=job.skip_bad_assets)  # before any pixel read
+    for line in inputs.describe():
+        echo(line)
+    items = inputs.items
     spec = spec.resolved(items)
     from .cube.load import band_mapping
 
@@ -100,7 +106,7 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     from .cluster import model_task_config
 
     ctx = RunContext(stac_url, request, search_req, items, spec, out, job, method, model, reason, source or stac_url,
-                     progress, echo, stop_after)
+                     inputs, progress, echo, stop_after)
     with _locked(out), dask.config.set(model_task_config()):
         return _run_stages(ctx)
 
@@ -124,6 +130,8 @@ class RunContext:
     reason: str
     catalog: str
     """The catalog as the user named it (part of the cube's fingerprint)."""
+    inputs: object = None
+    """The :class:`~cloudfree.cube.checks.InputChecks` of the items (what was left out, reprojected)."""
     progress: object = None
     echo: object = print
     stop_after: int | None = None
@@ -183,7 +191,7 @@ def _cube_source(ctx: RunContext) -> CubeSource:
     from .zarrstore import store_state
 
     job, spec, out, echo = ctx.job, ctx.spec, ctx.out, ctx.echo
-    cube_fp = cube_fingerprint(ctx.catalog, ctx.items, ctx.search_req, spec)
+    cube_fp = cube_fingerprint(ctx.catalog, ctx.items, ctx.search_req, spec, headers=ctx.inputs.headers)
     streaming = job.stream and store_state(out / "cube.zarr", cube_fp) != "complete"
     blocks = streaming and ctx.method == "model" and spec.mask.source == "scl" and is_pixelwise(ctx.model)
     if streaming:
@@ -195,12 +203,14 @@ def _cube_source(ctx: RunContext) -> CubeSource:
                          failed_reads=asset_reads(out / "mosaic.zarr", "computing"))
     else:
         res = build_cube(ctx.stac_url, ctx.search_req, spec, out / "cube.zarr", items=ctx.items, source=ctx.catalog,
+                         inputs=ctx.inputs,
                          progress=ctx.progress and ctx.progress("cube (date x tile)"),
                          regions_at_once=max(1, 4 * job.blocks_at_once),  # one date each: small
                          skip_bad_assets=job.skip_bad_assets)
         echo(f"cube {res.status}: {res.path}")
         cube = open_cube(out / "cube.zarr")
         src = CubeSource("stored", cube, _dates_without_data(cube), res.skipped)
+    src.cube.attrs["inputs"] = json.dumps(ctx.inputs.to_attrs())
     _say_dates_and_grid(ctx, src)
     if blocks:  # read per block on the bands' own grids, enlarged on the model's device
         from .cube.block_reads import block_reads
@@ -310,7 +320,8 @@ def _manifest(ctx: RunContext, src: CubeSource, ds, res: dict, checks: dict) -> 
         resolution=spec.resolution, crs=str(src.cube.rio.crs), shape=res["shape"],
         masked_scl_classes=list(spec.mask.unusable), mask=cube.mask or None, mask_source=cube.mask_source,
         mask_config=cube.mask_config, device=ctx.job.tiles.device, synthetic_input=cube.synthetic,
-        dates_without_data=src.no_data, skipped_assets=src.skipped,
+        dates_without_data=src.no_data, dropped_inputs=dict(ctx.inputs.dropped),
+        reprojected_inputs=list(ctx.inputs.reprojected), skipped_assets=src.skipped,
         pixels_without_clear_observation=res["no_clear_pixels"], pixels_filled=res.get("filled_pixels", 0), checks=checks, validation=images.validation).to_dict()
 
 

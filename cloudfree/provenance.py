@@ -39,10 +39,12 @@ class CubeProvenance:
     radiometry: dict = field(default_factory=dict)
     """Per solar day: how its DN were decoded (the processing baseline's offset)."""
     resolution: float | None = None
+    inputs: dict = field(default_factory=dict)
+    """What the input checks left out (``dropped``: item id → why) or reprojected (``reprojected``)."""
     title: str = "cloudfree Sentinel-2 L2A time cube"
 
     _PARSED = {"mask_config": {}, "masked_scl_classes": [], "synthetic": False, "item_ids": [], "collections": [],
-               "radiometry": {}}
+               "radiometry": {}, "inputs": {}}
 
     def to_attrs(self) -> dict:
         out = {k: (json.dumps(v) if k in self._PARSED else v) for k, v in asdict(self).items()}
@@ -75,16 +77,18 @@ class ImageProvenance:
     """Period label → the dates (YYYY-MM-DD) that fed it."""
     validation: dict = field(default_factory=dict)
     """Period label → :meth:`~cloudfree.reconstruct.selfcheck.PeriodValidation.to_attrs`."""
+    inputs: dict = field(default_factory=dict)
+    """The cube's input checks: items left out and why, items reprojected."""
     title: str = "cloudfree cloud-free images"
 
     _PARSED = {"masked_scl_classes": [], "mask_config": {}, "synthetic_input": False, "input_dates": {},
-               "validation": {}}
+               "validation": {}, "inputs": {}}
 
     @classmethod
     def of_cube(cls, cube: CubeProvenance, **kw) -> "ImageProvenance":
         """The images' record of a cube: its mask and whether it is SYNTHETIC, with ``kw`` added."""
         return cls(masked_scl_classes=list(cube.masked_scl_classes), mask=cube.mask, mask_source=cube.mask_source,
-                   mask_config=dict(cube.mask_config), synthetic_input=cube.synthetic, **kw)
+                   mask_config=dict(cube.mask_config), synthetic_input=cube.synthetic, inputs=dict(cube.inputs), **kw)
 
     def to_attrs(self) -> dict:
         return {k: (json.dumps(v) if k in self._PARSED else v) for k, v in asdict(self).items()}
@@ -124,6 +128,10 @@ class RunManifest:
     device: str = ""
     synthetic_input: bool = False
     dates_without_data: list[str] = field(default_factory=list)
+    dropped_inputs: dict = field(default_factory=dict)
+    """Input item id → why it was left out (a damaged asset, a band or SCL the others have)."""
+    reprojected_inputs: list[str] = field(default_factory=list)
+    """Input items delivered in another CRS than most, reprojected onto the output grid."""
     skipped_assets: list[str] = field(default_factory=list)
     pixels_without_clear_observation: dict | int | None = None
     pixels_filled: int = 0

@@ -17,6 +17,8 @@ from ..zarrstore import store_state, write_by_regions
 
 __all__ = ["CubeResult", "build_cube", "lazy_cube", "asset_reads", "cube_fingerprint", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
 
+log = logging.getLogger(__name__)
+
 
 _WRITE_ERRNOS = {"ENOSPC", "EACCES", "EROFS", "EDQUOT", "EPERM"}
 
@@ -78,15 +80,19 @@ class CubeResult:
 
 
 def items_digest(items) -> str:
-    """A digest of the items a cube is made from (ids, times, ``updated``, asset hrefs, and size and
-    mtime of local asset files): a changed catalog never passes for the one a store was written from."""
+    """A digest of the items a cube is made from (each item's whole metadata but its links, and
+    size and mtime of local asset files): a catalog edited in place never passes for the one a
+    store was written from."""
     import hashlib
     import json
 
     h = hashlib.sha256()
     for it in items:
-        h.update(json.dumps([it.id, str(it.datetime), it.properties.get("updated"),
-                             sorted((k, a.href, _stamp(a.href)) for k, a in it.assets.items())]).encode())
+        # the whole item but its links: raster:bands, proj:*, eo:bands, any property that changes pixels
+        d = it.to_dict(include_self_link=False, transform_hrefs=False)
+        d.pop("links", None)
+        h.update(json.dumps([d, sorted((k, a.href, _stamp(a.href)) for k, a in it.assets.items())], sort_keys=True,
+                            default=str).encode())
     return h.hexdigest()[:16]
 
 
@@ -104,12 +110,18 @@ def _stamp(href: str):
     return [st.st_size, st.st_mtime_ns] if st else None
 
 
-def cube_fingerprint(source: str, items, request: SearchRequest, spec: CubeSpec) -> dict:
-    """What a cube is made from: equal fingerprints, equal cubes (stored or streamed)."""
+def cube_fingerprint(source: str, items, request: SearchRequest, spec: CubeSpec, headers: dict | None = None) -> dict:
+    """What a cube is made from: equal fingerprints, equal cubes (stored or streamed). ``headers``:
+    the assets' headers as :func:`~cloudfree.cube.checks.check_inputs` read them (a COG re-encoded
+    in place is new data)."""
+    import hashlib
+    import json
+
     from ..version import __version__
 
-    return {"stac": source, "items": items_digest(items), "request": request.to_dict(), "cube": spec.to_dict(),
-            "cloudfree": __version__}
+    heads = hashlib.sha256(json.dumps(headers or {}, sort_keys=True).encode()).hexdigest()[:16]
+    return {"stac": source, "items": items_digest(items), "headers": heads, "request": request.to_dict(),
+            "cube": spec.to_dict(), "cloudfree": __version__}
 
 
 def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, skip_bad_assets: bool = False,
@@ -201,7 +213,8 @@ def asset_reads(out: Path, doing: str):
 
 def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str | Path, *, progress=None,
                patch_url=None, stop_after: int | None = None, skip_bad_assets: bool = False,
-               items: list | None = None, source: str | None = None, regions_at_once: int = 4) -> CubeResult:
+               items: list | None = None, source: str | None = None, regions_at_once: int = 4,
+               inputs=None) -> CubeResult:
     """Write the cube for ``request`` to ``out`` (Zarr v3), reusing a complete store for the same request
     and the same items (``items``: already searched; ``source``: the catalog's name for messages).
 
@@ -213,8 +226,15 @@ def build_cube(stac_url: str, request: SearchRequest, spec: CubeSpec, out: str |
     out = Path(out)
     if items is None:
         items = search(stac_url, request, source=source)
+    if inputs is None:  # checked here unless the caller did (before any pixel read either way)
+        from .checks import check_inputs
+
+        inputs = check_inputs(items, spec.bands, skip_bad_assets=skip_bad_assets)
+        for line in inputs.describe():
+            log.warning(line)
+    items = inputs.items
     spec = spec.resolved(items)
-    fingerprint = cube_fingerprint(source or stac_url, items, request, spec)
+    fingerprint = cube_fingerprint(source or stac_url, items, request, spec, headers=inputs.headers)
     if store_state(out, fingerprint) == "complete":
         from ..zarrstore import require_unchanged
 

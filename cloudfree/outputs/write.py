@@ -99,6 +99,8 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
              "cloudfree:masked_scl_classes": masked, "cloudfree:mask": prov.mask,
              "cloudfree:mask_source": prov.mask_source, "cloudfree:mask_config": prov.mask_config,
              "cloudfree:synthetic_input": synthetic, "processing:software": {"cloudfree": _version()},
+             "cloudfree:dropped_inputs": prov.inputs.get("dropped", {}),
+             "cloudfree:reprojected_inputs": prov.inputs.get("reprojected", []),
              "description": "Cloud-free composite made by cloudfree" + (" from SYNTHETIC demo data" if synthetic else "")}
     tags = {"cloudfree_fingerprint": digest, "method": props["cloudfree:method"],
             "masked_scl_classes": json.dumps(masked), "synthetic_input": str(synthetic),

@@ -1,0 +1,185 @@
+"""Damaged inputs are caught, never averaged in: the bundled REAL series copied to a temporary folder
+and damaged on disk (re-encoded COGs, wrong nodata or size, truncated files, text, FIFOs,
+directories, a missing SCL or band, a catalog edited in place), each run through ``cloudfree run``
+as a user calls it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from cloudfree.catalog import bundled_catalog
+from cloudfree.cli import app
+
+DAY = "20190814"  # an August 2019 date of the bundled series, inside every run below
+
+
+@pytest.fixture
+def catalog(tmp_path) -> Path:
+    """A private copy of the bundled catalog (collection.json), free to damage."""
+    src = Path(bundled_catalog()).parent
+    dst = tmp_path / "catalog"
+    shutil.copytree(src, dst)
+    return dst / "collection.json"
+
+
+def _item_dir(catalog: Path, day: str = DAY) -> Path:
+    return next(p for p in catalog.parent.iterdir() if p.is_dir() and day in p.name)
+
+
+def _item(catalog: Path, day: str = DAY) -> tuple[Path, dict]:
+    d = _item_dir(catalog, day)
+    path = d / f"{d.name}.json"
+    return path, json.loads(path.read_text())
+
+
+def _edit_item(catalog: Path, fn, day: str = DAY) -> None:
+    path, item = _item(catalog, day)
+    fn(item)
+    path.write_text(json.dumps(item))
+
+
+def _rewrite(path: Path, **changes) -> None:
+    """The COG at ``path`` written again with ``changes`` to its profile (dtype, nodata, size)."""
+    with rasterio.open(path) as src:
+        data, profile = src.read(1), src.profile
+    profile.update(driver="GTiff", **{k: v for k, v in changes.items() if k != "shape"})
+    if "shape" in changes:
+        h, w = changes["shape"]
+        data = data[:h, :w]
+        profile.update(height=h, width=w)
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(profile["dtype"]), 1)
+
+
+def _run(catalog: Path, out: Path, *extra: str):
+    return CliRunner().invoke(app, ["run", "--stac", str(catalog), "--start", "2019-08-01", "--end", "2019-08-31",
+                                    "--out", str(out), "--device", "cpu", *extra])
+
+
+def _refused(r, *words: str) -> str:
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    for w in words:
+        assert w in text, text
+    return text
+
+
+def _item_id(catalog: Path, day: str = DAY) -> str:
+    return _item(catalog, day)[1]["id"]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda p: _rewrite(p, dtype="float32"), ["stored as float32, the item declares uint16"]),
+    (lambda p: _rewrite(p, dtype="uint8"), ["stored as uint8, the item declares uint16"]),
+    (lambda p: _rewrite(p, nodata=65535), ["its nodata is 65535, the item declares 0"]),
+    (lambda p: _rewrite(p, shape=(48, 64)), ["is 48 x 64 px, the item declares proj:shape [64, 64]"]),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), ["is truncated"]),
+    (lambda p: p.write_text("this is not a raster\n"), ["is not a readable raster"]),
+    (lambda p: p.unlink(), ["cannot be opened"]),
+    (lambda p: (p.unlink(), p.mkdir()), ["is a directory, not a raster file"]),
+    (lambda p: (p.unlink(), os.mkfifo(p)), ["is a FIFO, not a raster file"]),
+], ids=["float32", "uint8", "nodata", "size", "truncated", "text", "missing", "directory", "fifo"])
+def test_a_damaged_asset_is_named_before_any_pixel_is_read(catalog, tmp_path, damage, words):
+    damage(_item_dir(catalog) / "B04.tif")
+    done = {}
+    t = threading.Thread(target=lambda: done.setdefault("r", _run(catalog, tmp_path / "out")), daemon=True)
+    t.start()
+    t.join(120)  # a FIFO must not hang the run
+    assert "r" in done, "the run hung on a damaged asset"
+    text = _refused(done["r"], _item_id(catalog), "asset B04", "--skip-bad-assets", *words)
+    assert "mosaic" not in text  # before any pixel work
+    assert not (tmp_path / "out" / "mosaic.zarr").exists()
+
+
+def test_hrefs_that_are_not_raster_files_are_refused(catalog, tmp_path):
+    for href, words in [("/dev/zero", "not a raster file"), ("/etc/passwd", "not a readable raster"),
+                        ("ftp://example.com/B04.tif", "B04.tif")]:  # pystac resolves ftp: as a relative path
+        shutil.copytree(catalog.parent, tmp_path / "c2", dirs_exist_ok=True)
+        cat = tmp_path / "c2" / "collection.json"
+        _edit_item(cat, lambda it: it["assets"]["B04"].update(href=href))
+        _refused(_run(cat, tmp_path / "out"), "asset B04", words)
+
+
+def test_skip_bad_assets_drops_the_date_and_says_so_everywhere(catalog, tmp_path):
+    _rewrite(_item_dir(catalog) / "B04.tif", dtype="float32")
+    r = _run(catalog, tmp_path / "out", "--skip-bad-assets")
+    assert r.exit_code == 0, r.output
+    bad = _item_id(catalog)
+    assert "1 input item(s) left out" in " ".join(r.output.split()) and bad in r.output
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert "stored as float32" in manifest["dropped_inputs"][bad]
+    item = json.loads((tmp_path / "out" / "cloudfree.stac.json").read_text()) \
+        if (tmp_path / "out" / "cloudfree.stac.json").exists() else \
+        json.loads(next((tmp_path / "out").glob("cloudfree_*.stac.json")).read_text())
+    assert bad in item["properties"]["cloudfree:dropped_inputs"]
+    assert DAY[:4] + "-" + DAY[4:6] + "-" + DAY[6:] not in sum(
+        (v for v in [item["properties"].get("cloudfree:input_dates", [])]), [])
+
+
+def test_an_item_without_scl_is_left_out_not_counted_clear(catalog, tmp_path):
+    _edit_item(catalog, lambda it: it["assets"].pop("SCL"))
+    r = _run(catalog, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    bad = _item_id(catalog)
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert "SCL" in manifest["dropped_inputs"][bad]
+    assert "SCL classes" in manifest["mask"]  # the other dates are still masked by their SCL
+    assert bad in r.output
+
+
+def test_an_item_without_a_band_is_left_out_not_the_band(catalog, tmp_path):
+    _edit_item(catalog, lambda it: it["assets"].pop("B03"))
+    r = _run(catalog, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert "B03" in manifest["bands"]
+    assert "B03" in manifest["dropped_inputs"][_item_id(catalog)]
+
+
+def test_a_catalog_edited_in_place_is_never_reused(catalog, tmp_path):
+    """Every item's offset changed (the pixels change): the old mosaic is not passed off as current."""
+    out = tmp_path / "out"
+    assert _run(catalog, out).exit_code == 0
+    before = np.asarray(rasterio.open(next(out.glob("cloudfree_*.tif"))).read(1), float)
+    for f in catalog.parent.glob("*/*.json"):
+        item = json.loads(f.read_text())
+        for a in item["assets"].values():
+            for rb in a.get("raster:bands", []):
+                if "scale" in rb:
+                    rb["offset"] = -0.05
+        f.write_text(json.dumps(item))
+    r = _run(catalog, out)
+    text = " ".join(r.output.split())
+    assert "mosaic reused" not in text
+    if r.exit_code == 0:  # written anew: the pixels follow the new offset
+        after = np.asarray(rasterio.open(next(out.glob("cloudfree_*.tif"))).read(1), float)
+        assert not np.array_equal(before, after)
+    else:
+        _refused(r, "different")
+
+
+def test_an_item_without_datetime_or_footprint_is_named(catalog, tmp_path):
+    _edit_item(catalog, lambda it: (it.pop("geometry"), it.pop("bbox")))
+    r = _run(catalog, tmp_path / "out")
+    assert r.exit_code in (0, 2) and "Traceback" not in r.output
+    if r.exit_code == 2:
+        assert _item_id(catalog) in r.output or "geometry" in r.output
+
+
+def test_header_checks_name_schemes_and_strip_terminal_escapes():
+    from cloudfree.cube.checks import _read_header, safe_text
+
+    assert "unsupported URL scheme 'ftp'" in _read_header("ftp://example.com/B04.tif")
+    assert safe_text("item\x1b]0;pwned\x07\x1b[2K") == "item?]0;pwned???[2K"
+    assert len(safe_text("x" * 5000)) == 200
