@@ -11,7 +11,7 @@ import typer
 
 from . import options as o
 from .errors import CloudfreeError
-from .progress import console
+from .progress import said, say
 
 app = typer.Typer(help="Cloud-free Sentinel-2 imagery from image time series, on xarray and Dask.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -22,14 +22,14 @@ and the built-in ones its library raises where no cloudfree kind is named yet.""
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    said(("error: ", "bold red"), str(exc))
     raise typer.Exit(code=2)
 
 
 def _interrupted(out: Path | None) -> None:
     """Ctrl-C: one line saying what is kept and how to go on, no traceback."""
     where = f"everything finished so far is kept in {out}; " if out else ""
-    console.print(f"[yellow]interrupted:[/] {where}run the same command again to resume where it stopped")
+    said(("interrupted: ", "yellow"), f"{where}run the same command again to resume where it stopped")
     raise typer.Exit(code=130)
 
 
@@ -59,7 +59,7 @@ def demo_data(out: Path = typer.Option(Path("cloudfree-demo/catalog"), help="fol
     from .catalog.demo import DemoSpec, write_demo_catalog
 
     path = _calling(lambda: write_demo_catalog(out, DemoSpec(size=size, n_dates=dates, seed=seed)))
-    console.print(f"wrote SYNTHETIC demo catalog: {path}")
+    say(f"wrote SYNTHETIC demo catalog: {path}")
 
 
 @app.command()
@@ -68,11 +68,12 @@ def search(stac: o.Stac, start: o.Start, end: o.End, bbox: o.Bbox = None, aoi: o
     """List the items a search finds."""
     from .catalog.sources import search_items
     from .job import JobRequest
+    from .progress import printable
 
     req = _calling(JobRequest.from_options, stac, start, end, ".", bbox=bbox, aoi=aoi)
     items = _calling(search_items, stac, start, end, aoi=req.aoi, collection=collection, max_cloud_cover=max_cloud)
     for it in items:
-        typer.echo(f"{it.id}\t{it.datetime:%Y-%m-%d}\tcloud={it.properties.get('eo:cloud_cover', float('nan')):.1f}%")
+        typer.echo(f"{printable(it.id)}\t{it.datetime:%Y-%m-%d}\tcloud={it.properties.get('eo:cloud_cover', float('nan')):.1f}%")
 
 
 @app.command()
@@ -94,8 +95,8 @@ def cube(stac: o.Stac, start: o.Start, end: o.End,
                    exclude_scl=exclude_scl, mask=mask, dilate=dilate, collection=collection, max_cloud_cover=max_cloud,
                    crs=crs, resolution=resolution, chunk=chunk, skip_bad_assets=skip_bad_assets, memory_limit=memory_limit)
     cluster = _calling(cluster_config, scheduler, workers, threads, processes, dashboard_address)
-    res = _calling(write_cube, req, cluster, progress=tile_progress("cube (date x tile)"), echo=console.print, out=out)
-    console.print(f"cube {res.status}: {res.path} {list(res.shape)} from {res.n_items} items")
+    res = _calling(write_cube, req, cluster, progress=tile_progress("cube (date x tile)"), echo=say, out=out)
+    say(f"cube {res.status}: {res.path} {list(res.shape)} from {res.n_items} items")
 
 
 def _run_and_report(req, cluster) -> dict:
@@ -103,12 +104,12 @@ def _run_and_report(req, cluster) -> dict:
     from .pipeline import run_request
     from .progress import StageProgress
 
-    res = _calling(run_request, req, cluster, progress=StageProgress(), echo=console.print, out=req.out)
-    console.print(f"[green]done[/] ({res['method']}): {req.out / 'run.json'}")
+    res = _calling(run_request, req, cluster, progress=StageProgress(), echo=say, out=req.out)
+    said(("done", "green"), f" ({res['method']}): {req.out / 'run.json'}")
     if res.get("items"):
-        console.print(f"  STAC ItemCollection of the outputs: {res['items']}")
+        say(f"  STAC ItemCollection of the outputs: {res['items']}")
     for label, files in res["periods"].items():
-        console.print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in files.items()))
+        say(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in files.items()))
     return res
 
 
@@ -153,14 +154,14 @@ def demo(out: Path = typer.Option(Path("cloudfree-demo/output"), help="output fo
     from .job import JobRequest
 
     job = _calling(demo_job, out, synthetic, size)
-    console.print(job.banner)
+    say(job.banner)
     req = _calling(JobRequest.from_options, job.stac, job.start, job.end, out, bbox=job.bbox, period=job.period,
                    context_days=job.context_days, method=method, device=device, memory_limit=memory_limit,
                    max_pixels=250e6, stream=False)
     _run_and_report(req, ClusterConfig())
     from .outputs.compare import describe_comparison
 
-    console.print(describe_comparison(out, job))
+    say(describe_comparison(out, job))
 
 
 @app.command("train")
@@ -185,10 +186,10 @@ def train_cmd(out: Path = typer.Option(..., help="run folder (last.safetensors, 
         cfg = TrainConfig(steps=steps, batch=batch, crop=crop, max_dates=max_dates, loss=loss, ssim_weight=ssim_weight,
                           ckpt_every=ckpt_every, val_every=ckpt_every, seed=seed, num_workers=workers, model=model)
         data = TrainData(tuple(cube), sen12mscrts, catalog, tuple(collection), mask_bank)
-        return train_model(arch, data, out, cfg, lr=lr, minutes=minutes, init=init, device=device, log=console.print)
+        return train_model(arch, data, out, cfg, lr=lr, minutes=minutes, init=init, device=device, log=say)
 
     res = _calling(fit, out=out)
-    console.print(f"trained {res['step']} steps of {arch} on {res['device']}: {out / 'last.safetensors'}")
+    say(f"trained {res['step']} steps of {arch} on {res['device']}: {out / 'last.safetensors'}")
 
 
 @app.command()
@@ -211,11 +212,11 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
         with tile_progress("evaluate (window x target date)") as progress:
             return evaluate_store(out, cube=cube, sen12mscrts=sen12mscrts, model=model, bands=bands, device=device,
                                   min_clear=min_clear, max_dates=max_dates, max_patches=max_patches, window=window,
-                                  progress=progress, echo=lambda m: console.print(f"[yellow]{m}[/]"))
+                                  progress=progress, echo=lambda m: say(m, "yellow"))
 
     files = _calling(report)
-    console.print((out / "report.md").read_text())
-    console.print(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")
+    say((out / "report.md").read_text())
+    say(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")
 
 
 def main() -> None:
@@ -227,13 +228,13 @@ def main() -> None:
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+        say("interrupted", "yellow")
         raise SystemExit(130) from None
     except Exception as exc:
         if "--verbose" in sys.argv or "-v" in sys.argv:
             raise
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
-        console.print("run again with --verbose for the full traceback; please report it if the message does not "
+        said(("error: ", "bold red"), f"{type(exc).__name__}: {exc}")
+        say("run again with --verbose for the full traceback; please report it if the message does not "
                       "say what to do")
         raise SystemExit(1) from None
 

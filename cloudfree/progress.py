@@ -14,6 +14,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True, soft_wrap=True)  # paths and links stay on one line, copyable
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes, e.g. from a catalog's item ids) shown
+    as ``?``; line breaks and tabs kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in str(text))
+
+
+def say(message, style: str | None = None) -> None:
+    """Print ``message`` as plain text on the console: no rich markup is read from it (paths,
+    collection names and errors may hold ``[...]``) and control characters are neutralised."""
+    from rich.text import Text
+
+    console.print(Text(printable(message), style=style or ""))
+
+
+def said(*parts) -> None:
+    """Print styled ``(text, style)`` parts and plain strings as one line, each part made printable."""
+    from rich.text import Text
+
+    console.print(Text.assemble(*[(printable(p[0]), p[1]) if isinstance(p, tuple) else printable(p) for p in parts]))
+
+
 _INTERRUPTED = threading.Event()
 
 
