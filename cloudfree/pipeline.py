@@ -26,6 +26,7 @@ from .cube.load import CubeSpec, open_cube
 from .cube.store import build_cube
 from .job import JobConfig, JobRequest
 from .models.checkpoint import default_weights
+from .outputs.folder import write_atomic
 from .outputs.write import write_outputs
 from .provenance import CubeProvenance, ImageProvenance, RunManifest
 from .reconstruct.dataset import reconstruct, resolve_method
@@ -54,8 +55,12 @@ def _locked(out: Path):
     import fcntl
     import os
 
+    from .outputs.folder import refuse_links
+
     out.mkdir(parents=True, exist_ok=True)
-    f = open(out / ".cloudfree.lock", "a+")
+    refuse_links(out)  # before anything is written: a link inside --out would be written through
+    fd = os.open(out / ".cloudfree.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    f = os.fdopen(fd, "r+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -168,7 +173,7 @@ def _run_stages(ctx: RunContext) -> dict:
         return {"status": "interrupted"}
     checks = _check(ctx, res, ds)
     manifest = _manifest(ctx, src, ds, res, checks)
-    (ctx.out / "run.json").write_text(json.dumps(manifest, indent=1))
+    write_atomic(ctx.out / "run.json", json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -300,7 +305,7 @@ def _check(ctx: RunContext, res: dict, ds) -> dict:
         checks = check_outputs(res["zarr"])
         check_files(res["periods"], res["digest"])
     except OutputCheckError as exc:
-        (ctx.out / "run.json").write_text(json.dumps({"status": "failed_checks", "reason": str(exc),
+        write_atomic(ctx.out / "run.json", json.dumps({"status": "failed_checks", "reason": str(exc),
                                                       "method": ds.attrs["method"], "mosaic": res["zarr"]}, indent=1))
         raise
     for w in checks["warnings"]:

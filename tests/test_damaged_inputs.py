@@ -201,3 +201,41 @@ def test_markup_in_paths_and_names_is_printed_as_given(catalog, tmp_path):
     r = _run(catalog, out, "--method", "median")
     assert r.exit_code == 0, r.output
     assert "run[/x] [bold]b" in " ".join(r.output.split())
+
+
+# --- the output folder: never written through links, never mixing requests, never left by ids ---
+
+@pytest.mark.parametrize("name", ["run.json", "items.json", "cloudfree_2019-08.png", ".cloudfree.lock",
+                                  "cloudfree_2019-08.tif.part"])
+def test_a_link_inside_out_is_refused_and_its_target_untouched(catalog, tmp_path, name):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    r = _run(catalog, out, "--method", "median")
+    _refused(r, "symbolic link", name)
+    assert victim.read_text() == "precious"
+
+
+def test_files_of_an_earlier_request_are_set_aside(catalog, tmp_path):
+    out = tmp_path / "out"
+    assert _run(catalog, out, "--method", "median").exit_code == 0
+    shutil.rmtree(out / "mosaic.zarr")  # the user removed the old mosaic, then asks for other dates
+    r = CliRunner().invoke(app, ["run", "--stac", str(catalog), "--start", "2019-09-01", "--end", "2019-09-30",
+                                 "--out", str(out), "--device", "cpu", "--method", "median"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("cloudfree_*.tif")) == ["cloudfree.tif"] or \
+        not any("2019-08" in p.name for p in out.glob("cloudfree_*"))
+    assert any("2019-08" in p.name for p in (out / ".stale").rglob("*.tif"))
+    assert "moved to" in " ".join(r.output.split())
+
+
+def test_item_ids_never_place_files_outside_out(catalog, tmp_path):
+    _edit_item(catalog, lambda it: it.update(id="../../../escaped" + "x" * 300))
+    before = set(tmp_path.rglob("*"))
+    out = tmp_path / "deep" / "out"
+    r = _run(catalog, out, "--method", "median")
+    assert r.exit_code == 0, r.output
+    new = set(tmp_path.rglob("*")) - before
+    assert all(out in p.parents or p in (out, out.parent) for p in new), [p for p in new if out not in p.parents][:5]

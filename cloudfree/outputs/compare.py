@@ -46,7 +46,13 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
         canvas.paste(Image.fromarray(img).resize((w * k, h * k), Image.NEAREST), (x0, top))
         draw.text((x0, 3), title + (" SYNTHETIC" if synthetic and i == 0 else ""), fill="black")
     path = out / f"compare_{label}.png"
-    canvas.save(path)
+    import io
+
+    from .folder import write_atomic
+
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    write_atomic(path, buf.getvalue())
     return path
 
 

@@ -8,6 +8,7 @@ when complete.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ import xarray as xr
 
 from ..bands import RGB, S2_BANDS
 from .cog import COG_SCALE, CogPlan
+from .folder import write_atomic
 
 __all__ = ["write_cog", "cog_plan", "cog_meta", "write_quicklook", "write_stac_item", "rgb_image", "cog_is_current",
            "COG_SCALE"]
@@ -123,7 +125,9 @@ def write_quicklook(ds: xr.Dataset, t: int, path: str | Path, label: str = "", s
         draw.rectangle([0, 0, img.width, h], fill=(200, 0, 0))
         draw.text((4, max(0, h // 2 - 6)), "SYNTHETIC DATA - not a real place", fill=(255, 255, 255))
     path = Path(path)
-    img.save(path)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    write_atomic(path, buf.getvalue())  # never through a link
     return path
 
 

@@ -16,6 +16,7 @@ from ..provenance import ImageProvenance
 
 from ..zarrstore import store_state, write_by_regions
 from .cog import CogPlan
+from .folder import refuse_links, set_aside_stale, write_atomic
 from .files import cog_is_current, cog_plan, write_cog, write_quicklook, write_stac_item, write_uncertainty_cog
 
 __all__ = ["write_outputs", "OutputsResult"]
@@ -75,6 +76,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    refuse_links(out)
     fingerprint = fingerprint if fingerprint is not None else _default_fingerprint(ds)
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:10]
     zpath = out / "mosaic.zarr"
@@ -130,13 +132,17 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
                                                      **_validation_properties(validation.get(label))}))
             files["stac_item"] = str(item_path)
         periods[label] = files
+    stale = set_aside_stale(out, {Path(v).name for files in periods.values() for v in files.values()})
+    if stale:
+        echo(f"note: {len(stale)} file(s) of an earlier request in {out} are not part of this run and were moved to "
+             f"{out / '.stale'}: {', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}")
     result = OutputsResult(status=status, zarr=str(zpath), periods=periods, digest=digest,
                            shape={k: int(v) for k, v in res.sizes.items()},
                            no_clear_pixels=int(res["no_clear"].sum().compute()),
                            filled_pixels=int(res["filled"].sum().compute()) if "filled" in res else 0)
     if items:
         ic = pystac.ItemCollection(items)
-        (out / "items.json").write_text(json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
+        write_atomic(out / "items.json", json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
         result["items"] = str(out / "items.json")
     return result
 
