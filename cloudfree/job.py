@@ -118,6 +118,11 @@ class JobRequest:
         from .reconstruct.periods import check_period
         from .reconstruct.tiles import check_device
 
+        from .catalog.locations import check_source
+        from .catalog.search import as_day
+
+        check_source(str(stac))
+        start, end = as_day(start), as_day(end)
         area = parse_area(bbox, aoi, optional=is_static_source(stac))
         req = cls(str(stac), str(start), str(end), Path(out), area, validate_bands(bands),
                   mask=MaskConfig.from_classes(exclude_scl if exclude_scl is not None else DEFAULT_UNUSABLE_SCL,

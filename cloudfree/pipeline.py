@@ -353,8 +353,16 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
     """Print what the run will make (pixels, dates, bytes) and refuse an area above ``job.max_pixels``."""
     from .cube.load import plan_geobox
 
+    zones = request.aoi.utm_zones() if request.aoi is not None else []
+    if len(zones) > 3 and spec.crs is None:
+        raise InputError(f"the area spans {len(zones)} UTM zones ({zones[0]}..{zones[-1]}): one grid in one zone's CRS "
+                         "would be distorted far from it. Check --bbox (west,south,east,north in degrees), split the "
+                         "area (pipelines/regional_mosaic.py), or give --crs")
     gb = plan_geobox(items, request.aoi, spec)
     ny, nx = gb.shape
+    if min(ny, nx) < 2:
+        raise InputError(f"the area is {ny} x {nx} px at {spec.resolution:g} m: choose a finer --resolution (the bands' "
+                         "native 10/20/60 m) or a larger --bbox/--aoi")
     px, nb = ny * nx, len(spec.bands)
     days = len({str(i.datetime)[:10] for i in items})
     cube_gb = px * nb * days * 2 / 1e9

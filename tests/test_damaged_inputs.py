@@ -239,3 +239,46 @@ def test_item_ids_never_place_files_outside_out(catalog, tmp_path):
     assert r.exit_code == 0, r.output
     new = set(tmp_path.rglob("*")) - before
     assert all(out in p.parents or p in (out, out.parent) for p in new), [p for p in new if out not in p.parents][:5]
+
+
+# --- options that used to end in a traceback: one line naming the problem and what to do ---
+
+@pytest.mark.parametrize("args, words", [
+    (["--stac", "s3://bucket/catalog.json"], ["s3:// scheme is not supported"]),
+    (["--crs", "EPSG:4326"], ["not a projected CRS", "UTM"]),
+    (["--crs", "EPSG:999999"], ["not a CRS pyproj knows"]),
+    (["--exclude-scl", ""], ["--exclude-scl is empty", "none"]),
+    (["--resolution", "100000"], ["choose a finer --resolution"]),
+    (["--bbox", "-179,-80,179,80"], ["UTM zones", "--bbox"]),
+])
+def test_options_that_cannot_work_are_one_line(catalog, tmp_path, args, words):
+    base = {"--stac": str(catalog)}
+    extra = list(args)
+    if extra[0] == "--stac":
+        base["--stac"] = extra[1]
+        extra = []
+    r = CliRunner().invoke(app, ["run", "--stac", base["--stac"], "--start", "2019-08-01", "--end", "2019-08-31",
+                                 "--out", str(tmp_path / "out"), "--device", "cpu", *extra])
+    _refused(r, *words)
+
+
+def test_dates_with_a_time_zone_are_read_as_days(catalog, tmp_path):
+    r = CliRunner().invoke(app, ["run", "--stac", str(catalog), "--start", "2019-08-01T00:00:00Z",
+                                 "--end", "2019-08-31T23:59:59+02:00", "--out", str(tmp_path / "out"), "--device", "cpu",
+                                 "--method", "median"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "complete"
+
+
+def test_broken_static_catalogs_are_named(catalog, tmp_path):
+    path, _ = _item(catalog)
+    path.write_text("{ not json")
+    _refused(_run(catalog, tmp_path / "out"), "could not read the static catalog", "collection.json")
+    path.unlink()
+    _refused(_run(catalog, tmp_path / "out"), "could not read the static catalog")
+
+
+def test_exclude_scl_none_uses_every_pixel_on_purpose(catalog, tmp_path):
+    r = _run(catalog, tmp_path / "out", "--exclude-scl", "none", "--method", "median")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["masked_scl_classes"] == []

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pystac
 
-from ..errors import CatalogError
+from ..errors import CatalogError, InputError
 
 __all__ = ["KNOWN_CATALOGS", "is_static_source", "source_id", "read_static_items", "local_path"]
 
@@ -30,6 +30,17 @@ def local_path(stac: str) -> Path | None:
     if stac.startswith(("http://", "https://")):
         return None
     return Path(stac)
+
+
+def check_source(stac: str) -> None:
+    """``--stac`` names a catalog this version can read: a known name, a path, ``file://`` or an
+    http(s) URL (a STAC API or a static file); anything else is an :class:`InputError` now."""
+    scheme = urlparse(stac).scheme
+    if stac in KNOWN_CATALOGS or stac == "demo" or len(scheme) <= 1 or scheme in ("file", "http", "https"):
+        return
+    raise InputError(f"--stac {stac}: the {scheme}:// scheme is not supported for catalogs; give a path, a file:// or "
+                     "an http(s) URL (a STAC API, or a static catalog/item file), or "
+                     f"{', '.join(KNOWN_CATALOGS)} (assets may still live on s3:// or gs://)")
 
 
 def is_static_source(stac: str) -> bool:
@@ -91,12 +102,16 @@ def read_static_items(stac: str) -> list[pystac.Item]:
     kind = d.get("type")
     items: list[pystac.Item] = []
     if kind in ("Catalog", "Collection"):
-        root = pystac.read_file(href)
-        for parent, _children, its in root.walk():
-            for it in its:
-                if it.collection_id is None and isinstance(parent, pystac.Collection):
-                    it.collection_id = parent.id
-                items.append(_absolute(it.clone(), it.get_self_href() or href))
+        try:
+            root = pystac.read_file(href)
+            for parent, _children, its in root.walk():
+                for it in its:
+                    if it.collection_id is None and isinstance(parent, pystac.Collection):
+                        it.collection_id = parent.id
+                    items.append(_absolute(it.clone(), it.get_self_href() or href))
+        except Exception as exc:  # a broken item or child JSON, a link to a missing file
+            raise CatalogError(f"could not read the static catalog {stac}: {type(exc).__name__}: {exc} (a broken "
+                               "item or child file, or a link to a missing one)") from exc
     elif kind == "FeatureCollection":
         items = [_absolute(pystac.Item.from_dict(f), href) for f in d.get("features", [])]
     elif kind == "Feature":

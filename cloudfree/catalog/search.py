@@ -26,10 +26,17 @@ log = logging.getLogger(__name__)
 
 
 
-STAC_TIMEOUT = (10.0, 30.0)
-"""(connect, read) seconds per STAC request (``CLOUDFREE_STAC_TIMEOUT`` overrides the read timeout)."""
-STAC_RETRIES = 3
+STAC_TIMEOUT = (10.0, 15.0)
+"""(connect, read) seconds per STAC request (``CLOUDFREE_STAC_TIMEOUT`` overrides the read timeout):
+with the retries, a server that never answers is named within a minute."""
+STAC_RETRIES = 2
 """Retries per STAC request, with exponential back-off (urllib3's), for connection errors and 5xx."""
+SEARCH_TIME = 180.0
+"""Seconds for a whole API search, every page (``CLOUDFREE_SEARCH_TIMEOUT``): a server that trickles
+bytes or pages forever is stopped, named."""
+MAX_ITEMS = 20_000
+"""Items one search may return (``CLOUDFREE_MAX_ITEMS``): a ``next`` link that never ends, or an
+area and dates far larger than meant, stop here with a clear error."""
 
 
 def _stac_io(modifier=None):
@@ -39,7 +46,7 @@ def _stac_io(modifier=None):
     from urllib3.util.retry import Retry
 
     read = float(os.environ.get("CLOUDFREE_STAC_TIMEOUT", STAC_TIMEOUT[1]))
-    retry = Retry(total=STAC_RETRIES, backoff_factor=1.0, status_forcelist=[429, 500, 502, 503, 504],
+    retry = Retry(total=STAC_RETRIES, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504],
                   allowed_methods=None)
     timeout = (min(STAC_TIMEOUT[0], read), read)
     return StacApiIO(timeout=timeout, max_retries=retry), timeout
@@ -130,6 +137,18 @@ def _validate_dates(start: str, end: str) -> None:
         raise InputError(f"the start date {start} is after the end date {end}; swap them")
 
 
+def as_day(value) -> str:
+    """A start or end date as ``YYYY-MM-DD`` (a time or time zone, e.g. ``2023-10-01T00:00:00Z``,
+    is read in UTC and reduced to its day: periods and searches work in whole days)."""
+    import pandas as pd
+
+    _validate_dates(str(value), str(value))
+    t = pd.Timestamp(str(value))
+    if t.tzinfo is not None:
+        t = t.tz_convert("UTC").tz_localize(None)
+    return str(t.date())
+
+
 def search(url: str, request: SearchRequest, *, modifier: Callable | None = None, source: str | None = None) -> list[pystac.Item]:
     """Search ``url`` and return items sorted by time (``source``: the name users gave, for messages).
 
@@ -181,10 +200,48 @@ def _search_api(url: str, request: SearchRequest, *, modifier, source) -> tuple[
             kwargs["intersects"] = request.aoi.geojson
     if request.max_cloud_cover is not None and conforms:
         kwargs["query"] = {"eo:cloud_cover": {"lte": request.max_cloud_cover}}
+    return _bounded_items(lambda: client.search(**kwargs, max_items=None).items(), url), collection
+
+
+def _bounded_items(pages: Callable, url: str) -> list[pystac.Item]:
+    """Every item of a search, read on a helper thread within :data:`SEARCH_TIME` and
+    :data:`MAX_ITEMS`; errors name the URL."""
+    import os
+    import queue
+    import threading
+    import time
+
+    limit = int(os.environ.get("CLOUDFREE_MAX_ITEMS", MAX_ITEMS))
+    seconds = float(os.environ.get("CLOUDFREE_SEARCH_TIMEOUT", SEARCH_TIME))
+    box: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def read():
+        try:
+            out = []
+            for it in pages():
+                out.append(it)
+                if len(out) > limit or stop.is_set():
+                    break
+            box.put(out)
+        except Exception as exc:  # APIError, requests' errors
+            box.put(exc)
+
+    threading.Thread(target=read, daemon=True, name="cloudfree-stac-search").start()
+    t0 = time.monotonic()
     try:
-        return list(client.search(**kwargs, max_items=None).items()), collection
-    except Exception as exc:  # APIError, requests' errors
-        raise CatalogError(f"STAC search failed at {url}: {exc}") from exc
+        res = box.get(timeout=seconds)
+    except queue.Empty:
+        stop.set()
+        raise CatalogError(f"the STAC search at {url} did not finish within {seconds:g} s (a slow or endless server); "
+                           "narrow --bbox/--start/--end, or raise CLOUDFREE_SEARCH_TIMEOUT") from None
+    if isinstance(res, Exception):
+        raise CatalogError(f"STAC search failed at {url}: {res}") from res
+    if len(res) > limit:
+        raise CatalogError(f"the STAC search at {url} returned more than {limit} items in {time.monotonic() - t0:.0f} s "
+                           "(an endless next link, or far more area and dates than meant): narrow --bbox/--start/--end, "
+                           "or raise CLOUDFREE_MAX_ITEMS")
+    return res
 
 
 def _utc(value):

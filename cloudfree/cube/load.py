@@ -82,7 +82,12 @@ class MaskConfig:
         """``[0, 1, 3, 8, 9, 10]`` or ``"0,1,3,8,9,10"`` → MaskConfig; unknown codes are an error."""
         from ..bands import SCL_CLASSES
 
-        if isinstance(classes, str):
+        if isinstance(classes, str) and not classes.strip():
+            raise InputError("--exclude-scl is empty, which would count every cloud as clear; give the SCL codes to "
+                             "mask (default 0,1,3,8,9,10), or --exclude-scl none to really use every pixel")
+        if isinstance(classes, str) and classes.strip().lower() == "none":
+            classes = []
+        elif isinstance(classes, str):
             try:
                 classes = [int(v) for v in classes.split(",") if v.strip()]
             except ValueError as exc:
@@ -127,6 +132,8 @@ class CubeSpec:
             raise InputError(f"resolution must be a positive number of metres, got {self.resolution}")
         if self.chunk < 1:
             raise InputError(f"chunk must be at least 1 pixel, got {self.chunk}")
+        if self.crs is not None:
+            _check_crs(self.crs)
 
     def resolved(self, items: list[pystac.Item]) -> "CubeSpec":
         """This spec with ``bands`` and ``resolution`` filled in from the items."""
@@ -140,6 +147,21 @@ class CubeSpec:
                 "chunk": self.chunk, "mask_unusable": list(self.mask.unusable), "resampling": self.resampling,
                 "mask_source": self.mask.source, "mask_dilate": int(self.mask.dilate),
                 "native_reads": self.native_reads}
+
+
+def _check_crs(crs) -> None:
+    """An output CRS must be known and projected: the grid, the resolution and the model's
+    windows are in metres."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        c = CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise InputError(f"--crs {crs!r} is not a CRS pyproj knows ({exc}); e.g. EPSG:32631") from None
+    if not c.is_projected:
+        raise InputError(f"--crs {crs} is not a projected CRS in metres ({c.name}); cloudfree writes a grid in "
+                         "metres: choose a UTM zone (e.g. EPSG:32631), or leave --crs out for the area's UTM zone")
 
 
 def _where(items: list[pystac.Item]) -> str:
