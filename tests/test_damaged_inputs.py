@@ -282,3 +282,92 @@ def test_exclude_scl_none_uses_every_pixel_on_purpose(catalog, tmp_path):
     r = _run(catalog, tmp_path / "out", "--exclude-scl", "none", "--method", "median")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "out" / "run.json").read_text())["masked_scl_classes"] == []
+
+
+# --- STAC servers that never end: bounded, named ---
+
+def _serve(handler_cls):
+    import http.server
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def test_a_server_whose_pages_never_end_stops_at_the_item_limit(monkeypatch):
+    import http.server
+
+    from cloudfree.catalog.search import CatalogError, SearchRequest, search
+
+    item = json.loads(_item(Path(bundled_catalog()))[0].read_text())
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if self.path.startswith("/search"):
+                n = int(self.path.split("page=")[-1]) if "page=" in self.path else 0
+                it = dict(item, id=f"i{n}", collection="sentinel-2-l2a", links=[])
+                body = {"type": "FeatureCollection", "features": [it],
+                        "links": [{"rel": "next", "href": f"{base}/search?page={n + 1}", "type": "application/geo+json"}]}
+            else:
+                body = {"type": "Catalog", "id": "x", "description": "x", "stac_version": "1.0.0",
+                        "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+                        "links": [{"rel": "search", "href": f"{base}/search", "type": "application/geo+json", "method": "GET"},
+                                  {"rel": "self", "href": base}]}
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_POST = do_GET
+
+    srv, url = _serve(Endless)
+    monkeypatch.setenv("CLOUDFREE_MAX_ITEMS", "25")
+    with pytest.raises(CatalogError, match="more than 25 items"):
+        search(url, SearchRequest(None, "2019-01-01", "2019-12-31"))
+    srv.shutdown()
+
+
+def test_a_server_that_trickles_is_stopped_within_the_search_time(monkeypatch):
+    import http.server
+    import time
+
+    from cloudfree.catalog.search import CatalogError, SearchRequest, search
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(600):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+    srv, url = _serve(Trickle)
+    monkeypatch.setenv("CLOUDFREE_SEARCH_TIMEOUT", "4")
+    t0 = time.time()
+    with pytest.raises(CatalogError, match="did not finish within 4 s"):
+        search(url, SearchRequest(None, "2019-01-01", "2019-12-31"))
+    assert time.time() - t0 < 10
+    srv.shutdown()
+
+
+def test_the_default_stac_bounds_answer_within_a_minute():
+    from cloudfree.catalog.search import SEARCH_TIME, STAC_RETRIES, STAC_TIMEOUT
+
+    # a server that accepts and never answers: every try waits the read timeout, back-off 0.5 s, 1 s
+    assert (STAC_RETRIES + 1) * STAC_TIMEOUT[1] + 1.5 <= 60 and SEARCH_TIME >= 60

@@ -179,6 +179,44 @@ def search(url: str, request: SearchRequest, *, modifier: Callable | None = None
 
 
 def _search_api(url: str, request: SearchRequest, *, modifier, source) -> tuple[list[pystac.Item], str]:
+    """An API search, bounded: within :data:`SEARCH_TIME` in all (opening the API, every page) and
+    :data:`MAX_ITEMS` items, so a slow, trickling or endless server ends in a named error."""
+    import os
+
+    limit = int(os.environ.get("CLOUDFREE_MAX_ITEMS", MAX_ITEMS))
+    seconds = float(os.environ.get("CLOUDFREE_SEARCH_TIMEOUT", SEARCH_TIME))
+    return _bounded(lambda stop: _search_pages(url, request, modifier=modifier, source=source, limit=limit, stop=stop),
+                    seconds, f"the STAC search at {url} did not finish within {seconds:g} s (a slow, trickling or "
+                             "endless server): narrow --bbox/--start/--end, or raise CLOUDFREE_SEARCH_TIMEOUT")
+
+
+def _bounded(fn: Callable, seconds: float, message: str):
+    """``fn(stop_event)`` on a helper thread; a :class:`CatalogError` with ``message`` after
+    ``seconds`` (the thread is told to stop and left to die with its socket)."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def call():
+        try:
+            box.put((True, fn(stop)))
+        except BaseException as exc:  # handed to the caller's thread
+            box.put((False, exc))
+
+    threading.Thread(target=call, daemon=True, name="cloudfree-stac").start()
+    try:
+        ok, res = box.get(timeout=seconds)
+    except queue.Empty:
+        stop.set()
+        raise CatalogError(message) from None
+    if not ok:
+        raise res
+    return res
+
+
+def _search_pages(url: str, request: SearchRequest, *, modifier, source, limit: int, stop) -> tuple[list[pystac.Item], str]:
     modifier = modifier if modifier is not None else signer_for(url)
     where = source or url
     try:
@@ -200,48 +238,21 @@ def _search_api(url: str, request: SearchRequest, *, modifier, source) -> tuple[
             kwargs["intersects"] = request.aoi.geojson
     if request.max_cloud_cover is not None and conforms:
         kwargs["query"] = {"eo:cloud_cover": {"lte": request.max_cloud_cover}}
-    return _bounded_items(lambda: client.search(**kwargs, max_items=None).items(), url), collection
-
-
-def _bounded_items(pages: Callable, url: str) -> list[pystac.Item]:
-    """Every item of a search, read on a helper thread within :data:`SEARCH_TIME` and
-    :data:`MAX_ITEMS`; errors name the URL."""
-    import os
-    import queue
-    import threading
-    import time
-
-    limit = int(os.environ.get("CLOUDFREE_MAX_ITEMS", MAX_ITEMS))
-    seconds = float(os.environ.get("CLOUDFREE_SEARCH_TIMEOUT", SEARCH_TIME))
-    box: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def read():
-        try:
-            out = []
-            for it in pages():
-                out.append(it)
-                if len(out) > limit or stop.is_set():
-                    break
-            box.put(out)
-        except Exception as exc:  # APIError, requests' errors
-            box.put(exc)
-
-    threading.Thread(target=read, daemon=True, name="cloudfree-stac-search").start()
-    t0 = time.monotonic()
+    items: list[pystac.Item] = []
     try:
-        res = box.get(timeout=seconds)
-    except queue.Empty:
-        stop.set()
-        raise CatalogError(f"the STAC search at {url} did not finish within {seconds:g} s (a slow or endless server); "
-                           "narrow --bbox/--start/--end, or raise CLOUDFREE_SEARCH_TIMEOUT") from None
-    if isinstance(res, Exception):
-        raise CatalogError(f"STAC search failed at {url}: {res}") from res
-    if len(res) > limit:
-        raise CatalogError(f"the STAC search at {url} returned more than {limit} items in {time.monotonic() - t0:.0f} s "
-                           "(an endless next link, or far more area and dates than meant): narrow --bbox/--start/--end, "
-                           "or raise CLOUDFREE_MAX_ITEMS")
-    return res
+        for it in client.search(**kwargs, max_items=None).items():
+            items.append(it)
+            if stop.is_set():
+                break
+            if len(items) > limit:
+                raise CatalogError(f"the STAC search at {url} returned more than {limit} items (an endless next link, "
+                                   "or far more area and dates than meant): narrow --bbox/--start/--end, or raise "
+                                   "CLOUDFREE_MAX_ITEMS")
+    except CatalogError:
+        raise
+    except Exception as exc:  # APIError, requests' errors
+        raise CatalogError(f"STAC search failed at {url}: {exc}") from exc
+    return items, collection
 
 
 def _utc(value):
