@@ -167,7 +167,7 @@ def write_by_regions(
         _create_store(ds, path, fingerprint, encoding)
     prog = _progress_dir(path)
     prog.mkdir(parents=True, exist_ok=True)
-    done = {p.name for p in prog.iterdir()}
+    done = {p.name for p in prog.iterdir() if _intact(p)}  # a done region's chunks deleted or changed: redone
     regions = spatial_regions(ds, dims)
     todo = [r for r in regions if _region_name(r) not in done]
     count = len(regions) - len(todo)
@@ -241,7 +241,45 @@ def _write_batch(writable: xr.Dataset, path: Path, regions: list[dict], prog: Pa
     if after_write:
         dask.compute(*[dask.delayed(after_write, pure=False)(r) for r in regions])
     for r in regions:
-        (prog / _region_name(r)).touch()
+        _mark_done(None, marker=str(prog / _region_name(r)), store=str(path), region=r)
+
+
+def _region_chunks(path: Path, region: dict) -> list[Path]:
+    """The chunk files that ``region`` writes, in every array of the store with spatial dims."""
+    out = []
+    for arr in sorted(p for p in path.iterdir() if (p / "zarr.json").is_file()):
+        meta = json.loads((arr / "zarr.json").read_text())
+        dims = meta.get("dimension_names") or []
+        if meta.get("node_type") != "array" or not {"y", "x"} & set(dims):
+            continue
+        sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
+        chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        ranges = [range(region[d].start // c, -(-region[d].stop // c)) if d in region else range(-(-n // c))
+                  for d, c, n in zip(dims, chunks, meta["shape"])]
+        out += [arr / sep.join(["c", *map(str, idx)]) for idx in itertools.product(*ranges)]
+    return out
+
+
+def _stamp(f: Path):
+    """``[size, crc32]`` of a chunk file, ``None`` where it is absent (a chunk of fill values only)."""
+    import zlib
+
+    try:
+        raw = f.read_bytes()
+    except FileNotFoundError:
+        return None
+    return [len(raw), zlib.crc32(raw)]
+
+
+def _intact(marker: Path) -> bool:
+    """A region's done marker still matches its chunk files (size and CRC32, or still absent)."""
+    try:
+        stamps = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(stamps, dict) or not stamps:
+        return False
+    return all(_stamp(Path(f)) == want for f, want in stamps.items())
 
 
 def _seal(path: Path, prog: Path) -> None:
@@ -283,8 +321,13 @@ def _then(fn: Callable[[dict], None], _written, *, region: dict) -> None:
         release_heap()
 
 
-def _mark_done(_written, *, marker: str) -> str:
-    Path(marker).touch()
+def _mark_done(_written, *, marker: str, store: str, region: dict) -> str:
+    """Mark a region done, with the size and CRC32 of each chunk file it wrote: a resume trusts a
+    done region only while they still match (see :func:`_intact`)."""
+    stamps = {str(f): _stamp(f) for f in _region_chunks(Path(store), region)}
+    tmp = Path(marker + ".tmp")
+    tmp.write_text(json.dumps(stamps or {"none": None}))
+    tmp.replace(marker)
     return marker
 
 
@@ -328,7 +371,8 @@ def _write_all(ds: xr.Dataset, path: Path, todo: list, prog: Path, done: int, to
             deps[akey] = {wkey}
             wkey = akey
         mkey = f"cloudfree-region-done-{name}-{path.name}"
-        layers[mkey] = MaterializedLayer({mkey: (partial(_mark_done, marker=str(prog / name)), wkey)})
+        layers[mkey] = MaterializedLayer({mkey: (partial(_mark_done, marker=str(prog / name), store=str(path), region=r),
+                                                 wkey)})
         deps[mkey] = {wkey}
         keys[mkey] = r
     final = f"cloudfree-regions-{path.name}-{len(todo)}-{done}"

@@ -371,3 +371,19 @@ def test_the_default_stac_bounds_answer_within_a_minute():
 
     # a server that accepts and never answers: every try waits the read timeout, back-off 0.5 s, 1 s
     assert (STAC_RETRIES + 1) * STAC_TIMEOUT[1] + 1.5 <= 60 and SEARCH_TIME >= 60
+
+
+def test_a_damaged_output_cog_is_written_again_not_reused(catalog, tmp_path):
+    out = tmp_path / "out"
+    assert _run(catalog, out, "--method", "median").exit_code == 0
+    cog = next(out.glob("cloudfree_*[0-9].tif"))
+    good = cog.read_bytes()
+    raw = bytearray(good)
+    raw[-200] ^= 0xFF  # a flipped byte inside a tile
+    cog.write_bytes(bytes(raw))
+    r = _run(catalog, out, "--method", "median")
+    assert r.exit_code == 0, r.output
+    assert "changed since it was written" in " ".join(r.output.split())
+    with rasterio.open(cog) as src:
+        assert np.isfinite(src.read(masked=True).astype(float).filled(np.nan)).any()
+    assert cog.read_bytes() != bytes(raw)

@@ -115,6 +115,30 @@ def test_killed_run_restarts_to_the_same_output(tiled_run, stac_url, req, tmp_pa
                                   xr.open_zarr(out / "mosaic.zarr")["reflectance"].values)
 
 
+def test_a_resume_redoes_done_regions_whose_chunks_were_deleted_or_damaged(tiled_run, stac_url, req, tmp_path):
+    import json as _json
+
+    from cloudfree.zarrstore import _progress_dir
+
+    out, _, _ = tiled_run
+    job = JobConfig(tiles=TILES, context_days=20)
+    res = run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, job, echo=lambda s: None, stop_after=2)
+    assert res["status"] == "interrupted"
+    markers = sorted(_progress_dir(tmp_path / "mosaic.zarr").iterdir())
+    assert len(markers) == 2
+    chunks = [[f for f, st in _json.loads(m.read_text()).items() if st and "/reflectance/" in f][0] for m in markers]
+    from pathlib import Path as _P
+
+    _P(chunks[0]).unlink()  # a done region's chunk deleted
+    raw = bytearray(_P(chunks[1]).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # and another's with a flipped byte
+    _P(chunks[1]).write_bytes(bytes(raw))
+    res = run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, job, echo=lambda s: None)
+    assert res["status"] == "complete"
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "mosaic.zarr")["reflectance"].values,
+                                  xr.open_zarr(out / "mosaic.zarr")["reflectance"].values)
+
+
 def test_median_method_matches_numpy_baseline(stac_url, req, tmp_path):
     run_job(stac_url, req, CubeSpec(chunk=40), tmp_path, JobConfig(method="median", context_days=20), echo=lambda s: None)
     cube = open_cube(tmp_path / "cube.zarr")

@@ -10,13 +10,17 @@ list, so a user globbing ``*.tif`` never mixes requests.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 from ..errors import OutputError
 
-__all__ = ["refuse_links", "write_atomic", "set_aside_stale", "OUTPUT_PATTERNS"]
+__all__ = ["refuse_links", "write_atomic", "set_aside_stale", "OUTPUT_PATTERNS", "record_files", "unchanged_files"]
+
+RECORD = ".cloudfree-files.json"
+"""Size and CRC32 of each file a run wrote besides the Zarr (which keeps its own manifest)."""
 
 OUTPUT_PATTERNS = ("cloudfree_*.tif", "cloudfree_*.png", "cloudfree_*.stac.json")
 """The per-period files a run writes beside ``mosaic.zarr``."""
@@ -57,3 +61,32 @@ def set_aside_stale(out: Path, keep: set[str]) -> list[str]:
         for name in stale:
             os.replace(out / name, dest / name)
     return stale
+
+
+def _stamp(path: Path) -> list[int] | None:
+    import zlib
+
+    try:
+        crc, size = 0, 0
+        with open(path, "rb") as f:
+            for blk in iter(lambda: f.read(1 << 24), b""):
+                crc, size = zlib.crc32(blk, crc), size + len(blk)
+        return [size, crc]
+    except OSError:
+        return None
+
+
+def record_files(out: Path, paths) -> None:
+    """Record size and CRC32 of ``paths`` (files in ``out``): a reuse verifies them as the Zarr's
+    chunks are verified (:func:`unchanged_files`)."""
+    write_atomic(out / RECORD, json.dumps({Path(p).name: _stamp(Path(p)) for p in paths}, indent=1))
+
+
+def unchanged_files(out: Path, paths) -> set[str]:
+    """The names among ``paths`` whose bytes still match the record (a damaged, replaced or
+    unrecorded file is not among them, so it is written again)."""
+    try:
+        rec = json.loads((out / RECORD).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {Path(p).name for p in paths if rec.get(Path(p).name) is not None and rec[Path(p).name] == _stamp(Path(p))}

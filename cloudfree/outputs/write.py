@@ -16,7 +16,7 @@ from ..provenance import ImageProvenance
 
 from ..zarrstore import store_state, write_by_regions
 from .cog import CogPlan
-from .folder import refuse_links, set_aside_stale, write_atomic
+from .folder import record_files, refuse_links, set_aside_stale, unchanged_files, write_atomic
 from .files import cog_is_current, cog_plan, write_cog, write_quicklook, write_stac_item, write_uncertainty_cog
 
 __all__ = ["write_outputs", "OutputsResult"]
@@ -109,17 +109,22 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
             "mask_source": props["cloudfree:mask_source"]}
     periods: dict[str, dict[str, str]] = {}
     items = []
+    intact = unchanged_files(out, [out / f"cloudfree_{v}{s}.tif" for v in res.period.values for s in ("", "_uncertainty")])
     for t, label in enumerate(str(v) for v in res.period.values):
         assets: dict[str, Path] = {"zarr": zpath}
         if cog:
             path = out / f"cloudfree_{label}.tif"
-            rewritten = t in plans or not cog_is_current(path, digest)  # a reused mosaic keeps a current COG
+            # a reused mosaic keeps a current COG whose bytes are as written (verified like the Zarr's chunks)
+            current = t in plans or cog_is_current(path, digest)
+            rewritten = t in plans or not current or path.name not in intact
+            if current and t not in plans and path.name not in intact and path.exists():
+                echo(f"warning: {path} changed since it was written (or was not recorded): written again from the mosaic")
             if rewritten:
                 write_cog(res, t, path, tags=tags, plan=plans.get(t))
             assets["cog"] = path
             if "uncertainty" in res:
                 side = out / f"cloudfree_{label}_uncertainty.tif"
-                if rewritten or not side.exists():  # it goes with the COG: current while the COG is
+                if rewritten or side.name not in intact:  # it goes with the COG: current while the COG is
                     write_uncertainty_cog(res, t, side)
                 assets["uncertainty"] = side
         png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))
@@ -132,6 +137,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
                                                      **_validation_properties(validation.get(label))}))
             files["stac_item"] = str(item_path)
         periods[label] = files
+    record_files(out, [p for files in periods.values() for k, p in files.items() if k in ("cog", "uncertainty")])
     stale = set_aside_stale(out, {Path(v).name for files in periods.values() for v in files.values()})
     if stale:
         echo(f"note: {len(stale)} file(s) of an earlier request in {out} are not part of this run and were moved to "
