@@ -161,4 +161,11 @@ class JobRequest:
         from .cluster import parse_memory, plan_memory
 
         return plan_memory(parse_memory(self.memory_limit), threads=threads, n_bands=self.n_bands,
-                           n_dates=self.max_dates, chunk=self.chunk, streamed=self.stream, gpu=gpu)
+                           n_dates=self.max_dates, chunk=self.resume_chunk or self.chunk, streamed=self.stream, gpu=gpu)
+
+    @property
+    def resume_chunk(self) -> int | None:
+        """The block size of the outputs (or cube) already in ``out``: a resume keeps it."""
+        from .zarrstore import stored_chunk
+
+        return stored_chunk(self.out / "mosaic.zarr") or stored_chunk(self.out / "cube.zarr")

@@ -465,6 +465,9 @@ def run_request(req: JobRequest, cluster, *, progress=None, echo=print) -> dict:
         device, where = resolve_device(req.device), "here"
     plan, cluster = fit_to_plan(cluster, lambda threads: req.plan(threads, gpu=device.startswith("cuda") or bool(cluster.gpus)))
     echo(plan.describe())
+    if req.resume_chunk and req.chunk and req.chunk != req.resume_chunk:
+        echo(f"note: {req.out} holds blocks of {req.resume_chunk} px; the run goes on with them (--chunk {req.chunk} "
+             "applies to a new --out)")
     echo(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}" if cluster.gpus else ""))
     with interrupt_guard(), open_catalog(req.stac) as url, dask_client(cluster, echo=echo), \
             (progress if progress is not None else contextlib.nullcontext()) as bar:

@@ -61,6 +61,17 @@ def store_state(path: str | Path, fingerprint: dict | None = None) -> str:
     return "complete" if attrs.get(COMPLETE) else "partial"
 
 
+def stored_chunk(path: str | Path) -> int | None:
+    """The spatial block (px) of the store at ``path`` (its ``reflectance`` chunks along x); None
+    where there is none: a resume keeps the store's blocks whatever ``--chunk`` or the memory budget
+    would choose now (they change how a run is computed, not what it makes)."""
+    try:
+        meta = json.loads((Path(path) / "reflectance" / "zarr.json").read_text())
+        return int(meta["chunk_grid"]["configuration"]["chunk_shape"][-1])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def check_complete(path: str | Path) -> None:
     """Raise a clear error unless ``path`` is a complete cloudfree store."""
     state = store_state(path)

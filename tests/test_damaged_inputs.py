@@ -387,3 +387,45 @@ def test_a_damaged_output_cog_is_written_again_not_reused(catalog, tmp_path):
     with rasterio.open(cog) as src:
         assert np.isfinite(src.read(masked=True).astype(float).filled(np.nan)).any()
     assert cog.read_bytes() != bytes(raw)
+
+
+def _saturate(path: Path, window=(slice(0, 16), slice(0, 16))) -> None:
+    with rasterio.open(path) as src:
+        a, profile = src.read(1), src.profile
+    a[window] = 65535
+    profile.update(driver="GTiff")
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(a, 1)
+
+
+@pytest.mark.parametrize("extra", [[], ["--keep-cube"], ["--method", "median"]], ids=["default", "keep-cube", "median"])
+def test_saturated_values_are_never_an_observation(catalog, tmp_path, extra):
+    """65535 with SCL clear (a saturated detector): unusable on every path, never in the picture."""
+    for d in catalog.parent.iterdir():
+        if d.is_dir() and "_2019" in d.name:
+            _saturate(d / "B04.tif")
+    r = _run(catalog, tmp_path / "out", *extra)
+    assert r.exit_code == 0, r.output
+    with rasterio.open(next((tmp_path / "out").glob("cloudfree_*[0-9].tif"))) as src:
+        refl = src.read(masked=True).astype(float) * src.scales[0] + src.offsets[0]
+    assert float(refl.max()) <= 1.0
+    assert refl[:, :16, :16].mask.all()  # no clear observation there: nodata, not 6.55
+
+
+def test_a_resume_with_another_chunk_or_memory_limit_goes_on(catalog, tmp_path):
+    """``--chunk`` and ``--memory-limit`` change how, not what: a resume keeps the store's blocks."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = ("import sys; from cloudfree.pipeline import run; "
+            f"run({str(catalog)!r}, '2019-08-01', '2019-09-30', {str(out)!r}, period='month', device='cpu', chunk=32)")
+    # a finished run, then the same request with other settings: reused, not refused
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    r = CliRunner().invoke(app, ["run", "--stac", str(catalog), "--start", "2019-08-01", "--end", "2019-09-30",
+                                 "--period", "month", "--out", str(out), "--device", "cpu", "--chunk", "48",
+                                 "--memory-limit", "3GB"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "goes on with them" in text and "mosaic reused" in text

@@ -121,7 +121,8 @@ def cube_fingerprint(source: str, items, request: SearchRequest, spec: CubeSpec,
 
     heads = hashlib.sha256(json.dumps(headers or {}, sort_keys=True).encode()).hexdigest()[:16]
     return {"stac": source, "items": items_digest(items), "headers": heads, "request": request.to_dict(),
-            "cube": spec.to_dict(), "cloudfree": __version__}
+            # the block size changes how a cube is computed, not its values: a resume may change it
+            "cube": {k: v for k, v in spec.to_dict().items() if k != "chunk"}, "cloudfree": __version__}
 
 
 def lazy_cube(items, request: SearchRequest, spec: CubeSpec, *, patch_url=None, skip_bad_assets: bool = False,
