@@ -197,7 +197,12 @@ def _cube_source(ctx: RunContext) -> CubeSource:
 
     job, spec, out, echo = ctx.job, ctx.spec, ctx.out, ctx.echo
     cube_fp = cube_fingerprint(ctx.catalog, ctx.items, ctx.search_req, spec, headers=ctx.inputs.headers)
-    streaming = job.stream and store_state(out / "cube.zarr", cube_fp) != "complete"
+    # a cube.zarr of this request (complete, or left by a --keep-cube run that was stopped) is
+    # reused or resumed: one request, one picture, whichever way the run was started
+    stored = store_state(out / "cube.zarr", cube_fp)
+    streaming = job.stream and stored not in ("complete", "partial")
+    if job.stream and stored == "partial":
+        echo(f"an interrupted --keep-cube run left {out / 'cube.zarr'} for this request: resuming it instead of streaming")
     blocks = streaming and ctx.method == "model" and spec.mask.source == "scl" and is_pixelwise(ctx.model)
     if streaming:
         cube = lazy_cube(ctx.items, ctx.search_req, spec, skip_bad_assets=job.skip_bad_assets, template=blocks)

@@ -217,6 +217,9 @@ def _usable_state(ds: xr.Dataset, path: Path, fingerprint: dict, dims: tuple[str
         if on_region:
             n = len(spatial_regions(ds, dims))
             on_region(n, n)
+    elif state == "partial" and "x" in ds.chunks and stored_chunk(path) not in (None, ds.chunks["x"][0]):
+        raise StoreError(f"{path} is being written in blocks of {stored_chunk(path)} px, this call asks for "
+                         f"{ds.chunks['x'][0]}: resume with chunk={stored_chunk(path)}")
     elif state == "mismatch":
         raise StoreError(f"{path} was written for a different request; delete it or choose another output path")
     elif state == "foreign":

@@ -429,3 +429,21 @@ def test_a_resume_with_another_chunk_or_memory_limit_goes_on(catalog, tmp_path):
     text = " ".join(r.output.split())
     assert r.exit_code == 0, r.output
     assert "goes on with them" in text and "mosaic reused" in text
+
+
+def test_a_stopped_keep_cube_run_is_resumed_not_replaced_by_a_streamed_one(catalog, tmp_path, monkeypatch):
+    from functools import partial
+
+    import cloudfree.pipeline as pipeline
+    from cloudfree.cube.store import build_cube
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(pipeline, "build_cube", partial(build_cube, stop_after=3))  # killed while writing the cube
+    with pytest.raises(Exception, match="incomplete"):
+        pipeline.run(str(catalog), "2019-08-01", "2019-08-31", out, device="cpu", stream=False, echo=lambda s: None)
+    monkeypatch.undo()
+    said: list[str] = []
+    res = pipeline.run(str(catalog), "2019-08-01", "2019-08-31", out, device="cpu", echo=said.append)  # streamed
+    assert res["status"] == "complete" and not res["streamed"]
+    assert any("resuming it instead of streaming" in s for s in said)
+    assert any(s.startswith("cube resumed") for s in said)
