@@ -14,7 +14,8 @@ from .errors import CloudfreeError
 from .progress import said, say
 
 app = typer.Typer(help="Cloud-free Sentinel-2 imagery from image time series, on xarray and Dask.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+                  no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  rich_markup_mode=None)  # help texts are plain text: "cloudfree[masks]" stays as written
 
 REPORTED = (CloudfreeError, ValueError, LookupError, RuntimeError, OSError, ImportError)
 """What a command reports as one line (``--verbose`` for the traceback): cloudfree's own errors,
@@ -219,10 +220,18 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
     say(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")
 
 
+def _verbose_first(args: list[str]) -> list[str]:
+    """``--verbose``/``-v`` is accepted anywhere on the line (``cloudfree run ... --verbose``), not only
+    before the command."""
+    flags = [a for a in args if a in ("--verbose", "-v")]
+    return flags[:1] + [a for a in args if a not in ("--verbose", "-v")] if flags else args
+
+
 def main() -> None:
     """The ``cloudfree`` command: an unexpected failure is one line (the traceback with ``--verbose``)."""
     import sys
 
+    sys.argv[1:] = _verbose_first(sys.argv[1:])
     try:
         app()
     except SystemExit:

@@ -131,6 +131,15 @@ class JobRequest:
             raise InputError(f"unknown --method {req.method!r}; choose auto, model, {', '.join(METHODS)}")
         check_period(req.period)
         check_device(req.device)
+        from .models.checkpoint import model_path
+
+        object.__setattr__(req, "model", model_path(req.model))
+        if req.mask.source != "scl":
+            from .cube.masks import mask_model_available
+
+            missing = mask_model_available()
+            if missing:
+                raise InputError(f"--mask {req.mask.source} needs the learned cloud mask: {missing}")
         req.search_request()  # the dates and cloud cover, checked now
         return req
 

@@ -69,13 +69,25 @@ def _locked(out: Path):
         f.close()
         raise OutputLockedError(f"another cloudfree run (pid {pid}) is writing into {out}; wait for it or choose "
                                 "another --out") from None
+    lock = out / ".cloudfree.lock"
+    try:
+        same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:  # the run before us finished and removed the lock file between our open and lock
+        f.close()
+        raise OutputLockedError(f"another cloudfree run just finished in {out}; run the command again")
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
+    ok = False
     try:
         yield
+        ok = True
     finally:
+        if ok:  # a finished run leaves no lock file behind (removed while still held)
+            lock.unlink(missing_ok=True)
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 

@@ -4,6 +4,7 @@ Ctrl-C that keeps everything and resumes, and --help that says units and choices
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -207,3 +208,49 @@ def test_freed_heap_goes_back_to_the_os_and_the_trimmer_stops_when_idle(monkeypa
     time.sleep(1.2)
     assert not any(t.name == "cloudfree-heap-trim" for t in threading.enumerate())
     del keep
+
+
+# --- the first hour, part 2 (issue: a lean install and the defects a new user hits) ---
+
+def test_shipped_model_names_are_accepted_and_unknown_ones_named(tmp_path):
+    from cloudfree.catalog import bundled_catalog
+    from cloudfree.errors import InputError
+    from cloudfree.job import JobRequest
+
+    for name in ("unet_synthetic", "unet_synthetic.safetensors", "default"):
+        req = JobRequest.from_options(bundled_catalog(), "2019-08-01", "2019-08-31", tmp_path, model=name)
+        assert Path(req.model).is_file() and Path(req.model).parent.name == "weights"
+    with pytest.raises(InputError, match="unet_synthetic"):
+        JobRequest.from_options(bundled_catalog(), "2019-08-01", "2019-08-31", tmp_path, model="no_such_model")
+
+
+def test_the_learned_mask_without_its_extra_is_an_error_naming_it(tmp_path, monkeypatch):
+    import cloudfree.cube.masks as masks
+    from cloudfree.catalog import bundled_catalog
+
+    monkeypatch.setattr(masks, "mask_model_available", lambda: "pip install 'cloudfree[masks]'")
+    r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
+                                 "--out", str(tmp_path), "--mask", "model"])
+    assert r.exit_code == 2 and "cloudfree[masks]" in r.output and "Traceback" not in r.output
+    assert "cloudfree[masks]" in " ".join(CliRunner().invoke(app, ["run", "--help"]).output.split())
+
+
+def test_verbose_is_accepted_after_the_command(tmp_path):
+    import subprocess
+    import sys
+
+    from cloudfree.catalog import bundled_catalog
+
+    r = subprocess.run([sys.executable, "-m", "cloudfree.cli", "search", "--stac", bundled_catalog(), "--start",
+                        "2019-08-01", "--end", "2019-08-10", "--verbose"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "20190804" in r.stdout
+
+
+def test_a_finished_run_leaves_no_lock_file(tmp_path):
+    from cloudfree.catalog import bundled_catalog
+
+    r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
+                                 "--out", str(tmp_path), "--method", "median", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / ".cloudfree.lock").exists()

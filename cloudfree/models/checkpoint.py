@@ -26,6 +26,30 @@ def default_weights() -> Path:
     return Path(str(resources.files("cloudfree") / "weights" / "default.safetensors"))
 
 
+SHIPPED = {"default": "default.safetensors", "pixel_timegate": "default.safetensors",
+           "unet_synthetic": "unet_synthetic.safetensors"}
+"""The weights in the package, by the names the README and the model card use."""
+
+
+def model_path(model):
+    """``--model`` as given → a checkpoint path: a shipped name (``default``, ``unet_synthetic``,
+    with or without ``.safetensors``) is the file in the package; anything else is a path,
+    which must exist."""
+    from importlib import resources
+
+    from ..errors import InputError
+
+    if model is None or not isinstance(model, (str, Path)):
+        return model
+    name = str(model).removesuffix(".safetensors")
+    if name in SHIPPED and not Path(str(model)).exists():
+        return Path(str(resources.files("cloudfree") / "weights" / SHIPPED[name]))
+    if not Path(str(model)).exists():
+        raise InputError(f"--model {model}: no such checkpoint; give a .safetensors path or a shipped name "
+                         f"({', '.join(SHIPPED)})")
+    return model
+
+
 def unet_weights() -> Path:
     """The earlier TimeGate + residual U-Net (12 bands, trained on SYNTHETIC scenes; model card)."""
     from importlib import resources
