@@ -182,6 +182,13 @@ def test_outputs_are_a_stac_item_collection_that_reads_back(real_outputs, tmp_pa
         assert [b["common_name"] for b in asset["eo:bands"]] == ["blue", "green", "red", "nir"]
         assert all(rb["scale"] == pytest.approx(1e-4) and rb["offset"] == 0 and rb["nodata"] == 0
                    for rb in asset["raster:bands"])
+    # exactly the user's call: plain pystac + odc-stac on items.json
+    plain = odc.stac.load(pystac.ItemCollection.from_file(str(real_outputs / "items.json")), bands=["B04"], chunks={})
+    dn = plain["B04"].isel(time=1).values.astype(float)
+    np.testing.assert_allclose(np.where(dn > 0, dn * 1e-4, np.nan), ds["reflectance"].isel(time=1, band=2).values,
+                               atol=5.1e-5, equal_nan=True)
+    coll = pystac.Collection.from_file(str(real_outputs / "collection.json"))
+    assert sorted(i.id for i in coll.get_items()) == sorted(ids)
     # odc-stac on the output items: same values, CRS and geobox
     items = read_static_items(str(real_outputs / "items.json"))
     back = odc.stac.load(items, bands=["B02", "B08"], chunks={})

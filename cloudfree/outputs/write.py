@@ -147,10 +147,42 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
                            no_clear_pixels=int(res["no_clear"].sum().compute()),
                            filled_pixels=int(res["filled"].sum().compute()) if "filled" in res else 0)
     if items:
-        ic = pystac.ItemCollection(items)
-        write_atomic(out / "items.json", json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
-        result["items"] = str(out / "items.json")
+        result["items"] = str(_write_catalog(out, items))
     return result
+
+
+def _write_catalog(out: Path, items: list[pystac.Item]) -> Path:
+    """``collection.json`` (the items' collection, linking each ``.stac.json``), each item linked
+    to it, and ``items.json``: the ItemCollection with absolute hrefs, which plain
+    ``pystac.ItemCollection.from_file`` + ``odc.stac.load`` read without a self link."""
+    import datetime as dt
+
+    bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items), max(i.bbox[2] for i in items),
+            max(i.bbox[3] for i in items)]
+    starts = [dt.datetime.fromisoformat(i.properties["start_datetime"].replace("Z", "+00:00")) for i in items]
+    ends = [dt.datetime.fromisoformat(i.properties["end_datetime"].replace("Z", "+00:00")) for i in items]
+    coll = pystac.Collection(id=items[0].collection_id or "cloudfree-output",
+                             description="Cloud-free images made by cloudfree, one item per period",
+                             extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[min(starts), max(ends)]])),
+                             license="other", title="cloudfree outputs")
+    d = coll.to_dict(include_self_link=False, transform_hrefs=False)
+    d["links"] = [{"rel": "item", "href": f"./cloudfree_{i.properties['cloudfree:period']}.stac.json",
+                   "type": "application/geo+json"} for i in items]
+    write_atomic(out / "collection.json", json.dumps(d, indent=1))
+    absolute = []
+    for it in items:
+        item_path = out / f"cloudfree_{it.properties['cloudfree:period']}.stac.json"
+        rel = it.to_dict(include_self_link=False, transform_hrefs=False)
+        rel["links"] = [ln for ln in rel.get("links", []) if ln.get("rel") != "collection"] + [
+            {"rel": "collection", "href": "./collection.json", "type": "application/json"}]
+        write_atomic(item_path, json.dumps(rel, indent=1))
+        ab = json.loads(json.dumps(rel))
+        for a in ab["assets"].values():
+            a["href"] = str((out / a["href"]).resolve())
+        ab["links"] = [{"rel": "collection", "href": str((out / "collection.json").resolve()), "type": "application/json"}]
+        absolute.append(ab)
+    write_atomic(out / "items.json", json.dumps({"type": "FeatureCollection", "features": absolute}, indent=1))
+    return out / "items.json"
 
 
 def _validation_properties(v: dict | None) -> dict:
