@@ -81,13 +81,10 @@ def _locked(out: Path):
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
-    ok = False
     try:
         yield
-        ok = True
-    finally:
-        if ok:  # a finished run leaves no lock file behind (removed while still held)
-            lock.unlink(missing_ok=True)
+    finally:  # no lock file is left behind, whatever the end (removed while still held)
+        lock.unlink(missing_ok=True)
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 
@@ -209,6 +206,7 @@ def _cube_source(ctx: RunContext) -> CubeSource:
 
     job, spec, out, echo = ctx.job, ctx.spec, ctx.out, ctx.echo
     cube_fp = cube_fingerprint(ctx.catalog, ctx.items, ctx.search_req, spec, headers=ctx.inputs.headers)
+    _refuse_other_request(out / "mosaic.zarr", cube_fp)
     # a cube.zarr of this request (complete, or left by a --keep-cube run that was stopped) is
     # reused or resumed: one request, one picture, whichever way the run was started
     stored = store_state(out / "cube.zarr", cube_fp)
@@ -241,6 +239,22 @@ def _cube_source(ctx: RunContext) -> CubeSource:
                                  fail_on_error=not job.skip_bad_assets,
                                  read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
     return src
+
+
+def _refuse_other_request(mosaic: Path, cube_fp: dict) -> None:
+    """An output store made from other inputs is refused now, before any read or file is written
+    (the outputs' full fingerprint, recipes included, is known only after validation)."""
+    from .errors import StoreError
+    from .zarrstore import FINGERPRINT, stored_attrs
+
+    attrs = stored_attrs(mosaic)
+    if attrs is None:
+        return
+    if FINGERPRINT not in attrs:
+        raise StoreError(f"{mosaic} exists but is not a cloudfree store; delete it or choose another --out")
+    if attrs[FINGERPRINT].get("cube") != json.loads(json.dumps(cube_fp)):
+        raise StoreError(f"{mosaic} was written for a different request (other dates, area, bands, catalog or "
+                         "inputs); delete it or choose another --out")
 
 
 def _say_dates_and_grid(ctx: RunContext, src: CubeSource) -> None:

@@ -61,6 +61,12 @@ def store_state(path: str | Path, fingerprint: dict | None = None) -> str:
     return "complete" if attrs.get(COMPLETE) else "partial"
 
 
+def stored_attrs(path: str | Path) -> dict | None:
+    """The attributes of the store at ``path``; None where there is no store."""
+    path = Path(path)
+    return (_attrs(path) or {}) if path.exists() else None
+
+
 def stored_chunk(path: str | Path) -> int | None:
     """The spatial block (px) of the store at ``path`` (its ``reflectance`` chunks along x); None
     where there is none: a resume keeps the store's blocks whatever ``--chunk`` or the memory budget

@@ -254,3 +254,16 @@ def test_a_finished_run_leaves_no_lock_file(tmp_path):
                                  "--out", str(tmp_path), "--method", "median", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert not (tmp_path / ".cloudfree.lock").exists()
+
+
+def test_a_refused_run_writes_nothing_into_the_other_runs_folder(tmp_path):
+    from cloudfree.catalog import bundled_catalog
+
+    base = ["run", "--stac", bundled_catalog(), "--out", str(tmp_path), "--method", "median", "--device", "cpu",
+            "--period", "month"]
+    assert CliRunner().invoke(app, [*base, "--start", "2019-08-01", "--end", "2019-08-31"]).exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    r = CliRunner().invoke(app, [*base, "--start", "2019-09-01", "--end", "2019-09-30"])
+    assert r.exit_code == 2 and "different request" in r.output, r.output
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert after == before  # not a file added or touched
