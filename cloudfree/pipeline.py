@@ -98,7 +98,7 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     # The cube spans the periods widened by the context, so edge periods see dates on both sides.
     search_req = replace(request, start=str((pd.Timestamp(request.start) - pd.Timedelta(days=job.context_days)).date()),
                          end=str((pd.Timestamp(request.end) + pd.Timedelta(days=job.context_days)).date()))
-    items = search(stac_url, search_req, source=source)
+    items = _search_or_hint(stac_url, request, search_req, source)
     from .cube.checks import check_inputs
 
     inputs = check_inputs(items, spec.bands, skip_bad_assets=job.skip_bad_assets)  # before any pixel read
@@ -123,6 +123,31 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
                      inputs, progress, echo, stop_after)
     with _locked(out), dask.config.set(model_task_config()):
         return _run_stages(ctx)
+
+
+def _search_or_hint(stac_url: str, request: SearchRequest, search_req: SearchRequest, source: str | None) -> list:
+    """The items of the widened search; when none is found, the error says the user's dates (not
+    the widened window) and whether the bbox with longitude and latitude swapped would find items."""
+    from .aoi import parse_bbox
+    from .errors import AOIError, NoItemsFound
+
+    try:
+        return search(stac_url, search_req, source=source)
+    except NoItemsFound as exc:
+        msg = str(exc).replace(f"dates {search_req.start}..{search_req.end}",
+                               f"dates {request.start}..{request.end} (searched {search_req.start}..{search_req.end} "
+                               "with the context days)")
+        w, s, e, n = request.aoi.bbox if request.aoi is not None else (None,) * 4
+        if w is not None and request.aoi.geometry.equals(request.aoi.geometry.envelope):
+            try:
+                swapped = replace(search_req, aoi=parse_bbox((s, w, n, e)))
+                found = len(search(stac_url, swapped, source=source))
+            except (AOIError, NoItemsFound, InputError):
+                found = 0
+            if found:
+                msg += (f". The same bbox with longitude and latitude swapped ({s:g},{w:g},{n:g},{e:g}) finds {found} "
+                        "items: --bbox is west,south,east,north (longitude first)")
+        raise NoItemsFound(msg) from None
 
 
 @dataclass(frozen=True)

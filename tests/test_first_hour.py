@@ -267,3 +267,14 @@ def test_a_refused_run_writes_nothing_into_the_other_runs_folder(tmp_path):
     assert r.exit_code == 2 and "different request" in r.output, r.output
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     assert after == before  # not a file added or touched
+
+
+def test_a_swapped_bbox_is_hinted_with_the_users_dates(tmp_path):
+    from cloudfree.catalog import bundled_catalog
+
+    r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--bbox", "50.744,4.059,50.748,4.067",
+                                 "--start", "2019-08-01", "--end", "2019-08-31", "--out", str(tmp_path)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "dates 2019-08-01..2019-08-31" in text and "longitude and latitude swapped" in text
+    assert "4.059,50.744,4.067,50.748" in text
