@@ -66,7 +66,15 @@ class MemoryPlan:
 
     def describe(self) -> str:
         return (f"memory budget {self.limit / 2**30:.1f} GiB: blocks of {self.chunk} px, {self.in_flight} at once "
-                f"(estimated peak {self.estimate / 2**30:.1f} GiB; --memory-limit to change)")
+                f"(at most {self.estimate / 2**30:.1f} GiB for any area; --memory-limit to change)")
+
+    def peak_for(self, ny: int, nx: int) -> int:
+        """Estimated peak bytes for an output grid of ``ny`` x ``nx`` px: blocks no larger than
+        the area, no more of them at once than it has (what the plan's estimate assumes at most)."""
+        per_block = min(ny, self.chunk) * min(nx, self.chunk) / self.chunk**2
+        blocks = -(-ny // self.chunk) * -(-nx // self.chunk)
+        share = per_block * min(blocks, self.in_flight) / self.in_flight
+        return int(BASE_BYTES + (self.estimate - BASE_BYTES) * share)
 
 
 def block_bytes(chunk: int, n_dates: int, n_bands: int) -> int:

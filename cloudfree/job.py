@@ -58,6 +58,9 @@ class JobConfig:
     skip_bad_assets: bool = False
     """Treat unreadable assets as nodata (listed in ``run.json`` and the cube) instead of stopping."""
     blocks_at_once: int = 2
+    memory: object = None
+    """The :class:`~cloudfree.cluster.MemoryPlan` the run was planned under (how, not what: its
+    estimate is told for the area once the search has found it)."""
     """Output blocks (period × tile) computed together: with the chunk size, what bounds memory
     (see :func:`cloudfree.cluster.plan_memory`)."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -162,7 +165,7 @@ class JobRequest:
         return JobConfig(method=self.method, model=self.model, period_step=self.period, context_days=self.context_days,
                          max_dates=self.max_dates, tiles=tiles, fill_unobserved=self.fill_unobserved,
                          max_pixels=self.max_pixels, skip_bad_assets=self.skip_bad_assets,
-                         blocks_at_once=plan.in_flight, stream=self.stream,
+                         blocks_at_once=plan.in_flight, memory=plan, stream=self.stream,
                          validation=ValidationConfig(enabled=self.validate))
 
     def plan(self, threads: int, gpu: bool):

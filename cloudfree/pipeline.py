@@ -319,7 +319,7 @@ def _fingerprint(ctx: RunContext, src: CubeSource, ds) -> dict:
     for how in ("batch", "device", "compile"):
         tiles.pop(how, None)
     job_fp = {k: v for k, v in asdict(ctx.job).items()
-              if k not in ("blocks_at_once", "skip_bad_assets", "max_pixels", "stream")}
+              if k not in ("blocks_at_once", "memory", "skip_bad_assets", "max_pixels", "stream")}
     return {"cube": json.loads(json.dumps(dict(src.cube.attrs).get("cloudfree:fingerprint", {}))),
             "job": {**job_fp, "method": ds.attrs["method"], "tiles": tiles, "model": _model_digest(ctx.model),
                     "recipes": {k: v["recipe_text"] for k, v in ImageProvenance.from_attrs(ds.attrs).validation.items()}}}
@@ -430,8 +430,9 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
     took = "under a minute" if cpu_s < 60 else f"roughly {cpu_s / 60:.0f} min"
     stored = (f"cube about {cube_gb:.2g} GB on disk before compression" if not job.stream else
               f"streamed, no cube stored ({cube_gb:.2g} GB of data read)")
+    peak = f"; estimated peak memory {job.memory.peak_for(ny, nx) / 2**30:.2g} GiB" if job.memory is not None else ""
     echo(f"size: {ny} x {nx} px ({px / 1e6:.2g} Mpx) at {spec.resolution:g} m, {days} dates, {nb} bands: {stored}; "
-         f"{took} per output image on this machine's CPU (less on a GPU)")
+         f"{took} per output image on this machine's CPU (less on a GPU){peak}")
     if job.max_pixels is not None and px > job.max_pixels:
         raise InputError(f"the area is {px / 1e6:,.0f} million pixels ({ny} x {nx} at {spec.resolution:g} m; a cube of "
                          f"about {cube_gb:,.0f} GB), above --max-pixels {job.max_pixels / 1e6:,.0f} million: check "

@@ -278,3 +278,17 @@ def test_a_swapped_bbox_is_hinted_with_the_users_dates(tmp_path):
     assert r.exit_code == 2, r.output
     assert "dates 2019-08-01..2019-08-31" in text and "longitude and latitude swapped" in text
     assert "4.059,50.744,4.067,50.748" in text
+
+
+def test_the_estimated_peak_is_for_the_job_not_the_budget(tmp_path):
+    from cloudfree.catalog import bundled_catalog
+    from cloudfree.cluster import BASE_BYTES, plan_memory
+
+    plan = plan_memory(16 * 2**30, threads=2, n_bands=10, n_dates=12)
+    assert plan.peak_for(64, 64) < BASE_BYTES + (plan.estimate - BASE_BYTES) / 100
+    assert plan.peak_for(10 * plan.chunk, 10 * plan.chunk) == plan.estimate
+    r = CliRunner().invoke(app, ["run", "--stac", bundled_catalog(), "--start", "2019-08-01", "--end", "2019-08-31",
+                                 "--out", str(tmp_path), "--method", "median", "--device", "cpu"])
+    text = " ".join(r.output.split())
+    peak = float(text.split("estimated peak memory ")[1].split(" GiB")[0])
+    assert peak < 2.0, text
