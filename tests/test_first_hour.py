@@ -292,3 +292,12 @@ def test_the_estimated_peak_is_for_the_job_not_the_budget(tmp_path):
     text = " ".join(r.output.split())
     peak = float(text.split("estimated peak memory ")[1].split(" GiB")[0])
     assert peak < 2.0, text
+
+
+def test_quicklooks_without_red_green_blue_are_false_colour_and_say_so():
+    from cloudfree.outputs.files import display_bands
+
+    assert display_bands(["B02", "B03", "B04", "B08"]) == (["B04", "B03", "B02"], "true colour")
+    trio, what = display_bands(["B05", "B06", "B07", "B8A", "B11", "B12"])
+    assert trio == ["B12", "B8A", "B05"] and what.startswith("false colour")
+    assert display_bands(["B04", "B08"])[1].startswith("false colour")

@@ -364,3 +364,4 @@ def test_demo_runs_on_the_bundled_real_series(tmp_path, monkeypatch):
     assert manifest["method"] == "model" and manifest["synthetic_input"] is False and len(manifest["periods"]) == 2
     png = tmp_path / "out" / "compare_2019-08.png"
     assert png.exists() and Image.open(png).size[0] > 3 * 64
+    assert Image.open(png).text["cloudfree:input_date"].startswith("2019-08-")  # a date of the period shown

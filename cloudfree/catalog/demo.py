@@ -162,7 +162,7 @@ def demo_job(out: Path, synthetic: bool = False, size: int = 300) -> DemoJob:
         from . import bundled_catalog
 
         return DemoJob(bundled_catalog(), None, "2019-08-01", "2019-09-30", "month", 20,
-                       "[green]REAL[/] Sentinel-2 L2A series bundled with cloudfree: 72 dates of a 64x64 px patch in "
+                       "REAL Sentinel-2 L2A series bundled with cloudfree: 72 dates of a 64x64 px patch in "
                        "northern France/Belgium (10 bands, SCL; Copernicus Sentinel data 2018-2019, see "
                        "cloudfree/catalog/data/ATTRIBUTION.md); monthly images for Aug-Sep 2019")
     spec = DemoSpec(size=size)
@@ -173,5 +173,5 @@ def demo_job(out: Path, synthetic: bool = False, size: int = 300) -> DemoJob:
     bbox = f"{boxes[:, 0].min() + pad},{boxes[:, 1].min() + pad},{boxes[:, 2].max() - pad},{boxes[:, 3].max() - pad}"
     dates = sorted(f["properties"]["datetime"][:10] for f in features)
     return DemoJob(str(items), bbox, "2024-06-01", "2024-08-31", None, 45,
-                   f"[yellow]SYNTHETIC[/] demo catalog ({len(dates)} dates, {spec.size}x{spec.size} px at 10 m) "
+                   f"SYNTHETIC demo catalog ({len(dates)} dates, {spec.size}x{spec.size} px at 10 m) "
                    f"bbox={bbox} {dates[0]}..{dates[-1]}")

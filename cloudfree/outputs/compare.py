@@ -27,6 +27,9 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
     label = str(res.period.values[0])
     med = reconstruct(cube, start, end, period=period, method="median", context_days=context_days)
     dates = ImageProvenance.from_attrs(res.attrs).input_dates.get(label) or [str(t)[:10] for t in cube.time.values]
+    lo, hi = str(res.period_start.values[0])[:10], str(res.period_end.values[0])[:10]
+    inside = [d for d in dates if lo <= d <= hi]  # the cloudy example is a date of the period itself
+    dates = inside or dates
     days = [str(v)[:10] for v in cube.time.values]
     sub = cube.isel(time=[i for i, d in enumerate(days) if d in set(dates)])
     frac = sub["clear"].mean(("y", "x")).values
@@ -36,6 +39,11 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
               ("median composite", med["reflectance"].isel(time=0)),
               ("cloudfree (" + res.attrs.get("method", "") + ")", res["reflectance"].isel(time=0))]
     imgs = [rgb_image(p.compute()) for _, p in panels]
+    from .files import display_bands
+
+    shown = display_bands(res.band.values)[1]
+    if shown != "true colour":
+        panels[0] = (panels[0][0] + f" - {shown}", panels[0][1])
     h, w = imgs[0].shape[:2]
     k = scale or max(1, 256 // max(h, w))
     pad, top = 6, 18
@@ -50,8 +58,13 @@ def write_comparison(out_dir: str | Path, start: str, end: str, *, period: str |
 
     from .folder import write_atomic
 
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()  # what the picture shows, readable by a program too
+    info.add_text("cloudfree:panels", " | ".join(t for t, _ in panels))
+    info.add_text("cloudfree:input_date", str(sub.time.values[t])[:10])
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
+    canvas.save(buf, format="PNG", pnginfo=info)
     write_atomic(path, buf.getvalue())
     return path
 
@@ -63,7 +76,7 @@ def describe_comparison(out: str | Path, job) -> str:
         png = write_comparison(out, job.start, job.end, period=job.period, context_days=job.context_days,
                                synthetic=job.stac != _bundled())
     except Exception as exc:  # noqa: BLE001 - the run is done and kept; only the picture is missing
-        return f"[yellow]no side-by-side picture: {exc}[/]"
+        return f"no side-by-side picture: {exc}"
     return f"side by side (cloudy input | median composite | cloudfree): {png}"
 
 

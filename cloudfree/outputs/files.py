@@ -77,11 +77,28 @@ def cog_is_current(path: str | Path, digest: str) -> bool:
         return False
 
 
+FALSE_COLOUR = (("B08", "B04", "B03"), ("B12", "B8A", "B05"), ("B11", "B8A", "B05"), ("B8A", "B05", "B11"))
+"""Band triples for a picture where the red, green and blue bands are not all present."""
+
+
+def display_bands(bands) -> tuple[list[str], str]:
+    """``(three band ids, what the picture is)``: true colour where B04, B03, B02 are present,
+    else a false-colour triple (colour infrared, SWIR), else the first, middle and last band."""
+    have = [str(b) for b in bands]
+    if all(b in have for b in RGB):
+        return list(RGB), "true colour"
+    for trio in FALSE_COLOUR:
+        if all(b in have for b in trio):
+            return list(trio), f"false colour ({', '.join(trio)} as red, green, blue)"
+    trio = [have[0], have[len(have) // 2], have[-1]]
+    return trio, ("grey" if len(set(trio)) == 1 else f"false colour ({', '.join(trio)} as red, green, blue)")
+
+
 def rgb_image(refl: xr.DataArray, max_side: int = 1024, gain: float = 3.5) -> np.ndarray:
-    """(H, W, 3) uint8 true-colour picture from (band, y, x) reflectance, coarsened lazily; with
-    fewer than the three RGB bands, the first band as grey."""
-    present = [b for b in RGB if b in refl.band.values]
-    rgb = refl.sel(band=present) if len(present) == 3 else refl.isel(band=[0, 0, 0])
+    """(H, W, 3) uint8 picture from (band, y, x) reflectance, coarsened lazily, in the bands of
+    :func:`display_bands` (true colour where it can be)."""
+    trio, _ = display_bands(refl.band.values)
+    rgb = refl.sel(band=trio)
     f = max(1, int(np.ceil(max(rgb.sizes["y"], rgb.sizes["x"]) / max_side)))
     if f > 1:
         rgb = rgb.coarsen(y=f, x=f, boundary="trim").mean()
@@ -193,7 +210,9 @@ def write_stac_item(ds: xr.Dataset, t: int, assets: dict[str, Path], path: str |
         if key == "cog":
             continue
         item.add_asset(key, pystac.Asset(os.path.relpath(p, path.parent), media_type=media.get(Path(p).suffix),
-                                         roles=roles.get(key, ["metadata"])))
+                                         roles=roles.get(key, ["metadata"]),
+                                         title=f"quicklook, {display_bands(ds.band.values)[1]}" if key == "quicklook"
+                                         else None))
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=1))
     os.replace(tmp, path)
