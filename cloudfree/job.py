@@ -125,6 +125,10 @@ class JobRequest:
         from .catalog.search import as_day
 
         check_source(str(stac))
+        if options.get("crs") is not None:
+            from .cube.load import check_crs
+
+            check_crs(options["crs"])
         start, end = as_day(start), as_day(end)
         area = parse_area(bbox, aoi, optional=is_static_source(stac))
         req = cls(str(stac), str(start), str(end), Path(out), area, validate_bands(bands),

@@ -140,10 +140,17 @@ def _validate_dates(start: str, end: str) -> None:
 def as_day(value) -> str:
     """A start or end date as ``YYYY-MM-DD`` (a time or time zone, e.g. ``2023-10-01T00:00:00Z``,
     is read in UTC and reduced to its day: periods and searches work in whole days)."""
+    import re
+
     import pandas as pd
 
-    _validate_dates(str(value), str(value))
-    t = pd.Timestamp(str(value))
+    bad = InputError(f"dates must be ISO 8601 (YYYY-MM-DD): got {str(value)!r}")
+    if not re.match(r"^\d{4}-\d{2}-\d{2}", str(value)):
+        raise bad
+    try:
+        t = pd.Timestamp(str(value))
+    except (ValueError, TypeError):
+        raise bad from None
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
     return str(t.date())

@@ -95,6 +95,14 @@ def check_inputs(items: list, bands: tuple[str, ...] | None, *, skip_bad_assets:
     ``skip_bad_assets``: those dates are dropped) and when no item is left."""
     _check_item_metadata(items)
     wanted = tuple(bands) if bands else _majority_bands(items)
+    nowhere = [b for b in wanted if not any(b in item_bands(it) for it in items)]
+    if nowhere:
+        from ..errors import InputError
+
+        have = sorted({b for it in items for b in item_bands(it)}, key=lambda b: (b == SCL, L2A_BANDS.index(b) if b in
+                                                                                 L2A_BANDS else 99))
+        raise InputError(f"the items have no band {', '.join(nowhere)}: they have bands {', '.join(have)}. Choose from "
+                         "those with --bands.")
     res = InputChecks(items=[])
     with_scl = any(SCL in item_bands(it) for it in items)
     for it in items:

@@ -133,7 +133,7 @@ class CubeSpec:
         if self.chunk < 1:
             raise InputError(f"chunk must be at least 1 pixel, got {self.chunk}")
         if self.crs is not None:
-            _check_crs(self.crs)
+            check_crs(self.crs)
 
     def resolved(self, items: list[pystac.Item]) -> "CubeSpec":
         """This spec with ``bands`` and ``resolution`` filled in from the items."""
@@ -149,7 +149,7 @@ class CubeSpec:
                 "native_reads": self.native_reads}
 
 
-def _check_crs(crs) -> None:
+def check_crs(crs) -> None:
     """An output CRS must be known and projected: the grid, the resolution and the model's
     windows are in metres."""
     from pyproj import CRS

@@ -113,20 +113,7 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     for t, label in enumerate(str(v) for v in res.period.values):
         assets: dict[str, Path] = {"zarr": zpath}
         if cog:
-            path = out / f"cloudfree_{label}.tif"
-            # a reused mosaic keeps a current COG whose bytes are as written (verified like the Zarr's chunks)
-            current = t in plans or cog_is_current(path, digest)
-            rewritten = t in plans or not current or path.name not in intact
-            if current and t not in plans and path.name not in intact and path.exists():
-                echo(f"warning: {path} changed since it was written (or was not recorded): written again from the mosaic")
-            if rewritten:
-                write_cog(res, t, path, tags=tags, plan=plans.get(t))
-            assets["cog"] = path
-            if "uncertainty" in res:
-                side = out / f"cloudfree_{label}_uncertainty.tif"
-                if rewritten or side.name not in intact:  # it goes with the COG: current while the COG is
-                    write_uncertainty_cog(res, t, side)
-                assets["uncertainty"] = side
+            assets.update(_period_cogs(res, t, out / f"cloudfree_{label}.tif", plans.get(t), digest, tags, intact, echo))
         png = write_quicklook(res, t, out / f"cloudfree_{label}.png", synthetic=synthetic, cog=assets.get("cog"))
         assets["quicklook"] = png
         files = {k: str(v) for k, v in assets.items()}
@@ -149,6 +136,24 @@ def write_outputs(ds: xr.Dataset, out_dir: str | Path, *, fingerprint: dict | No
     if items:
         result["items"] = str(_write_catalog(out, items))
     return result
+
+
+def _period_cogs(res, t: int, path: Path, plan, digest: str, tags: dict, intact: set[str], echo) -> dict[str, Path]:
+    """The period's COG (and uncertainty COG): finished from its ``plan``, kept where current and
+    unchanged since written (verified like the Zarr's chunks), else written from the mosaic."""
+    current = plan is not None or cog_is_current(path, digest)
+    rewritten = plan is not None or not current or path.name not in intact
+    if current and plan is None and path.name not in intact and path.exists():
+        echo(f"warning: {path} changed since it was written (or was not recorded): written again from the mosaic")
+    if rewritten:
+        write_cog(res, t, path, tags=tags, plan=plan)
+    files = {"cog": path}
+    if "uncertainty" in res:
+        side = path.with_name(path.stem + "_uncertainty.tif")
+        if rewritten or side.name not in intact:  # it goes with the COG: current while the COG is
+            write_uncertainty_cog(res, t, side)
+        files["uncertainty"] = side
+    return files
 
 
 def _write_catalog(out: Path, items: list[pystac.Item]) -> Path:
