@@ -365,3 +365,17 @@ def test_demo_runs_on_the_bundled_real_series(tmp_path, monkeypatch):
     png = tmp_path / "out" / "compare_2019-08.png"
     assert png.exists() and Image.open(png).size[0] > 3 * 64
     assert Image.open(png).text["cloudfree:input_date"].startswith("2019-08-")  # a date of the period shown
+
+
+def test_a_period_seen_only_from_other_months_is_said(catalog, items_by_collection, tmp_path):
+    """gfmap_optical_cube: November has no clear observation of its own; its image comes from
+    October and December dates, which the run says (console, run.json, STAC Item)."""
+    items = items_by_collection["gfmap_optical_cube"]
+    r = _invoke("run", "--stac", str(catalog), "--collection", "gfmap_optical_cube", "--bbox", _bbox(items),
+                "--start", "2023-11-01", "--end", "2023-11-30", "--period", "month", "--method", "median",
+                "--out", str(tmp_path / "out"))
+    text = " ".join(r.output.split())
+    share = json.loads((tmp_path / "out" / "run.json").read_text())["validation"]["2023-11"]["outside"]
+    assert share > 0.5 and "no clear observation inside the period" in text
+    item = json.loads((tmp_path / "out" / "cloudfree_2023-11.stac.json").read_text())
+    assert item["properties"]["cloudfree:from_outside_period"] == pytest.approx(share)

@@ -199,7 +199,8 @@ def _validation_properties(v: dict | None) -> dict:
             "cloudfree:validation_psnr": chosen.get("psnr"), "cloudfree:validation_mae": chosen.get("mae"),
             "cloudfree:validation_mae_per_band": chosen.get("mae_per_band"),
             "cloudfree:validation_pixels": v["n_pixels"], "cloudfree:validation_examples": v["n_examples"],
-            "cloudfree:validation_scores": v.get("scores", {}), "cloudfree:validation_thin": v["thin"]}
+            "cloudfree:validation_scores": v.get("scores", {}), "cloudfree:validation_thin": v["thin"],
+            "cloudfree:from_outside_period": v.get("outside")}
 
 
 def _version() -> str:

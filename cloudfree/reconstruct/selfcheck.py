@@ -110,6 +110,9 @@ class PeriodValidation:
     uncertainty: list[float] = field(default_factory=list)
     """68th percentile of the absolute error (band mean) per bin of :data:`UNCERTAINTY_BINS`."""
     thin: bool = False
+    outside: float | None = None
+    """Share of the sampled pixels with data that have no clear observation inside the period:
+    their values can only come from dates before or after it (the context days)."""
 
     def to_attrs(self) -> dict:
         d = asdict(self)
@@ -128,6 +131,10 @@ class PeriodValidation:
         vs = f"; best compositing {best} {comp[best]['psnr']:.1f} dB" if best else ""
         return (f"{self.period}: {self.recipe.describe()} — validation {ch['psnr']:.1f} dB PSNR, MAE {ch['mae']:.4f} "
                 f"on {self.n_pixels} held-out px ({self.n_examples} examples){vs}")
+
+
+OUTSIDE_WARN = 0.25
+"""Above this share of pixels seen only outside their period, the console says so."""
 
 
 def sample_windows(ny: int, nx: int, window: int, max_windows: int) -> list[tuple[slice, slice]]:
@@ -363,9 +370,22 @@ def _measured(ex: _Example, days, bands, candidates, model, tiles):
         ex.release()  # the pasted copy of the window goes with the example
 
 
+def outside_share(usable: list[np.ndarray], days: np.ndarray, span: tuple[float, float] | None) -> float | None:
+    """Share of pixels with data on some date but no usable date inside ``span`` (first, last day)."""
+    if span is None:
+        return None
+    inside = (days >= span[0]) & (days <= span[1])
+    seen = sum(int(u.any(0).sum()) for u in usable)
+    if not seen:
+        return None
+    return float(sum(int((u.any(0) & ~u[inside].any(0)).sum()) for u in usable) / seen)
+
+
 def validate_period(windows: list[xr.Dataset], label: str, target_day: float, candidates: list[str], *, model=None,
-                    tiles=None, prior: str, cfg: ValidationConfig = ValidationConfig()) -> PeriodValidation:
-    """Validate one period on in-memory windows of its dates (``reflectance``, ``clear``)."""
+                    tiles=None, prior: str, cfg: ValidationConfig = ValidationConfig(),
+                    span: tuple[float, float] | None = None) -> PeriodValidation:
+    """Validate one period on in-memory windows of its dates (``reflectance``, ``clear``); ``span``:
+    the period's first and last day (days since 1970), for :attr:`PeriodValidation.outside`."""
     from .tiles import TileConfig
 
     tiles = tiles or TileConfig()
@@ -375,6 +395,7 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
     xs = [w["reflectance"].values.astype(np.float32) for w in windows]
     cs = [w["clear"].values.astype(bool) for w in windows]
     usable = [c & np.isfinite(x).all(1) for x, c in zip(xs, cs)]
+    outside = outside_share(usable, days, span)
     targets = _targets(usable, days, target_day, cfg.min_pixels)
     exs: list[tuple[int, _Example]] = []
     for t in targets:
@@ -389,7 +410,7 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
     used = [str(np.datetime64(int(days[t]), "D")) for t in targets]
     if n_px < cfg.min_pixels or not preds:
         return PeriodValidation(label, Recipe.single(prior), f"validation too thin ({n_px} held-out px): the prior, "
-                                f"{prior}", len(preds), n_px, used, thin=True)
+                                f"{prior}", len(preds), n_px, used, thin=True, outside=outside)
     recipe, held, how = _fit(candidates, preds, truths, prior)
     if len(preds) == 1:
         held = [0]
@@ -409,7 +430,7 @@ def validate_period(windows: list[xr.Dataset], label: str, target_day: float, ca
     holdout = {n: _score(hp[n], ht) for n in candidates}
     holdout["chosen"] = _score(recipe.apply(hp), ht)
     return PeriodValidation(label, recipe, how, len(preds), n_px, used, scores, holdout,
-                            _uncertainty(recipe, preds, truths, counts))
+                            _uncertainty(recipe, preds, truths, counts), outside=outside)
 
 
 def validate_periods(read_window: Callable[[slice, slice, list[int]], xr.Dataset], shape: tuple[int, int], periods,
@@ -427,8 +448,14 @@ def validate_periods(read_window: Callable[[slice, slice, list[int]], xr.Dataset
             warnings.simplefilter("ignore", RuntimeWarning)
             # one compute for every window: their reads overlap, and no graph is computed from two threads
             windows = list(dask.compute(*[read_window(ys, xs, list(p.dates)) for ys, xs in wins]))
+            span = tuple(float(np.datetime64(d, "D").astype(float)) for d in (p.start, p.end))
             out[p.label] = validate_period(windows, p.label, p.target_day, candidates, model=model, tiles=tiles,
-                                           prior=prior, cfg=cfg)
+                                           prior=prior, cfg=cfg, span=span)
         if echo is not None:
             echo("validation " + out[p.label].summary())
+            share = out[p.label].outside
+            if share is not None and share > OUTSIDE_WARN:
+                echo(f"warning: {p.label}: {100 * share:.0f} % of the sampled pixels have no clear observation inside "
+                     "the period; their values come from dates before or after it (run.json, the STAC Item's "
+                     "cloudfree:from_outside_period)")
     return out
