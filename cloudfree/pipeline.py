@@ -188,6 +188,10 @@ class CubeSource:
     cube: object
     no_data: list[str]
     """Dates with no pixel of data over the area."""
+    clear_seen: int | None = None
+    """Clear observations the mask shows over the area on all dates (sampled on a coarse grid for
+    a streamed run, ``clear_exact`` False); None where unknown (a learned mask)."""
+    clear_exact: bool = True
     skipped: list[str] = field(default_factory=list)
     """Asset reads that failed and were treated as nodata (``skip_bad_assets``)."""
     reads: object = None
@@ -243,8 +247,8 @@ def _cube_source(ctx: RunContext) -> CubeSource:
         cube = lazy_cube(ctx.items, ctx.search_req, spec, skip_bad_assets=job.skip_bad_assets, template=blocks)
         cube.attrs["cloudfree:fingerprint"] = json.loads(json.dumps(cube_fp))  # as a store keeps it
         echo("cube streamed: read from the assets block by block, no cube.zarr (--stream)")
-        no_data = _dates_sampled_without_data(ctx.items, cube, spec, fail_on_error=not job.skip_bad_assets)
-        src = CubeSource("blocks" if blocks else "lazy", cube, no_data,
+        no_data, seen, exact = _dates_sampled_without_data(ctx.items, cube, spec, fail_on_error=not job.skip_bad_assets)
+        src = CubeSource("blocks" if blocks else "lazy", cube, no_data, seen, exact,
                          failed_reads=asset_reads(out / "mosaic.zarr", "computing"))
     else:
         res = build_cube(ctx.stac_url, ctx.search_req, spec, out / "cube.zarr", items=ctx.items, source=ctx.catalog,
@@ -254,7 +258,9 @@ def _cube_source(ctx: RunContext) -> CubeSource:
                          skip_bad_assets=job.skip_bad_assets)
         echo(f"cube {res.status}: {res.path}")
         cube = open_cube(out / "cube.zarr")
-        src = CubeSource("stored", cube, _dates_without_data(cube), res.skipped)
+        small = cube["clear"].size <= SMALL_MASK  # a larger stored cube is not read twice for this
+        src = CubeSource("stored", cube, _dates_without_data(cube), int(cube["clear"].sum().compute()) if small else None,
+                         True, res.skipped)
     src.cube.attrs["inputs"] = json.dumps(ctx.inputs.to_attrs())
     _say_dates_and_grid(ctx, src)
     if blocks:  # read per block on the bands' own grids, enlarged on the model's device
@@ -282,12 +288,23 @@ def _refuse_other_request(mosaic: Path, cube_fp: dict) -> None:
                          "inputs); delete it or choose another --out")
 
 
+SMALL_MASK = 100_000_000
+"""A stored cube's clear mask is counted before the work when it has at most this many values."""
+
+
 def _say_dates_and_grid(ctx: RunContext, src: CubeSource) -> None:
     """Dates without data (an error if every date) and the output grid, before any pixel is computed."""
     cube, no_data, echo = src.cube, src.no_data, ctx.echo
     if len(no_data) == cube.sizes["time"]:
         raise DataError(f"the inputs hold no data over the area on any of the {len(no_data)} dates: check the "
                          "items' footprints and proj:epsg / proj:transform, and the --bbox/--aoi")
+    if src.clear_seen == 0:
+        classes = list(ctx.spec.mask.unusable)
+        if src.clear_exact:
+            raise DataError(f"no date has a clear pixel over the area: all {cube.sizes['time']} dates are cloudy, shadowed "
+                            f"or without data under the mask (SCL classes {classes}); widen --start/--end or "
+                            "--context-days, or raise --max-cloud")
+        echo("warning: the mask sampled on a coarse grid shows no clear pixel on any date: the images may be empty")
     if no_data:
         echo(f"warning: no data was read over the area on {len(no_data)} of {cube.sizes['time']} dates "
              f"({', '.join(no_data[:5])}{' ...' if len(no_data) > 5 else ''}); check those items' footprints and "
@@ -439,26 +456,38 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
                          "--bbox (west,south,east,north in degrees) and --resolution, or pass --yes to run it")
 
 
-def _dates_sampled_without_data(items, cube, spec: CubeSpec, *, fail_on_error: bool = True, side: int = 64) -> list[str]:
-    """Dates with no pixel of data over the area, for a streamed run (no cube is read first): each
-    date's first band is read at most ``side`` px across over the output grid (the COGs'
-    overviews: a few KB per date), through odc-stac and the items' own projection metadata, so a
-    date whose items lie elsewhere (e.g. a wrong proj:epsg) is named, as the stored cube names it."""
+def _dates_sampled_without_data(items, cube, spec: CubeSpec, *, fail_on_error: bool = True,
+                                side: int = 64) -> tuple[list[str], int | None, bool]:
+    """``(dates with no pixel of data over the area, clear observations seen, exact)`` for a
+    streamed run (no cube is read first): each date's first band and SCL are read at most ``side``
+    px across over the output grid (the COGs' overviews: a few KB per date), through odc-stac and
+    the items' own projection metadata, so a date whose items lie elsewhere (e.g. a wrong
+    proj:epsg) is named, as the stored cube names it, and a series with no clear pixel is told
+    before any pixel work (exactly where the grid is no larger than ``side``)."""
+    import numpy as np
     import odc.stac
 
+    from .bands import SCL
     from .cube.load import band_mapping
 
     gb = cube.odc.geobox
-    small = gb.zoom_out(max(1, -(-max(gb.shape) // side)))
-    name = band_mapping(items, spec.bands)[spec.bands[0]]
-    ds = odc.stac.load(items, bands=[name], geobox=small, groupby="solar_day", chunks=None, resampling="nearest",
-                       fail_on_error=fail_on_error)
+    factor = max(1, -(-max(gb.shape) // side))
+    small = gb.zoom_out(factor)
+    mapping = band_mapping(items, spec.bands)
+    name = mapping[spec.bands[0]]
+    scl = mapping.get(SCL) if spec.mask.source == "scl" else None
+    ds = odc.stac.load(items, bands=[name] + ([scl] if scl else []), geobox=small, groupby="solar_day", chunks=None,
+                       resampling="nearest", fail_on_error=fail_on_error)
     if ds.sizes["time"] != cube.sizes["time"]:
         raise RuntimeError(f"odc-stac grouped the items into {ds.sizes['time']} dates, the cube {cube.sizes['time']}")
     nodata = ds[name].attrs.get("nodata", 0)
     has = (ds[name] != nodata).any(("y", "x")).values
     days = [str(t)[:10] for t in cube.time.values.astype("datetime64[D]")]
-    return [d for d, h in zip(days, has) if not h]
+    seen = None
+    if scl:
+        classes = ds[scl].values
+        seen = int(((ds[name].values != nodata) & (classes != 0) & ~np.isin(classes, list(spec.mask.unusable))).sum())
+    return [d for d, h in zip(days, has) if not h], seen, factor == 1
 
 
 def _dates_without_data(cube) -> list[str]:

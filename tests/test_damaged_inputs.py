@@ -447,3 +447,22 @@ def test_a_stopped_keep_cube_run_is_resumed_not_replaced_by_a_streamed_one(catal
     assert res["status"] == "complete" and not res["streamed"]
     assert any("resuming it instead of streaming" in s for s in said)
     assert any(s.startswith("cube resumed") for s in said)
+
+
+@pytest.mark.parametrize("extra", [[], ["--keep-cube"]], ids=["streamed", "keep-cube"])
+def test_a_series_without_any_clear_pixel_is_told_before_the_work(catalog, tmp_path, extra):
+    def cloudy(path):
+        with rasterio.open(path) as src:
+            a, profile = src.read(1), src.profile
+        a[a > 0] = 9  # cloud, high probability, wherever there is data
+        profile.update(driver="GTiff")
+        path.unlink()
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(a, 1)
+
+    for d in catalog.parent.iterdir():
+        if d.is_dir() and "_2019" in d.name:
+            cloudy(d / "SCL.tif")
+    r = _run(catalog, tmp_path / "out", *extra)
+    text = _refused(r, "no date has a clear pixel")
+    assert "validation" not in text and "mosaic" not in text
