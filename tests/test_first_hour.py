@@ -301,3 +301,14 @@ def test_quicklooks_without_red_green_blue_are_false_colour_and_say_so():
     trio, what = display_bands(["B05", "B06", "B07", "B8A", "B11", "B12"])
     assert trio == ["B12", "B8A", "B05"] and what.startswith("false colour")
     assert display_bands(["B04", "B08"])[1].startswith("false colour")
+
+
+def test_the_band_coordinate_keeps_its_type_through_zarr(tmp_path):
+    from cloudfree.catalog import bundled_catalog
+    from cloudfree.catalog.sources import read_static_items
+    from cloudfree.cube.load import load_cube
+
+    cube = load_cube(read_static_items(bundled_catalog())[:2], None, bands=["B02", "B04"], chunk=64)
+    cube[["reflectance"]].to_zarr(tmp_path / "c.zarr")
+    back = xr.open_zarr(tmp_path / "c.zarr")
+    assert cube.band.dtype == back.band.dtype and cube.band.dtype.kind == "U"

@@ -340,7 +340,7 @@ def _decoded(raw: xr.Dataset, items: list[pystac.Item], mapping: dict, bands: tu
     scale = xr.DataArray(np.array([rad[k].scale for k in keys], np.float32), dims="time", coords={"time": raw.time})
     offset = xr.DataArray(np.array([rad[k].offset for k in keys], np.float32), dims="time", coords={"time": raw.time})
     nodata = rad[keys[0]].nodata
-    dn = xr.concat([raw[mapping[b]] for b in bands], dim=xr.DataArray(np.array(bands, dtype=object), dims="band", name="band"))
+    dn = xr.concat([raw[mapping[b]] for b in bands], dim=xr.DataArray(np.array(bands, dtype=str), dims="band", name="band"))
     dn = dn.transpose("time", "band", "y", "x")
     refl = (dn.astype(np.float32) * scale + offset).where(dn != nodata).astype(np.float32)
     refl = refl.chunk({"band": -1})
