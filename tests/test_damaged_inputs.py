@@ -466,3 +466,20 @@ def test_a_series_without_any_clear_pixel_is_told_before_the_work(catalog, tmp_p
     r = _run(catalog, tmp_path / "out", *extra)
     text = _refused(r, "no date has a clear pixel")
     assert "validation" not in text and "mosaic" not in text
+
+
+def test_an_asset_server_that_never_answers_is_named_within_the_header_time(catalog, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held = []
+    threading.Thread(target=lambda: [held.append(srv.accept()) for _ in range(16)], daemon=True).start()
+    _edit_item(catalog, lambda it: it["assets"]["B04"].update(href=f"http://127.0.0.1:{srv.getsockname()[1]}/B04.tif"))
+    monkeypatch.setenv("CLOUDFREE_HEADER_TIMEOUT", "3")
+    t0 = time.time()
+    _refused(_run(catalog, tmp_path / "out"), "asset B04", "no answer within 3 s")
+    assert time.time() - t0 < 30
+    srv.close()

@@ -31,7 +31,7 @@ from ..errors import DataError
 
 __all__ = ["InputChecks", "check_inputs", "AssetHeader", "HEADER_TIMEOUT", "REMOTE_SCHEMES", "safe_text"]
 
-HEADER_TIMEOUT = float(os.environ.get("CLOUDFREE_HEADER_TIMEOUT", 60))
+HEADER_TIMEOUT = 60.0
 """Seconds for all header reads together (``CLOUDFREE_HEADER_TIMEOUT``): a server that accepts and
 never answers fails here, named, instead of hanging the run."""
 HEADER_GDAL_OPTIONS = {"GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_TIMEOUT": "20", "GDAL_HTTP_MAX_RETRY": "2",
@@ -113,8 +113,9 @@ def check_inputs(items: list, bands: tuple[str, ...] | None, *, skip_bad_assets:
             res.dropped[it.id] = f"lacks {what} that the other items have"
         else:
             res.items.append(it)
-    problems = _header_problems(res.items, wanted + ((SCL,) if with_scl else ()), res,
-                                timeout=HEADER_TIMEOUT if timeout is None else timeout, threads=threads)
+    if timeout is None:
+        timeout = float(os.environ.get("CLOUDFREE_HEADER_TIMEOUT", HEADER_TIMEOUT))
+    problems = _header_problems(res.items, wanted + ((SCL,) if with_scl else ()), res, timeout=timeout, threads=threads)
     if problems and not skip_bad_assets:
         listed = "; ".join(f"item {safe_text(i)} asset {safe_text(a)}: {p}" for i, a, p in problems[:6])
         more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
