@@ -483,3 +483,29 @@ def test_an_asset_server_that_never_answers_is_named_within_the_header_time(cata
     _refused(_run(catalog, tmp_path / "out"), "asset B04", "no answer within 3 s")
     assert time.time() - t0 < 30
     srv.close()
+
+
+def test_a_date_in_another_crs_is_reprojected_and_recorded(catalog, tmp_path):
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    d = _item_dir(catalog)
+    path, item = _item(catalog)
+    for key, asset in item["assets"].items():
+        tif = d / Path(asset["href"]).name
+        with rasterio.open(tif) as src:
+            data, profile = src.read(1), src.profile
+            tr, w, h = calculate_default_transform(src.crs, "EPSG:32632", src.width, src.height, *src.bounds)
+        out = np.zeros((h, w), data.dtype)
+        reproject(data, out, src_transform=profile["transform"], src_crs=profile["crs"], dst_transform=tr,
+                  dst_crs="EPSG:32632", resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
+        profile.update(driver="GTiff", crs="EPSG:32632", transform=tr, width=w, height=h)
+        tif.unlink()
+        with rasterio.open(tif, "w", **profile) as dst:
+            dst.write(out, 1)
+        asset.update({"proj:shape": [h, w], "proj:transform": list(tr)[:6]})
+    item["properties"].update({"proj:epsg": 32632, "proj:code": "EPSG:32632"})
+    path.write_text(json.dumps(item))
+    r = _run(catalog, tmp_path / "out", "--method", "median")
+    assert r.exit_code == 0, r.output
+    assert "reprojected onto the output grid" in " ".join(r.output.split())
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["reprojected_inputs"] == [item["id"]]
