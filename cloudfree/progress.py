@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -59,12 +60,23 @@ def interrupt_guard() -> Iterator[None]:
 
     previous, previous_hook = signal.signal(signal.SIGINT, handler), sys.unraisablehook
     sys.unraisablehook = unraisable
+    handlers = [h for h in (*logging.getLogger().handlers, logging.lastResort) if h is not None]
+    for h in handlers:
+        h.addFilter(_quiet_after_interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = previous_hook
+        for h in handlers:
+            h.removeFilter(_quiet_after_interrupt)
         _INTERRUPTED.clear()
+
+
+def _quiet_after_interrupt(record) -> bool:
+    """After Ctrl-C, Dask's client and asyncio report the gathers they cancel as errors with
+    tracebacks; the run says "interrupted" once instead."""
+    return not (_INTERRUPTED.is_set() and record.name.split(".")[0] in ("asyncio", "distributed", "tornado"))
 
 
 def _raise_if_interrupted() -> None:

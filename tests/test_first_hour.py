@@ -312,3 +312,24 @@ def test_the_band_coordinate_keeps_its_type_through_zarr(tmp_path):
     cube[["reflectance"]].to_zarr(tmp_path / "c.zarr")
     back = xr.open_zarr(tmp_path / "c.zarr")
     assert cube.band.dtype == back.band.dtype and cube.band.dtype.kind == "U"
+
+
+def test_ctrl_c_while_a_streamed_run_writes_is_one_line(tmp_path, demo_items, demo_bbox):
+    """SIGINT while the outputs are computed on the local cluster: "interrupted" once, no traceback
+    from the client's cancelled gathers."""
+    cmd = [sys.executable, "-m", "cloudfree.cli", "run", "--stac", str(demo_items), "--bbox", demo_bbox, "--start",
+           "2024-03-01", "--end", "2024-06-30", "--period", "month", "--out", str(tmp_path / "out"), "--device", "cpu",
+           "--chunk", "40", "--no-validate"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "cube streamed" not in seen:
+        line = p.stderr.readline()
+        if not line:
+            break
+        seen += line
+    time.sleep(2.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    text = seen + err
+    assert p.returncode in (0, 130), text
+    assert "Traceback" not in text and text.count("interrupted") <= 1, text
