@@ -433,7 +433,9 @@ def _size_check(items, request: SearchRequest, spec: CubeSpec, job: JobConfig, e
                          "area (pipelines/regional_mosaic.py), or give --crs")
     gb = plan_geobox(items, request.aoi, spec)
     ny, nx = gb.shape
-    if min(ny, nx) < 2:
+    from .bands import native_resolution
+
+    if min(ny, nx) < 2 and spec.resolution > native_resolution(spec.bands):  # a tiny area at native resolution is fine
         raise InputError(f"the area is {ny} x {nx} px at {spec.resolution:g} m: choose a finer --resolution (the bands' "
                          "native 10/20/60 m) or a larger --bbox/--aoi")
     px, nb = ny * nx, len(spec.bands)

@@ -101,8 +101,9 @@ def check_inputs(items: list, bands: tuple[str, ...] | None, *, skip_bad_assets:
 
         have = sorted({b for it in items for b in item_bands(it)}, key=lambda b: (b == SCL, L2A_BANDS.index(b) if b in
                                                                                  L2A_BANDS else 99))
-        raise InputError(f"the items have no band {', '.join(nowhere)}: they have bands {', '.join(have)}. Choose from "
-                         "those with --bands.")
+        cols = ", ".join(sorted({safe_text(i.collection_id or "?") for i in items}))
+        raise InputError(f"collection {cols} has no band {', '.join(nowhere)}: its items have bands {', '.join(have)}. "
+                         "Choose from those with --bands.")
     res = InputChecks(items=[])
     with_scl = any(SCL in item_bands(it) for it in items)
     for it in items:
