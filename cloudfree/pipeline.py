@@ -94,6 +94,15 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
     """Run the whole job into ``out_dir`` from an open STAC API URL; returns the manifest (also
     written as ``run.json``). Bands, method and model are checked after the search and before any
     pixel is read."""
+    return execute_run(prepare_run(stac_url, request, spec, out_dir, job, progress=progress, echo=echo,
+                                   stop_after=stop_after, source=source))
+
+
+def prepare_run(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str | Path, job: JobConfig = JobConfig(),
+                *, progress=None, echo=print, stop_after: int | None = None, source: str | None = None) -> "RunContext":
+    """Everything a run decides before it needs a cluster: the search, the input checks, the
+    size, the method and the model (loaded once: a corrupt file fails now). Nothing is computed on
+    Dask, so what the catalog, the inputs or the options get wrong is said before a cluster starts."""
     out = Path(out_dir)
     # The cube spans the periods widened by the context, so edge periods see dates on both sides.
     search_req = replace(request, start=str((pd.Timestamp(request.start) - pd.Timedelta(days=job.context_days)).date()),
@@ -116,12 +125,17 @@ def run_job(stac_url: str, request: SearchRequest, spec: CubeSpec, out_dir: str 
         from .models import load_checkpoint
 
         load_checkpoint(model)  # full load once here: a corrupt file fails now, not inside Dask
-        _check_visible_on_workers(model)
+    return RunContext(stac_url, request, search_req, items, spec, out, job, method, model, reason, source or stac_url,
+                      inputs, progress, echo, stop_after)
+
+
+def execute_run(ctx: "RunContext") -> dict:
+    """The run's stages on the active cluster (or Dask's threads), under the output folder's lock."""
     from .cluster import model_task_config
 
-    ctx = RunContext(stac_url, request, search_req, items, spec, out, job, method, model, reason, source or stac_url,
-                     inputs, progress, echo, stop_after)
-    with _locked(out), dask.config.set(model_task_config()):
+    if ctx.method == "model":
+        _check_visible_on_workers(ctx.model)
+    with _locked(ctx.out), dask.config.set(model_task_config()):
         return _run_stages(ctx)
 
 
@@ -557,10 +571,12 @@ def run_request(req: JobRequest, cluster, *, progress=None, echo=print) -> dict:
         echo(f"note: {req.out} holds blocks of {req.resume_chunk} px; the run goes on with them (--chunk {req.chunk} "
              "applies to a new --out)")
     echo(f"inference device: {device} ({where})" + (f"; one worker per GPU: {', '.join(cluster.gpus)}" if cluster.gpus else ""))
-    with interrupt_guard(), open_catalog(req.stac) as url, dask_client(cluster, echo=echo), \
-            (progress if progress is not None else contextlib.nullcontext()) as bar:
-        return run_job(url, req.search_request(), req.cube_spec(plan.chunk), req.out, req.job_config(plan, device),
-                       progress=bar, echo=echo, source=source_id(req.stac))
+    with interrupt_guard(), open_catalog(req.stac) as url:
+        # search, input checks, size and model before the cluster: their errors come first, fast
+        ctx = prepare_run(url, req.search_request(), req.cube_spec(plan.chunk), req.out, req.job_config(plan, device),
+                          echo=echo, source=source_id(req.stac))
+        with dask_client(cluster, echo=echo), (progress if progress is not None else contextlib.nullcontext()) as bar:
+            return execute_run(replace(ctx, progress=bar))
 
 
 def write_cube(req: JobRequest, cluster, *, progress=None, echo=print):
