@@ -220,18 +220,11 @@ def evaluate(out: Path = typer.Option(..., help="report folder (report.json, rep
     say(f"report: {files['markdown']}, {len(files['pngs'])} quicklooks")
 
 
-def _verbose_first(args: list[str]) -> list[str]:
-    """``--verbose``/``-v`` is accepted anywhere on the line (``cloudfree run ... --verbose``), not only
-    before the command."""
-    flags = [a for a in args if a in ("--verbose", "-v")]
-    return flags[:1] + [a for a in args if a not in ("--verbose", "-v")] if flags else args
-
-
 def main() -> None:
     """The ``cloudfree`` command: an unexpected failure is one line (the traceback with ``--verbose``)."""
     import sys
 
-    sys.argv[1:] = _verbose_first(sys.argv[1:])
+    sys.argv[1:] = o.verbose_first(sys.argv[1:])
     try:
         app()
     except SystemExit:

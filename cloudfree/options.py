@@ -131,3 +131,10 @@ TmWeights = Annotated[Optional[Path], typer.Option(help="local TerraMind checkpo
 Freeze = Annotated[bool, typer.Option(help="timegate_terramind: train the head only")]
 MaskBank = Annotated[Optional[Path], typer.Option(help="image models: CLM.npy of real cloud masks to hide pixels with")]
 Seed = Annotated[int, typer.Option(help="random seed")]
+
+
+def verbose_first(args: list[str]) -> list[str]:
+    """``--verbose``/``-v`` is accepted anywhere on the line (``cloudfree run ... --verbose``), not only
+    before the command: moved to the front, where the app's callback reads it."""
+    flags = [a for a in args if a in ("--verbose", "-v")]
+    return flags[:1] + [a for a in args if a not in ("--verbose", "-v")] if flags else args
