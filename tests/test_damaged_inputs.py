@@ -157,21 +157,14 @@ def test_a_catalog_edited_in_place_is_never_reused(catalog, tmp_path):
                     rb["offset"] = -0.05
         f.write_text(json.dumps(item))
     r = _run(catalog, out)
-    text = " ".join(r.output.split())
-    assert "mosaic reused" not in text
-    if r.exit_code == 0:  # written anew: the pixels follow the new offset
-        after = np.asarray(rasterio.open(next(out.glob("cloudfree_*.tif"))).read(1), float)
-        assert not np.array_equal(before, after)
-    else:
-        _refused(r, "different")
+    assert "mosaic reused" not in " ".join(r.output.split())
+    _refused(r, "written for a different request")  # before any read: the old COG stays as it was
+    assert np.array_equal(before, np.asarray(rasterio.open(next(out.glob("cloudfree_*.tif"))).read(1), float))
 
 
 def test_an_item_without_datetime_or_footprint_is_named(catalog, tmp_path):
     _edit_item(catalog, lambda it: (it.pop("geometry"), it.pop("bbox")))
-    r = _run(catalog, tmp_path / "out")
-    assert r.exit_code in (0, 2) and "Traceback" not in r.output
-    if r.exit_code == 2:
-        assert _item_id(catalog) in r.output or "geometry" in r.output
+    _refused(_run(catalog, tmp_path / "out"), _item_id(catalog), "neither geometry nor bbox")
 
 
 def test_header_checks_name_schemes_and_strip_terminal_escapes():
@@ -225,8 +218,7 @@ def test_files_of_an_earlier_request_are_set_aside(catalog, tmp_path):
     r = CliRunner().invoke(app, ["run", "--stac", str(catalog), "--start", "2019-09-01", "--end", "2019-09-30",
                                  "--out", str(out), "--device", "cpu", "--method", "median"])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.glob("cloudfree_*.tif")) == ["cloudfree.tif"] or \
-        not any("2019-08" in p.name for p in out.glob("cloudfree_*"))
+    assert not any("2019-08" in p.name for p in out.glob("cloudfree_*")) and any(out.glob("cloudfree_*.tif"))
     assert any("2019-08" in p.name for p in (out / ".stale").rglob("*.tif"))
     assert "moved to" in " ".join(r.output.split())
 

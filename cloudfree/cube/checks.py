@@ -42,9 +42,11 @@ REMOTE_SCHEMES = ("http", "https", "s3", "gs", "az", "azure", "abfs", "abfss")
 
 
 def safe_text(value, limit: int = 200) -> str:
-    """``value`` as text fit to print or write: control characters (terminal escapes) replaced by
-    ``?`` and cut at ``limit`` characters. Everything that comes from a catalog goes through this."""
-    s = "".join(c if c.isprintable() else "?" for c in str(value))
+    """``value`` on one line, fit to print or write (:func:`~cloudfree.progress.printable`, line
+    breaks too) and cut at ``limit`` characters: what a catalog says goes into messages this way."""
+    from ..progress import printable
+
+    s = printable(str(value).replace("\n", "?").replace("\t", "?"))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
