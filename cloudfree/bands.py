@@ -10,7 +10,7 @@ from .errors import InputError
 
 from dataclasses import dataclass
 
-__all__ = ["Band", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES", "DEFAULT_UNUSABLE_SCL", "CLEAR_SCL", "CLOUD_SHADOW_SCL", "QUANTIFICATION",
+__all__ = ["Band", "DEFAULT_NORM", "S2_BANDS", "L2A_BANDS", "RGB", "SCL", "band_info", "validate_bands", "SCL_CLASSES", "DEFAULT_UNUSABLE_SCL", "CLEAR_SCL", "CLOUD_SHADOW_SCL", "QUANTIFICATION",
            "BOA_DN_OFFSET", "MAX_REFLECTANCE", "disk", "dilate_cross",
            "item_bands", "native_resolution"]
 
@@ -194,3 +194,10 @@ def dilate_cross(mask, px: int):
         g[:, :-1] |= m[:, 1:]
         m = g
     return m
+
+
+DEFAULT_NORM = {
+    "mean": [0.06, 0.07, 0.09, 0.09, 0.13, 0.21, 0.24, 0.26, 0.27, 0.26, 0.22, 0.15],
+    "std": [0.04, 0.04, 0.05, 0.06, 0.06, 0.08, 0.09, 0.10, 0.10, 0.10, 0.08, 0.07],
+}
+"""Typical clear-sky L2A reflectance per band (B01..B12): centring and scaling for the networks."""

@@ -11,6 +11,7 @@ import typer
 
 from . import options as o
 from .errors import CloudfreeError
+from .extras import missing_torch
 from .progress import said, say
 
 app = typer.Typer(help="Cloud-free Sentinel-2 imagery from image time series, on xarray and Dask.",
@@ -23,7 +24,7 @@ and the built-in ones its library raises where no cloudfree kind is named yet.""
 
 
 def _fail(exc: Exception) -> None:
-    said(("error: ", "bold red"), str(exc))
+    said(("error: ", "bold red"), missing_torch(exc) or str(exc))
     raise typer.Exit(code=2)
 
 
@@ -235,6 +236,9 @@ def main() -> None:
     except Exception as exc:
         if "--verbose" in sys.argv or "-v" in sys.argv:
             raise
+        if missing_torch(exc):
+            said(("error: ", "bold red"), missing_torch(exc))
+            raise SystemExit(2) from None
         said(("error: ", "bold red"), f"{type(exc).__name__}: {exc}")
         say("run again with --verbose for the full traceback; please report it if the message does not "
                       "say what to do")

@@ -173,6 +173,9 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     """``--gpus all`` / ``N`` / ``0,2`` → local GPU ids; an error where this machine has fewer GPUs."""
     if not text:
         return ()
+    from .extras import require_torch
+
+    require_torch(f"--gpus {text}")
     import torch
 
     n = torch.cuda.device_count()

@@ -7,7 +7,8 @@ code written against the built-ins keeps working.
 from __future__ import annotations
 
 __all__ = ["CloudfreeError", "InputError", "DataError", "OutputError", "ModelError",
-           "CatalogError", "NoItemsFound", "AssetReadError", "OutputWriteError", "AOIError", "OutputCheckError", "CheckpointError", "StoreError", "OutputLockedError"]
+           "CatalogError", "NoItemsFound", "AssetReadError", "OutputWriteError", "AOIError", "OutputCheckError", "CheckpointError", "StoreError", "OutputLockedError",
+           "MissingExtraError"]
 
 
 class CloudfreeError(Exception):
@@ -64,3 +65,7 @@ class StoreError(OutputError, RuntimeError):
 
 class OutputLockedError(OutputError, RuntimeError):
     """Another run is writing into the same output folder."""
+
+
+class MissingExtraError(InputError, ImportError):
+    """The request needs an optional part of cloudfree that is not installed; names the extra."""

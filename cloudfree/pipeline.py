@@ -537,7 +537,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
     """
     import os
 
-    import torch
+    from .reconstruct.tiles import resolve_device
 
     req = JobRequest.from_options(
         stac, start, end, out, bbox=bbox, aoi=aoi, bands=bands, exclude_scl=exclude_scl, mask=mask, dilate=dilate,
@@ -545,7 +545,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         native_reads=native_reads, method=method, model=model, period=period, context_days=context_days,
         max_dates=max_dates, device=device, patch=patch, overlap=overlap, batch=batch, fill_unobserved=fill_unobserved,
         stream=stream, validate=validate, memory_limit=memory_limit)
-    gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    gpu = resolve_device(device).startswith("cuda")
     plan = req.plan(os.cpu_count() or 1, gpu=gpu)
     with open_catalog(stac) as url:
         return run_job(url, req.search_request(), req.cube_spec(plan.chunk), out, req.job_config(plan, device),

@@ -72,7 +72,10 @@ def evaluate_store(out: str | Path, *, cube: str | Path | None = None, sen12mscr
     (report.json, report.md, PNGs); returns the report's files. ``bands`` as the command line
     spells them (``"B02,B03"`` or a sequence); ``device`` may be ``auto``."""
     from ..bands import validate_bands
+    from ..extras import TRAIN_EXTRA, require_torch
     from ..reconstruct.tiles import resolve_device
+
+    require_torch("cloudfree evaluate (its metrics)", TRAIN_EXTRA)
     from .protocol import evaluate_examples_list, write_report
 
     bands, device = validate_bands(bands), resolve_device(device)

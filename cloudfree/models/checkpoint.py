@@ -7,11 +7,9 @@ from ..errors import CheckpointError
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from .network import CloudFreeNet
+from .. import extras
 from .registry import build_model
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "CheckpointError", "FORMAT", "default_weights", "unet_weights", "serves"]
@@ -57,13 +55,15 @@ def unet_weights() -> Path:
     return Path(str(resources.files("cloudfree") / "weights" / "unet_synthetic.safetensors"))
 
 
-def save_checkpoint(model: CloudFreeNet, config: dict, path: str | Path, info: dict | None = None,
+def save_checkpoint(model, config: dict, path: str | Path, info: dict | None = None,
                     half: bool = False) -> Path:
     """Write weights + config (+ free-form ``info`` such as training step and metrics).
 
     ``half`` stores floating tensors as float16 (half the size, for shipped weights); loading
     casts them back to the model's float32.
     """
+    from safetensors.torch import save_file
+
     from ..version import __version__
 
     path = Path(path)
@@ -86,7 +86,7 @@ def read_config(path: str | Path) -> tuple[dict, dict]:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "np") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a safetensors file: {exc}") from exc
@@ -105,29 +105,72 @@ def serves(config: dict, bands) -> bool:
 
 
 def load_checkpoint(path: str | Path, *, bands: list[str] | tuple[str, ...] | None = None, arch: str | None = None,
-                    map_location: str | torch.device = "cpu") -> tuple[CloudFreeNet, dict]:
-    """Build the model a checkpoint describes and load its weights; check bands/arch if given."""
+                    map_location="cpu", backend: str = "auto") -> tuple[object, dict]:
+    """Build the model a checkpoint describes and load its weights; check bands/arch if given.
+
+    ``backend``: ``torch`` (an ``nn.Module``), ``numpy`` (the default architecture's numpy forward,
+    :class:`~cloudfree.models.pixel_numpy.NumpyPixelTimeGate`, CPU only) or ``auto``: torch where it
+    is installed, numpy otherwise (the core install)."""
     config, info = read_config(path)
     if arch is not None and config["arch"] != arch:
         raise CheckpointError(f"{path} holds a {config['arch']!r} model, not {arch!r}")
     if bands is not None and not serves(config, bands):
         raise CheckpointError(f"{path} was trained on bands {config['bands']}, but the data has {list(bands)}")
+    if backend == "numpy" or (backend == "auto" and not extras.has_torch() and config["arch"] == "pixel_timegate"):
+        return _numpy_model(path, config), {"config": config, **info}
+    extras.require_torch(f"the {config['arch']!r} model of {path}")
     stored = config
     if config["arch"] in ("timegate_terramind", "pixel_terramind"):
         from .terramind import FROM_CHECKPOINT
 
         config = {**config, "terramind": {**config["terramind"], "weights": FROM_CHECKPOINT}}  # from the file
     model = build_model(config)
-    try:
-        state = load_file(str(path), device=str(map_location))
-    except Exception as exc:  # a truncated or garbled file: say which, not safetensors' internals
-        raise CheckpointError(f"{path} cannot be read as safetensors ({exc}); is the file complete?") from exc
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"{path} holds NaN/inf in {', '.join(bad[:3])}: the file is corrupt (re-download or "
-                              "re-train it)")
+    state = _state(path, "torch", str(map_location))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.eval()
     return model, {"config": stored, **info}
+
+
+def _state(path, framework: str, device: str = "cpu") -> dict:
+    """The checkpoint's tensors (``torch`` or ``numpy``), every floating one finite."""
+    import numpy as np
+
+    try:
+        if framework == "torch":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device=device)
+        else:
+            from safetensors.numpy import load_file
+
+            state = load_file(str(path))
+    except Exception as exc:  # a truncated or garbled file: say which, not safetensors' internals
+        raise CheckpointError(f"{path} cannot be read as safetensors ({exc}); is the file complete?") from exc
+    bad = [k for k, v in state.items() if _non_finite(v, np)]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN/inf in {', '.join(bad[:3])}: the file is corrupt (re-download or "
+                              "re-train it)")
+    return state
+
+
+def _non_finite(v, np) -> bool:
+    if hasattr(v, "is_floating_point"):
+        return bool(v.is_floating_point()) and not bool(v.isfinite().all())
+    return np.issubdtype(v.dtype, np.floating) and not bool(np.isfinite(v).all())
+
+
+def _numpy_model(path, config: dict):
+    """The default architecture in numpy, from the same file."""
+    from .pixel_numpy import NumpyPixelTimeGate
+
+    if config["arch"] != "pixel_timegate":
+        extras.require_torch(f"the {config['arch']!r} model of {path}")
+    state = _state(path, "numpy")
+    need = {"mean", "std", "interp_gain", "score.weight", "score.bias"} | \
+        {f"{n}.{i}.{p}" for n in ("date_net", "median_net") for i in (0, 2) for p in ("weight", "bias")}
+    missing = sorted(need - set(state))
+    if missing:
+        raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}")
+    return NumpyPixelTimeGate(state, config["norm"]["mean"], config["norm"]["std"], **config["pixel"])

@@ -5,16 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..bands import DEFAULT_NORM
 from .timegate import TimeGate
 
 __all__ = ["CloudFreeNet", "DEFAULT_NORM"]
-
-# Typical clear-sky L2A reflectance per band (B01..B12): centring/scaling for the networks.
-DEFAULT_NORM = {
-    "mean": [0.06, 0.07, 0.09, 0.09, 0.13, 0.21, 0.24, 0.26, 0.27, 0.26, 0.22, 0.15],
-    "std": [0.04, 0.04, 0.05, 0.06, 0.06, 0.08, 0.09, 0.10, 0.10, 0.10, 0.08, 0.07],
-}
-
 
 class CloudFreeNet(nn.Module):
     """Series in, one cloud-free image out.

@@ -6,10 +6,8 @@ import copy
 from dataclasses import dataclass
 from typing import Callable
 
-from ..bands import L2A_BANDS
+from ..bands import DEFAULT_NORM, L2A_BANDS
 from ..errors import ModelError
-from .network import DEFAULT_NORM, CloudFreeNet
-from .timegate import TimeGate
 
 __all__ = ["build_model", "default_config", "ModelKind", "register", "model_kind"]
 
@@ -80,6 +78,9 @@ def _pixel_terramind(config: dict):
 
 
 def _timegate_with(config: dict, head_of):
+    from .network import CloudFreeNet
+    from .timegate import TimeGate
+
     n_bands = len(config["bands"])
     tg = TimeGate(n_bands, **config["timegate"])
     return CloudFreeNet(head_of(n_bands + tg.n_features, n_bands), tg, config["norm"]["mean"], config["norm"]["std"])

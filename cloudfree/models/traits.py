@@ -35,7 +35,7 @@ class ModelTraits:
         features and its departure radius (0 for spatial models, whose halo is their own)."""
         if not self.pixelwise:
             return 0
-        from .pixel import CONTEXT
+        from .pixel_features import CONTEXT
 
         return CONTEXT + self.departure_reach
 

@@ -68,7 +68,7 @@ def model_composite(refl: xr.DataArray, clear: xr.DataArray, period: Period, mod
     token = tokenize(str(model) if isinstance(model, (str, Path)) else id(model), tiles, period, chunk,
                      sub_r.data.name, sub_c.data.name)
     if pixelwise:
-        from ..models.pixel import CONTEXT
+        from ..models.pixel_features import CONTEXT
 
         sub_dn = dn.isel(time=list(period.dates)) if dn is not None else None
         usable = usable_mask(sub_r, sub_c, sub_dn)
@@ -119,7 +119,7 @@ def _from_reads(refl: xr.DataArray, period: Period, model, tiles: TileConfig, re
               recipe=None) -> tuple[xr.DataArray, xr.DataArray]:
     """(image, clear count) of one period from block reads: both come out of one task per block,
     which runs the recipe's candidates (default: the model) on the model's device."""
-    from ..models.pixel import CONTEXT
+    from ..models.pixel_features import CONTEXT
     from .model_reads import model_from_reads
 
     arr = model_from_reads(reads, period, model, tiles, dt=_days_from_target(refl, period), margin=CONTEXT,

@@ -82,7 +82,7 @@ def predict_from_reads(src: BlockReads, reads: dict, *, dates: list[int], block:
     ``((candidate, weight), ...)`` from the run's validation (default: the model alone); the
     compositing candidates run on the device beside the model
     (:func:`~cloudfree.reconstruct.composites.composite_on_device`)."""
-    import torch
+    from ..extras import has_torch
 
     i, j = block
     ny, nx = src.shape
@@ -105,6 +105,13 @@ def predict_from_reads(src: BlockReads, reads: dict, *, dates: list[int], block:
         for g, (host, (a, b, c, e)) in enumerate(zip(hosts, boxes)):
             for k, t in enumerate(dates):  # outside the grid: no data (only ever outside the image)
                 gather(src, g, by_date[t], a, b, c, e, src.nodata, out=host[k])
+        if not has_torch():  # the core install: the same steps in numpy
+            from .reads_numpy import on_host
+
+            return on_host(src, hosts, boxes, dates, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1), big, model=model,
+                           cfg=cfg, dt=dt, margin=margin, reach=reach, recipe=recipe, least_cloudy_date=least_cloudy_date)
+        import torch
+
         with (gpu_slot(device) if cuda else contextlib.nullcontext()), torch.inference_mode():
             return _on_device(src, hosts, boxes, dates, device, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1), big,
                               model=model, cfg=cfg, dt=dt, margin=margin, reach=reach, recipe=recipe,

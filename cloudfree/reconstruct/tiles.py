@@ -24,7 +24,7 @@ import numpy as np
 from ..heap import release_heap
 
 __all__ = ["TileConfig", "compile_ahead", "predict_block", "predict_pixels", "feather", "load_model_cached", "model_on_device", "patch_starts",
-           "resolve_device", "check_device"]
+           "resolve_device", "check_device", "pixels_numpy"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,19 @@ class TileConfig:
             raise InputError(f"need 0 < overlap < patch/2 (patch={self.patch}, overlap={self.overlap})")
 
 
-@functools.lru_cache(maxsize=4)
 def load_model_cached(path: str, device: str):
-    """One model per (checkpoint, device) per process: Dask tasks on a worker share it."""
+    """One model per (checkpoint, device) per process: Dask tasks on a worker share it (in numpy
+    where torch is not installed)."""
+    from ..extras import has_torch
+
+    return _load_model(path, device, "torch" if has_torch() else "numpy")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str, device: str, backend: str):
     from ..models import load_checkpoint
 
-    model, info = load_checkpoint(path, map_location=device)
+    model, info = load_checkpoint(path, map_location=device, backend=backend)
     return model.to(device), info, threading.Lock()
 
 
@@ -100,12 +107,19 @@ def check_device(device: str) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
+    """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error
+    (and without torch, which the core install leaves out, one naming the extra)."""
+    from ..extras import has_torch, require_torch
+
+    check_device(device)
+    if not has_torch():
+        if device == "auto" or device == "cpu":
+            return "cpu"
+        require_torch(f"--device {device}")
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
@@ -252,6 +266,10 @@ def compile_ahead(model, cfg: TileConfig, n_dates: list[int], bands: list[str]) 
     here, or ``compile=False``)."""
     import time
 
+    from ..extras import has_torch
+
+    if not has_torch():
+        return 0.0
     import torch
 
     if not torch.cuda.is_available():
@@ -396,6 +414,11 @@ def predict_pixels(x: np.ndarray, clear: np.ndarray, *, dt: np.ndarray, model, c
     device = resolve_device(cfg.device)
     if reach > margin:
         raise InputError(f"reach {reach} exceeds the context margin {margin}")
+    from ..extras import has_torch
+
+    if not has_torch():
+        return pixels_numpy(x, np.asarray(clear, bool), dt=dt, model=model, cfg=cfg, bands=bands, margin=margin,
+                            pixels_per_batch=pixels_per_batch, decode=decode, reach=reach)
     cuda = device.startswith("cuda")
     import torch
 
@@ -481,3 +504,51 @@ def pixels_on_device(xd, ud, *, dt, model, cfg: TileConfig, device: str, bands: 
     if q:
         return out[:, q : h - q, q : w - q].contiguous()
     return out
+
+
+def pixels_numpy(x: np.ndarray, usable: np.ndarray, *, dt, model, cfg: TileConfig, bands: list[str], margin: int,
+                 pixels_per_batch: int | None = None, decode=None, reach: int = 0) -> np.ndarray:
+    """:func:`pixels_on_device` in numpy on the CPU, for the core install (no torch): the same
+    batches, context features, decoding and departure, through
+    :class:`~cloudfree.models.pixel_numpy.NumpyPixelTimeGate`. Returns (C, h, w) float32."""
+    from ..models.pixel_features import context_features
+    from ..models.pixel_numpy import apply_departure_np
+
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        net, _, lock = _load_model(str(model), "cpu", "numpy")
+    else:
+        net, lock = model_on_device(model, "cpu")
+    t, c, h, w = x.shape
+    q, m, n = reach, margin - reach, h * w
+    size = min(pixels_per_batch or 16384, n)
+    if decode is not None:
+        scale, offset, fill = decode
+        scale = np.asarray(scale, np.float32).reshape(-1, 1, 1)
+        offset = np.asarray(offset, np.float32).reshape(-1, 1, 1)
+
+    def reflectance(block):
+        if decode is None:
+            return block.astype(np.float32)
+        return np.where(block == fill, np.float32(np.nan), block.astype(np.float32) * scale + offset)
+
+    ctx = context_features(usable, m).reshape(t, 3, n) if margin else None
+    xf = x.reshape(t, c, n)
+    core = np.ascontiguousarray(usable[:, m : m + h, m : m + w]).reshape(t, n)
+    dtt = np.asarray(dt, np.float32)[None]
+    out = np.empty((c, n), np.float32)
+    dep = getattr(net, "departure", None) if q else None
+    temporal, kept = np.empty((c, n), np.float32), np.empty((1, n), np.float32)
+    with lock, _passing_through(net, cfg):
+        for p0 in range(0, n, size):
+            p1 = min(p0 + size, n)
+            aux = ctx[None, :, :, None, p0:p1] if ctx is not None else None
+            res = net(reflectance(xf[:, :, p0:p1])[None, :, :, None], core[None, :, None, p0:p1], dtt, bands=bands, aux=aux)
+            out[:, p0:p1] = res["output"][0, :, 0]
+            if dep:
+                temporal[:, p0:p1] = res["temporal"][0, :, 0]
+                kept[:, p0:p1] = res["kept"][0, :, 0]
+    out = out.reshape(c, h, w)
+    if dep:
+        return apply_departure_np(out, temporal.reshape(c, h, w), kept.reshape(1, h, w), q, dep["gain"],
+                                  dep.get("min_fraction", 0.05))
+    return np.ascontiguousarray(out[:, q : h - q, q : w - q]) if q else out

@@ -123,7 +123,10 @@ def train_model(arch: str, data: TrainData, out: str | Path, cfg: TrainConfig, *
     """Train any registered architecture on the data it needs (see :class:`TrainData`), resuming
     an interrupted run in ``out``; the default model is ``pixel_timegate``. ``lr`` (default: each
     architecture's own) and ``minutes`` (a wall-time budget) apply to every architecture."""
+    from ..extras import TRAIN_EXTRA, require_torch
     from ..models import model_kind
+
+    require_torch("training", TRAIN_EXTRA)
     from .loop import pick_device
 
     kind = model_kind(arch)

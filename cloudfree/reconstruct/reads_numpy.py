@@ -1,0 +1,163 @@
+"""The block reads' device work (:mod:`cloudfree.reconstruct.model_reads`) in numpy, for the core
+install, which has no torch: enlarge the coarse bands as GDAL's warp would, build the clear mask
+from SCL, count the clear observations, run the numpy model and the compositing candidates.
+
+The same steps, in the same float32 arithmetic, as the torch functions they stand for (the
+bilinear weights follow PyTorch's ``interpolate``, outer axis first), so a run gives the same
+pixels with or without torch (``tests/test_numpy_model.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cube.block_reads import BlockReads
+from ..cube.radiometry import dn_limit
+
+__all__ = ["enlarge_np", "on_host"]
+
+_F = np.float32
+
+
+def _axis_weights(n_in: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i0, i1, λ1)`` of bilinear enlargement by ``f`` along one axis (align_corners=False)."""
+    # float32 scale, product and offset rounded once (PyTorch's fused multiply-add)
+    src = (np.float64(_F(1.0 / f)) * (np.arange(n_in * f, dtype=np.float64) + 0.5) - 0.5).astype(_F)
+    src = np.maximum(src, _F(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    lam = np.clip(src - i0.astype(_F), _F(0), _F(1)).astype(_F)
+    return i0, np.where(i0 < n_in - 1, i0 + 1, i0), lam
+
+
+def _fma(a: np.ndarray, wa, b: np.ndarray, wb) -> np.ndarray:
+    """float32 ``a·wa + b·wb`` as PyTorch's CPU kernel computes it: the second product rounded,
+    the first added to it with one rounding (a fused multiply-add)."""
+    second = (b * wb).astype(np.float64)
+    return (a.astype(np.float64) * np.asarray(wa, np.float64) + second).astype(_F)
+
+
+def _bilinear(v: np.ndarray, f: int) -> np.ndarray:
+    """(N, h, w) float32 → (N, f·h, f·w): the width's interpolation of the two nearest source
+    rows, then the rows', in PyTorch's order of operations (outer axis last)."""
+    r0, r1, ly = _axis_weights(v.shape[-2], f)
+    c0, c1, lx = _axis_weights(v.shape[-1], f)
+
+    def along_width(rows):
+        return _fma(rows[..., c0], _F(1) - lx, rows[..., c1], lx)
+
+    return _fma(along_width(v[:, r0]), (_F(1) - ly)[:, None], along_width(v[:, r1]), ly[:, None])
+
+
+def enlarge_np(a: np.ndarray, factor: int, nodata, nearest: bool) -> np.ndarray:
+    """:func:`~cloudfree.reconstruct.model_reads.enlarge` in numpy: (N, h, w) int32 → (N, f·h, f·w)."""
+    f = factor
+    if nearest:
+        return a.repeat(f, -2).repeat(f, -1)
+    v = a.astype(_F)
+    valid = (a != nodata).astype(_F) if nodata is not None else np.ones_like(v)
+    num = _bilinear(v * valid, f)
+    den = _bilinear(valid, f)
+    val = np.clip(np.round(num / np.maximum(den, _F(1e-12))), 0, 65535)
+    if nodata is not None:
+        under = valid.repeat(f, -2).repeat(f, -1) > 0
+        val = np.where(under & (den > 1e-6), val, _F(nodata))
+    return val.astype(a.dtype)
+
+
+def _inside(src: BlockReads, window) -> np.ndarray:
+    wy0, wy1, wx0, wx1 = window
+    ny, nx = src.shape
+    rows, cols = np.arange(wy0, wy1), np.arange(wx0, wx1)
+    return ((rows >= 0) & (rows < ny))[:, None] & ((cols >= 0) & (cols < nx))[None, :]
+
+
+def _widened(src: BlockReads, hosts, boxes, g: int, k: int, window) -> np.ndarray:
+    wy0, wy1, wx0, wx1 = window
+    grid = src.grids[g]
+    band = hosts[g][:, k].astype(np.int32)
+    if grid.factor == 1:
+        return band
+    a, _, c, _ = boxes[g]
+    oy, ox = a * grid.factor - grid.offset[0], c * grid.factor - grid.offset[1]
+    near = src.scl == (g, k) or src.resampling == "nearest"
+    big_band = enlarge_np(band, grid.factor, None if src.scl == (g, k) else src.nodata, near)
+    return big_band[:, wy0 - oy : wy0 - oy + wy1 - wy0, wx0 - ox : wx0 - ox + wx1 - wx0]
+
+
+def _stored_bands(src: BlockReads, hosts, boxes, dates, window, big, h, w, q):
+    inside = _inside(src, window)
+    hh, ww = inside.shape
+    qy, qx = slice(big - q, big + h + q), slice(big - q, big + w + q)
+    g0, _ = src.where[0]
+    dn = np.empty((len(dates), len(src.where), h + 2 * q, w + 2 * q), dtype=hosts[g0].dtype)
+    has = np.ones((len(dates), hh, ww), dtype=bool)
+    limit = np.array([dn_limit(src.scale[t], src.offset[t]) for t in dates], _F).reshape(-1, 1, 1)
+    for b, (g, k) in enumerate(src.where):
+        band = _widened(src, hosts, boxes, g, k, window)
+        has &= (band != src.nodata) & (band <= limit)
+        dn[:, b] = np.where(inside[qy, qx], band[:, qy, qx], np.int32(src.nodata)).astype(dn.dtype)
+        del band
+    return dn, has, inside
+
+
+def _usable(src: BlockReads, hosts, boxes, window, has, inside) -> np.ndarray:
+    d = src.dilate
+    if src.scl is None:
+        return has | ~inside
+    scl = _widened(src, hosts, boxes, *src.scl, window)
+    bad = np.isin(scl, list(src.unusable)) & inside
+    if d:
+        from scipy.ndimage import binary_dilation
+
+        from ..bands import disk
+
+        shape = disk(d)
+        bad = np.stack([binary_dilation(b, structure=shape) for b in bad])
+    return (~bad & has) | ~inside
+
+
+def _composites(names, dn, usable, scale, offset, nodata, dt, least_cloudy_date) -> dict:
+    from .composites import METHODS, least_cloudy_date as pick
+
+    sc = np.asarray(scale, _F).reshape(-1, 1, 1, 1)
+    of = np.asarray(offset, _F).reshape(-1, 1, 1, 1)
+    refl = np.where(dn == nodata, _F(np.nan), dn.astype(_F) * sc + of)
+    out = {}
+    for n in names:
+        if n == "least_cloudy":
+            date = least_cloudy_date
+            if date is None:
+                c = usable & np.isfinite(refl).all(1)
+                date = pick(c.reshape(len(c), -1).mean(1), np.asarray(dt, float), 0.0)
+            out[n] = refl[date].copy()
+        else:
+            out[n] = METHODS[n](refl, usable, np.asarray(dt, float), 0.0)
+    return out
+
+
+def on_host(src: BlockReads, hosts, boxes, dates, core, window, big, *, model, cfg, dt, margin, reach, recipe=None,
+            least_cloudy_date=None) -> np.ndarray:
+    """:func:`~cloudfree.reconstruct.model_reads._on_device` in numpy: widen, mask, count and run
+    the recipe's candidates; (C + 1, h, w) float32, the clear count last."""
+    from .tiles import pixels_numpy
+
+    y0, y1, x0, x1 = core
+    h, w = y1 - y0, x1 - x0
+    dn, has, inside = _stored_bands(src, hosts, boxes, dates, window, big, h, w, reach)
+    usable = _usable(src, hosts, boxes, window, has, inside)
+    d, q = src.dilate, reach
+    count = usable[:, big : big + h, big : big + w].sum(0, dtype=np.int32)
+    scale = [src.scale[t] for t in dates]
+    offset = [src.offset[t] for t in dates]
+    recipe = tuple(recipe) if recipe else (("model", 1.0),)
+    parts = {}
+    if any(n == "model" for n, _ in recipe):
+        ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
+        parts["model"] = pixels_numpy(dn, ud, dt=dt, model=model, cfg=cfg, bands=list(src.bands), margin=margin,
+                                      decode=(scale, offset, src.nodata), reach=q)
+    others = [n for n, _ in recipe if n != "model"]
+    if others:
+        parts.update(_composites(others, dn[:, :, q : q + h, q : q + w], usable[:, big : big + h, big : big + w],
+                                 scale, offset, src.nodata, dt, least_cloudy_date))
+    out = parts[recipe[0][0]] if len(recipe) == 1 else sum(wt * parts[n] for n, wt in recipe)
+    return np.concatenate([out.astype(_F), count[None].astype(_F)])
