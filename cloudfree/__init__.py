@@ -18,10 +18,21 @@ import importlib
 
 try:
     from . import accessor as _accessor  # noqa: F401  (registers ds.cloudfree)
-    from .reconstruct.dataset import reconstruct  # bound eagerly: the name is also the `reconstruct/` folder
 except ModuleNotFoundError as _exc:  # a bare torch + numpy host (training, tile benchmarks)
     if _exc.name not in ("xarray", "dask", "pandas"):
         raise
+from . import reconstruct as _reconstruct_package  # noqa: F401  (light: its modules load on first use)
+
+
+def reconstruct(cube, start: str | None = None, end: str | None = None, **kwargs):
+    """One cloud-free image per period from a cube, lazily: :func:`cloudfree.reconstruct.dataset.reconstruct`
+    (every argument is documented there). Bound here without importing the graph code, so the
+    command line answers a wrong argument before Dask and the reconstruction modules load; the
+    name is both this function and the ``reconstruct/`` folder, whose package is imported first."""
+    from .reconstruct.dataset import reconstruct as _reconstruct
+
+    return _reconstruct(cube, start, end, **kwargs)
+
 
 from .version import __version__
 

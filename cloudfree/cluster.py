@@ -9,10 +9,13 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from distributed import Client, LocalCluster
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["ClusterConfig", "cluster_config", "fit_to_plan", "dask_client", "parse_gpus", "gpu_worker_specs", "start_cluster", "CLUSTER_KINDS", "MemoryPlan", "plan_memory", "stream_bytes", "machine_memory", "parse_memory"]
 
@@ -315,6 +318,8 @@ def _report_lost_workers(client: Client, started: set[str], echo) -> None:
 @contextlib.contextmanager
 def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator[Client]:
     """Yield a connected client; the dashboard link is printed so users can watch progress."""
+    from distributed import Client, LocalCluster  # here: a request is checked before distributed loads
+
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed sets INFO on import; quiet it
         for name in ("distributed", "bokeh", "tornado"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -13,9 +13,9 @@ from pathlib import Path
 from .aoi import AOI, parse_aoi, parse_bbox
 from .bands import DEFAULT_UNUSABLE_SCL, L2A_BANDS, validate_bands
 from .catalog.search import SearchRequest
-from .cube.load import CubeSpec, MaskConfig
+from .cube.spec import CubeSpec, MaskConfig
 from .errors import InputError
-from .reconstruct.selfcheck import ValidationConfig
+from .reconstruct.validation import ValidationConfig
 from .reconstruct.tiles import TileConfig
 
 __all__ = ["JobRequest", "JobConfig", "parse_area"]

@@ -22,6 +22,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .spec import MASK_SOURCES  # defined with the request types
+
 from ..blocks import map_windows
 
 __all__ = ["CLEAR", "CLOUD", "SHADOW", "NODATA", "MASK_SOURCES", "csmask_bands", "classify", "learned_mask",
@@ -30,7 +32,6 @@ __all__ = ["CLEAR", "CLOUD", "SHADOW", "NODATA", "MASK_SOURCES", "csmask_bands",
 log = logging.getLogger(__name__)
 
 CLEAR, CLOUD, SHADOW, NODATA = 0, 1, 2, 255
-MASK_SOURCES = ("scl", "model", "both")
 WINDOW, STRIDE = 256, 192
 MARGIN = (WINDOW - STRIDE) // 2
 HALO = WINDOW  # covers the grid windows that reach into any block from outside

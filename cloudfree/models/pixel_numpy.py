@@ -3,7 +3,7 @@
 Why: the core install (``pip install cloudfree``) has no torch. The default model is small and
 per pixel, so numpy runs it at the CPU's pace without a several-GiB GPU stack. This is the same
 network as :class:`~cloudfree.models.pixel.PixelTimeGate` (forward only), step for step in
-float32, read from the same checkpoint; ``tests/test_numpy_model.py`` holds the two equal within
+float32, read from the same checkpoint; ``tests/test_core_install.py`` holds the two equal within
 1e-5 on real series. Training, the GPU path and the other architectures need the ``[gpu]`` extra.
 """
 

@@ -4,7 +4,7 @@ from SCL, count the clear observations, run the numpy model and the compositing 
 
 The same steps, in the same float32 arithmetic, as the torch functions they stand for (the
 bilinear weights follow PyTorch's ``interpolate``, outer axis first), so a run gives the same
-pixels with or without torch (``tests/test_numpy_model.py``).
+pixels with or without torch (``tests/test_core_install.py``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ import xarray as xr
 
 from ..bands import dilate_cross
 from .images import UNCERTAINTY_BINS
+from .validation import ValidationConfig
 
 __all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", "validate_periods", "sample_windows",
            "UNCERTAINTY_BINS"]
@@ -43,27 +44,6 @@ __all__ = ["ValidationConfig", "Recipe", "PeriodValidation", "validate_period", 
 WIDEN_BELOW = 8
 """Validation takes the next nearest dates as targets too while the nearest has fewer clear
 pixels than this many times ``min_pixels``."""
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    """How a run validates itself (the defaults are what ``cloudfree run`` does)."""
-
-    enabled: bool = True
-    """Measure the candidates on held-out pixels of every period (reported in the outputs)."""
-    adapt: bool = True
-    """Choose or blend the candidates by those measurements (``--method auto`` only)."""
-    window: int = 256
-    """Side in pixels of the windows the examples are taken from."""
-    max_windows: int = 4
-    """Windows spread over the area (each read once per period)."""
-    max_examples: int = 12
-    """Examples (hidden footprints) per period."""
-    min_pixels: int = 300
-    """Fewer hidden pixels than this in all: validation is too thin, the prior is kept."""
-    dilate: int = 2
-    """Footprints are grown by this many pixels (the cloud edges masks leave out)."""
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,22 @@ def test_another_architecture_without_torch_names_the_extra(monkeypatch):
         load_checkpoint(unet_weights())
     model, info = load_checkpoint(default_weights())
     assert type(model).__name__ == "NumpyPixelTimeGate" and info["config"]["arch"] == "pixel_timegate"
+
+
+HEAVY = ("distributed", "odc.stac", "rasterio", "torch", "cloudfree.reconstruct.dataset", "cloudfree.cube.load")
+"""What a wrong argument must be answered without: the cluster, the readers, the model and the graph code."""
+
+
+@pytest.mark.parametrize("wrong", [["--start", "2019-13-01"], ["--bands", "B99"], ["--device", "cudax"],
+                                   ["--exclude-scl", "99"], ["--chunk", "0"], ["--period", "fortnight"]])
+def test_a_wrong_argument_is_answered_before_the_heavy_modules_load(tmp_path, wrong):
+    args = {"--stac": bundled_catalog(), "--out": str(tmp_path / "o"), "--start": "2019-08-01", "--end": "2019-09-30"}
+    args.update(dict(zip(wrong[::2], wrong[1::2])))
+    code = ("import sys\nfrom cloudfree.cli import main\n"
+            f"sys.argv = ['cloudfree', 'run', *{[v for kv in args.items() for v in kv]!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            f"print('EXIT', code, [m for m in {HEAVY!r} if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    exit_line = [ln for ln in r.stdout.splitlines() if ln.startswith("EXIT")]
+    assert exit_line == ["EXIT 2 []"], r.stdout + r.stderr
+    assert "error" in (r.stdout + r.stderr).lower() and not (tmp_path / "o").exists()
