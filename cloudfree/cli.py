@@ -124,7 +124,7 @@ def run(stac: o.Stac, start: o.Start, end: o.End, out: o.Out, bbox: o.Bbox = Non
         device: o.Device = "auto", compile_model: o.Compile = False, fill_unobserved: o.Fill = True,
         pass_through: o.PassThrough = True, exclude_scl: o.ExcludeScl = "0,1,3,8,9,10", mask: o.Mask = "scl",
         dilate: o.Dilate = 0, skip_bad_assets: o.SkipBad = False, max_pixels: o.MaxPixels = 250e6, yes: o.Yes = False,
-        stream: o.Stream = True, native_reads: o.Native = False, validate: o.Validate = True, gpus: o.Gpus = None,
+        stream: o.Stream = True, native_reads: o.Native = True, validate: o.Validate = True, gpus: o.Gpus = None,
         scheduler: o.Scheduler = None, workers: o.Workers = None, threads: o.Threads = None,
         processes: o.Processes = False, dashboard_address: o.Dashboard = "127.0.0.1:0") -> None:
     """The main job: search → cube → cloud-free mosaic (Zarr + COG + PNG + STAC Item)."""

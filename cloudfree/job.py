@@ -92,7 +92,7 @@ class JobRequest:
     resolution: float | None = None
     chunk: int | None = None
     mask: MaskConfig = field(default_factory=MaskConfig)
-    native_reads: bool = False
+    native_reads: bool = True
     method: str = "auto"
     model: object = None
     period: str | None = None

@@ -13,8 +13,8 @@ STAC_HELP = ("STAC API URL, 'earth-search', 'planetary-computer', 'demo' (SYNTHE
 BANDS_HELP = ("comma-separated band ids or common names, e.g. B02,B03,B04,B08 or red,nir "
               "(default: every L2A band the catalog has, in canonical order)")
 COLLECTION_HELP = "collection id (default: sentinel-2-l2a where the catalog has it, else its only collection)"
-NATIVE_HELP = ("read 20 m / 60 m bands and SCL on their own grid and enlarge them in numpy as GDAL's warp would "
-               "(equal within 1 DN): faster with few cores, not yet with many (benchmarks/RESULTS.md)")
+NATIVE_HELP = ("a stored cube (--keep-cube) reads 20 m / 60 m bands and SCL on their own grid and enlarges them "
+               "with the streamed runs' kernel (one request, one picture); --warp-reads: GDAL's warp (within 1 DN)")
 RESOLUTION_HELP = "output pixel size in metres (default: the finest native resolution of the bands, e.g. 20 for a 20 m-only set)"
 SCL_HELP = ("SCL classes that make a pixel unusable, comma-separated codes 0-11 (default 0,1,3,8,9,10: no data, defective, "
             "cloud shadow, cloud medium/high, cirrus). SCL often labels cloud as 7 (unclassified) or 11 (snow): add 7,11 "

@@ -522,7 +522,7 @@ def run(stac: str, start: str, end: str, out: str | Path, *, bbox=None, aoi=None
         resolution: float | None = None, crs: str | None = None, chunk: int | None = None, exclude_scl=None,
         context_days: int = 30, max_dates: int = 12, device: str = "auto", patch: int = 256, overlap: int = 16,
         batch: int | None = None, fill_unobserved: bool = True, memory_limit: str | int | None = None,
-        mask: str = "scl", dilate: int = 0, stream: bool = True, native_reads: bool = False, validate: bool = True,
+        mask: str = "scl", dilate: int = 0, stream: bool = True, native_reads: bool = True, validate: bool = True,
         echo=print) -> dict:
     """The whole job, as ``cloudfree run`` does it, from a notebook: returns the manifest.
 

@@ -31,7 +31,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from ..aoi import AOI, choose_crs
 from ..provenance import CubeProvenance
 from ..bands import DEFAULT_UNUSABLE_SCL, SCL, band_source, item_bands, load_name
-from .radiometry import Radiometry, dn_limit, item_radiometry
+from .radiometry import STORE_MAX_DN, STORE_OFFSET, STORE_SCALE, Radiometry, dn_limit, item_radiometry, store_shifts
 
 __all__ = ["MaskConfig", "CubeSpec", "load_cube", "band_mapping", "available_bands", "plan_geobox", "open_cube",
            "DEFAULT_UNUSABLE_SCL"]
@@ -222,7 +222,14 @@ def _decoded(raw: xr.Dataset, items: list[pystac.Item], mapping: dict, bands: tu
     nodata = rad[keys[0]].nodata
     dn = xr.concat([raw[mapping[b]] for b in bands], dim=xr.DataArray(np.array(bands, dtype=str), dims="band", name="band"))
     dn = dn.transpose("time", "band", "y", "x")
-    refl = (dn.astype(np.float32) * scale + offset).where(dn != nodata).astype(np.float32)
+    shifts = store_shifts(scale.values, offset.values)
+    if shifts is not None:  # decoded as the store decodes (see store_shifts): one picture from every path
+        shift = xr.DataArray(np.array(shifts, np.int32), dims="time", coords={"time": raw.time})
+        stored = (dn.astype(np.int32) + shift).clip(max=STORE_MAX_DN)
+        refl = (stored.astype(np.float32) * np.float32(STORE_SCALE) + np.float32(STORE_OFFSET)).where(dn != nodata)
+    else:
+        refl = (dn.astype(np.float32) * scale + offset).where(dn != nodata)
+    refl = refl.astype(np.float32)
     refl = refl.chunk({"band": -1})
     refl.attrs.update(units="1", long_name="surface reflectance", nodata=float("nan"))
     # from the stored DN, not the decoded floats: the same pixels (reflectance is NaN exactly where
@@ -281,8 +288,12 @@ def open_cube(path: str | Path) -> xr.Dataset:
         # the stored digital numbers, for the model's device-side decode (half the bytes of float32);
         # plain attributes, not xarray's encoding keys (xarray refuses those in attrs when writing)
         a = raw.attrs
+        scale, offset, fill = float(a["scale_factor"]), float(a.get("add_offset", 0.0)), int(a.get("_FillValue", 0))
         ds["dn"] = xr.DataArray(raw.data, coords=raw.coords, dims=raw.dims, attrs={
             "long_name": "reflectance as stored: reflectance = dn * scale + offset, fill = no data",
-            "scale": float(a["scale_factor"]), "offset": float(a.get("add_offset", 0.0)),
-            "fill": int(a.get("_FillValue", 0))})
+            "scale": scale, "offset": offset, "fill": fill})
+        # decoded in float32 as the model's device decodes ``dn`` (xarray's decode goes through
+        # float64 and rounds once: another float32 in some values)
+        refl = (ds["dn"].astype(np.float32) * np.float32(scale) + np.float32(offset)).where(ds["dn"] != fill)
+        ds["reflectance"] = refl.astype(np.float32).assign_attrs(ds["reflectance"].attrs)
     return ds

@@ -115,6 +115,12 @@ def upsample_block(block: np.ndarray, factor: int, nodata: float | None, nearest
     lead, (hh, ww) = block.shape[:-2], block.shape[-2:]
     flat = block.reshape(-1, hh, ww)
     core = (slice(None), slice(f, f * (hh - 1)), slice(f, f * (ww - 1)))
+    if block.dtype in (np.uint8, np.uint16):  # stored DN: the streamed runs' kernel, so both give one picture
+        from ..reconstruct.reads_numpy import enlarge_np
+
+        fill = None if nodata is None or np.isnan(nodata) else int(nodata)
+        val = enlarge_np(flat.astype(np.int32), f, fill, False)[core]
+        return val.astype(block.dtype).reshape(*lead, *val.shape[-2:])
     has_fill = nodata is not None and not np.isnan(nodata) and bool((flat == nodata).any())
     if has_fill:  # nodata takes no weight; a fine pixel with no valid neighbour is nodata
         valid = (flat != nodata).astype(np.float32)

@@ -12,9 +12,33 @@ from dataclasses import dataclass
 
 import pystac
 
-__all__ = ["Radiometry", "item_radiometry", "MAX_REFLECTANCE", "dn_limit"]
+__all__ = ["Radiometry", "item_radiometry", "MAX_REFLECTANCE", "dn_limit", "STORE_SCALE", "STORE_OFFSET", "STORE_MAX_DN",
+           "store_shifts"]
 
 from ..bands import BOA_DN_OFFSET, MAX_REFLECTANCE, QUANTIFICATION
+
+
+STORE_SCALE, STORE_OFFSET = 1e-4, -0.1
+"""How a cube store encodes reflectance (uint16, 0 = no data): reflectance = DN * 1e-4 - 0.1."""
+STORE_MAX_DN = 65000
+"""The store's largest DN (reflectance 6.4): larger values are clipped to it."""
+
+
+def store_shifts(scales, offsets) -> list[int] | None:
+    """Per date, the whole number of DN that takes a date's own encoding to the store's, or None
+    where a date's is not a whole-DN shift of it (a scale other than 1e-4).
+
+    Why: every path decodes reflectance as ``float32(store DN) * float32(1e-4) + float32(-0.1)``
+    (a loaded cube, a stored cube read back, streamed block reads on any device), so one request
+    gives one picture whichever path made it; decoding each date's own DN instead differs from
+    the store's by a float32 rounding, which the model can turn into a different choice."""
+    out = []
+    for scale, offset in zip(scales, offsets):
+        k = (float(offset) - STORE_OFFSET) / STORE_SCALE
+        if abs(float(scale) - STORE_SCALE) > 1e-9 or abs(k - round(k)) > 1e-3:
+            return None
+        out.append(int(round(k)))
+    return out
 
 
 def dn_limit(scale, offset):

@@ -91,14 +91,13 @@ class CubeSpec:
     mask: MaskConfig = MaskConfig()
     resampling: str = "bilinear"
     """For reflectance bands coarser than the output grid; SCL always uses nearest."""
-    native_reads: bool = False
+    native_reads: bool = True
     """Bilinear only, for a cube that is loaded or stored (``load_cube``, ``--keep-cube``): read
     coarser bands (and SCL) on their own grid where its lattice lines up with the output's, and
-    enlarge them here (:mod:`cloudfree.cube.native`) instead of a GDAL warp. Off by default:
-    1.5–1.9× faster reads on 2 cores, but no faster on a 16-core host, where the extra passes and
-    halo copies cost what the warp saved (``benchmarks/RESULTS.md``). Streamed model runs always
-    read coarse bands on their own grid and enlarge them on the model's device
-    (:mod:`cloudfree.cube.block_reads`)."""
+    enlarge them here (:mod:`cloudfree.cube.native`) with the kernel streamed runs use on the
+    model's device, so a stored cube and a streamed run of one request give one picture (GDAL's
+    warp, ``False`` or ``--warp-reads``, rounds some enlarged values to the other neighbouring DN).
+    Where the grids do not line up, GDAL warps either way. Speed of both: ``benchmarks/RESULTS.md``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(self.bands))

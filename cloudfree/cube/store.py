@@ -17,6 +17,8 @@ from ..zarrstore import store_state, write_by_regions
 
 __all__ = ["CubeResult", "build_cube", "lazy_cube", "asset_reads", "cube_fingerprint", "CUBE_ENCODING", "AssetReadError", "OutputWriteError", "items_digest"]
 
+from .radiometry import STORE_OFFSET, STORE_SCALE
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,8 @@ def _write_failure(exc: BaseException, out: Path) -> str | None:
 
 CUBE_ENCODING = {
     # Reflectance as uint16 on disk (0 = nodata), like L2A itself: (DN * 1e-4) - 0.1 covers [-0.1, 6.4].
-    "reflectance": {"dtype": "uint16", "scale_factor": np.float32(1e-4), "add_offset": np.float32(-0.1), "_FillValue": 0},
+    "reflectance": {"dtype": "uint16", "scale_factor": np.float32(STORE_SCALE), "add_offset": np.float32(STORE_OFFSET),
+                    "_FillValue": 0},
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import Layer, MaterializedLayer
 
-from ..cube.radiometry import dn_limit
+from ..cube.radiometry import STORE_MAX_DN, STORE_OFFSET, STORE_SCALE, dn_limit, store_shifts
 from ..cube.block_reads import BlockReads, gather
 from ..heap import release_heap
 from .tiles import (TileConfig, download, gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
@@ -48,17 +48,27 @@ def panel_of(region: dict, chunk: int) -> tuple[int, int]:
 def enlarge(a, factor: int, nodata, nearest: bool):
     """(N, h, w) int32 tensor → (N, f·h, f·w) of the same dtype, as GDAL's warp kernel enlarges
     an integer band: bilinear at pixel centres with nodata taking no weight and no data where the
-    pixel under the centre has none (rounded to the nearest integer), or nearest for classes."""
+    pixel under the centre has none (rounded to the nearest integer), or nearest for classes.
+    The weights depend on each output's phase only (:func:`~cloudfree.reconstruct.reads_numpy.phase_taps`):
+    the same values for any window, and the stored cube's (:mod:`cloudfree.cube.native`)."""
     import torch
-    import torch.nn.functional as F
+
+    from .reads_numpy import phase_taps
 
     f = factor
     if nearest:
         return a.repeat_interleave(f, -2).repeat_interleave(f, -1)
+    taps = [[torch.as_tensor(t, device=a.device) for t in phase_taps(n, f)] for n in a.shape[-2:]]
+    (r0, r1, wy0, wy1), (c0, c1, wx0, wx1) = taps
+
+    def bilinear(v):  # width, then height: one rounded product per tap, their rounded sum
+        rows = v[:, :, c0] * wx0 + v[:, :, c1] * wx1
+        return rows[:, r0] * wy0[:, None] + rows[:, r1] * wy1[:, None]
+
     v = a.to(torch.float32)
     valid = (a != nodata).to(torch.float32) if nodata is not None else torch.ones_like(v)
-    num = F.interpolate((v * valid)[:, None], scale_factor=f, mode="bilinear", align_corners=False)[:, 0]
-    den = F.interpolate(valid[:, None], scale_factor=f, mode="bilinear", align_corners=False)[:, 0]
+    num = bilinear(v * valid)
+    den = bilinear(valid)
     val = torch.round(num / den.clamp_min(1e-12)).clamp(0, 65535)  # the DN are unsigned 16-bit
     if nodata is not None:
         under = valid.repeat_interleave(f, -2).repeat_interleave(f, -1) > 0
@@ -132,16 +142,24 @@ def _on_device(src: BlockReads, hosts, boxes, dates, device, core, window, big, 
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
     scale = [src.scale[t] for t in dates]
     offset = [src.offset[t] for t in dates]
+    shifts = store_shifts(scale, offset)
+    if shifts is not None:  # the store's DN, decoded as every other path decodes them (store_shifts)
+        shift = torch.tensor(shifts, dtype=torch.int32, device=dn.device).reshape(-1, 1, 1, 1)
+        dn = torch.where(dn == src.nodata, torch.zeros_like(dn, dtype=torch.int32),
+                         (dn.to(torch.int32) + shift).clamp(max=STORE_MAX_DN))
+        scale, offset, nodata = [STORE_SCALE] * len(dates), [STORE_OFFSET] * len(dates), 0
+    else:
+        nodata = src.nodata
     recipe = tuple(recipe) if recipe else (("model", 1.0),)
     parts = {}
     if any(n == "model" for n, _ in recipe):
         ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
         parts["model"] = pixels_on_device(dn, ud, dt=dt, model=model, cfg=cfg, device=device,
-                                          bands=list(src.bands), margin=margin, decode=(scale, offset, src.nodata), reach=q)
+                                          bands=list(src.bands), margin=margin, decode=(scale, offset, nodata), reach=q)
     others = [n for n, _ in recipe if n != "model"]
     if others:
         parts.update(_composites_on_device(others, dn[:, :, q : q + h, q : q + w], usable[:, big : big + h, big : big + w],
-                                           scale, offset, src.nodata, dt, least_cloudy_date))
+                                           scale, offset, nodata, dt, least_cloudy_date))
     out = parts[recipe[0][0]] if len(recipe) == 1 else sum(w * parts[n] for n, w in recipe)
     res = torch.cat([out, count[None].to(torch.float32)])
     return download(res, device)

@@ -2,9 +2,8 @@
 install, which has no torch: enlarge the coarse bands as GDAL's warp would, build the clear mask
 from SCL, count the clear observations, run the numpy model and the compositing candidates.
 
-The same steps, in the same float32 arithmetic, as the torch functions they stand for (the
-bilinear weights follow PyTorch's ``interpolate``, outer axis first), so a run gives the same
-pixels with or without torch (``tests/test_core_install.py``).
+The same steps, in the same float32 arithmetic, as the torch functions they stand for, so a run
+gives the same pixels with or without torch (``tests/test_core_install.py``).
 """
 
 from __future__ import annotations
@@ -12,40 +11,37 @@ from __future__ import annotations
 import numpy as np
 
 from ..cube.block_reads import BlockReads
-from ..cube.radiometry import dn_limit
+from ..cube.radiometry import STORE_MAX_DN, STORE_OFFSET, STORE_SCALE, dn_limit, store_shifts
 
-__all__ = ["enlarge_np", "on_host"]
+__all__ = ["enlarge_np", "on_host", "phase_taps"]
 
 _F = np.float32
 
 
-def _axis_weights(n_in: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(i0, i1, λ1)`` of bilinear enlargement by ``f`` along one axis (align_corners=False)."""
-    # float32 scale, product and offset rounded once (PyTorch's fused multiply-add)
-    src = (np.float64(_F(1.0 / f)) * (np.arange(n_in * f, dtype=np.float64) + 0.5) - 0.5).astype(_F)
-    src = np.maximum(src, _F(0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    lam = np.clip(src - i0.astype(_F), _F(0), _F(1)).astype(_F)
-    return i0, np.where(i0 < n_in - 1, i0 + 1, i0), lam
-
-
-def _fma(a: np.ndarray, wa, b: np.ndarray, wb) -> np.ndarray:
-    """float32 ``a·wa + b·wb`` as PyTorch's CPU kernel computes it: the second product rounded,
-    the first added to it with one rounding (a fused multiply-add)."""
-    second = (b * wb).astype(np.float64)
-    return (a.astype(np.float64) * np.asarray(wa, np.float64) + second).astype(_F)
+def phase_taps(n_in: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(i0, i1, w0, w1)`` of bilinear enlargement by ``f`` along one axis (pixel centres,
+    align_corners=False; the image's edge pixels repeated beyond it), for each of its ``f·n_in``
+    outputs. The weights come from the output's phase (its index mod ``f``) alone, so an output
+    pixel gets the same weights in any window or block that holds it: a stored cube and streamed
+    reads of any tiling enlarge it alike. float32 weights, the same on every device."""
+    o = np.arange(n_in * f)
+    p = o % f
+    pos = (p + 0.5) / f - 0.5  # the source position relative to the output's own source pixel
+    step = np.floor(pos).astype(np.int64)
+    lam = pos - step
+    i0 = np.clip(o // f + step, 0, n_in - 1)
+    i1 = np.clip(o // f + step + 1, 0, n_in - 1)
+    return i0, i1, (1.0 - lam).astype(_F), lam.astype(_F)
 
 
 def _bilinear(v: np.ndarray, f: int) -> np.ndarray:
-    """(N, h, w) float32 → (N, f·h, f·w): the width's interpolation of the two nearest source
-    rows, then the rows', in PyTorch's order of operations (outer axis last)."""
-    r0, r1, ly = _axis_weights(v.shape[-2], f)
-    c0, c1, lx = _axis_weights(v.shape[-1], f)
-
-    def along_width(rows):
-        return _fma(rows[..., c0], _F(1) - lx, rows[..., c1], lx)
-
-    return _fma(along_width(v[:, r0]), (_F(1) - ly)[:, None], along_width(v[:, r1]), ly[:, None])
+    """(N, h, w) float32 → (N, f·h, f·w): along the width, then the height, each a rounded
+    product per tap and their rounded sum (what :func:`~cloudfree.reconstruct.model_reads.enlarge`
+    computes in torch)."""
+    r0, r1, wy0, wy1 = phase_taps(v.shape[-2], f)
+    c0, c1, wx0, wx1 = phase_taps(v.shape[-1], f)
+    rows = v[:, :, c0] * wx0 + v[:, :, c1] * wx1
+    return rows[:, r0] * wy0[:, None] + rows[:, r1] * wy1[:, None]
 
 
 def enlarge_np(a: np.ndarray, factor: int, nodata, nearest: bool) -> np.ndarray:
@@ -149,15 +145,22 @@ def on_host(src: BlockReads, hosts, boxes, dates, core, window, big, *, model, c
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=np.int32)
     scale = [src.scale[t] for t in dates]
     offset = [src.offset[t] for t in dates]
+    shifts = store_shifts(scale, offset)
+    if shifts is not None:  # the store's DN, decoded as every other path decodes them (store_shifts)
+        shift = np.asarray(shifts, np.int32).reshape(-1, 1, 1, 1)
+        dn = np.where(dn == src.nodata, np.int32(0), np.minimum(dn.astype(np.int32) + shift, STORE_MAX_DN))
+        scale, offset, nodata = [STORE_SCALE] * len(dates), [STORE_OFFSET] * len(dates), 0
+    else:
+        nodata = src.nodata
     recipe = tuple(recipe) if recipe else (("model", 1.0),)
     parts = {}
     if any(n == "model" for n, _ in recipe):
         ud = usable[:, d : d + h + 2 * margin, d : d + w + 2 * margin]
         parts["model"] = pixels_numpy(dn, ud, dt=dt, model=model, cfg=cfg, bands=list(src.bands), margin=margin,
-                                      decode=(scale, offset, src.nodata), reach=q)
+                                      decode=(scale, offset, nodata), reach=q)
     others = [n for n, _ in recipe if n != "model"]
     if others:
         parts.update(_composites(others, dn[:, :, q : q + h, q : q + w], usable[:, big : big + h, big : big + w],
-                                 scale, offset, src.nodata, dt, least_cloudy_date))
+                                 scale, offset, nodata, dt, least_cloudy_date))
     out = parts[recipe[0][0]] if len(recipe) == 1 else sum(wt * parts[n] for n, wt in recipe)
     return np.concatenate([out.astype(_F), count[None].astype(_F)])
