@@ -163,7 +163,8 @@ def _header_problems(items: list, bands: tuple[str, ...], res: InputChecks, *, t
     headers: dict[tuple[str, str], AssetHeader] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs))))
     try:
-        futures = {pool.submit(_read_header, it.assets[key].href): k for k, (it, key, _) in jobs.items()}
+        futures = {pool.submit(_read_header, it.assets[key].href, _file_fields(it.assets[key])): k
+                   for k, (it, key, _) in jobs.items()}
         done, pending = wait(futures, timeout=timeout)
         for f in done:
             h = f.result()
@@ -182,8 +183,46 @@ def _header_problems(items: list, bands: tuple[str, ...], res: InputChecks, *, t
     return sorted(set(problems))
 
 
-def _read_header(href: str) -> AssetHeader | str:
-    """The asset's header, or what is wrong with it (never raises)."""
+def _file_fields(asset) -> dict:
+    """The STAC file extension's ``file:size`` and ``file:checksum`` of an asset, where declared."""
+    return {k: asset.extra_fields[k] for k in ("file:size", "file:checksum") if k in asset.extra_fields}
+
+
+MULTIHASH = {"12": ("sha256", 32), "13": ("sha512", 64), "11": ("sha1", 20), "d501": ("md5", 16)}
+"""Multihash function codes (hex, varint) the STAC file extension's ``file:checksum`` may use."""
+
+
+def _file_problem(path: str, size: int, declared: dict) -> str | None:
+    """A local file whose size or content differs from what its item declares (``file:size``,
+    ``file:checksum``): the only way to tell a damaged tile that still decodes. Reads the file once
+    (off with ``CLOUDFREE_VERIFY_CHECKSUMS=0``); remote assets are not downloaded for it."""
+    import hashlib
+
+    if "file:size" in declared and int(declared["file:size"]) != size:
+        return f"{safe_text(path)} has {size} bytes, the item declares file:size {int(declared['file:size'])}"
+    want = str(declared.get("file:checksum", "")).lower()
+    if not want or os.environ.get("CLOUDFREE_VERIFY_CHECKSUMS", "1") == "0":
+        return None
+    code = next((c for c in MULTIHASH if want.startswith(c)), None)
+    if code is None:
+        return None  # a hash function this check does not know: nothing is claimed
+    name, n = MULTIHASH[code]
+    digest = want[len(code) + 2 :]
+    if len(digest) != 2 * n:
+        return f"its item's file:checksum {safe_text(want)} is not a {name} multihash"
+    h = hashlib.new(name)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    if h.hexdigest() != digest:
+        return (f"{safe_text(path)} differs from its item's file:checksum ({name}): the file is damaged or was "
+                "replaced; restore it, or update the item")
+    return None
+
+
+def _read_header(href: str, declared: dict | None = None) -> AssetHeader | str:
+    """The asset's header, or what is wrong with it (never raises); ``declared``: its ``file:*``
+    fields, checked on local files."""
     u = urlparse(href)
     local = u.scheme in ("", "file") or (len(u.scheme) == 1 and os.name == "nt")
     if not local and u.scheme not in REMOTE_SCHEMES:
@@ -197,7 +236,7 @@ def _read_header(href: str) -> AssetHeader | str:
         if not stat.S_ISREG(st.st_mode):
             kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
             return f"{safe_text(path)} is {kind}, not a raster file"
-        cut = _truncated(path, st.st_size)
+        cut = _truncated(path, st.st_size) or (_file_problem(path, st.st_size, declared) if declared else None)
         if cut:
             return cut
     import rasterio
