@@ -256,7 +256,10 @@ def _cube_source(ctx: RunContext) -> CubeSource:
     streaming = job.stream and stored not in ("complete", "partial")
     if job.stream and stored == "partial":
         echo(f"an interrupted --keep-cube run left {out / 'cube.zarr'} for this request: resuming it instead of streaming")
-    blocks = streaming and ctx.method == "model" and spec.mask.source == "scl" and is_pixelwise(ctx.model)
+    # block reads serve the per-pixel model and the per-pixel composites (memory flat in the area);
+    # least-cloudy needs the area's choice of date first, a spatial model its halo: a lazy cube
+    per_pixel = ctx.method in STREAMED_COMPOSITES or (ctx.method == "model" and is_pixelwise(ctx.model))
+    blocks = streaming and spec.mask.source == "scl" and per_pixel
     if streaming:
         cube = lazy_cube(ctx.items, ctx.search_req, spec, skip_bad_assets=job.skip_bad_assets, template=blocks)
         cube.attrs["cloudfree:fingerprint"] = json.loads(json.dumps(cube_fp))  # as a store keeps it
@@ -284,6 +287,10 @@ def _cube_source(ctx: RunContext) -> CubeSource:
                                  fail_on_error=not job.skip_bad_assets,
                                  read_ahead=min(job.blocks_at_once, MAX_READ_AHEAD))
     return src
+
+
+STREAMED_COMPOSITES = ("median", "interpolation", "mosaicking")
+"""Compositing methods a streamed run computes from block reads, like the model (per pixel)."""
 
 
 def _refuse_other_request(mosaic: Path, cube_fp: dict) -> None:

@@ -261,3 +261,17 @@ def test_cog_tiles_are_compressed_while_the_zarr_is_written(tmp_path, monkeypatc
         half = src.read(out_shape=(src.count, 32, 32)) * 1e-4
     mean = zarr.coarsen(y=2, x=2).mean().values  # 2x2 means of the valid pixels
     np.testing.assert_allclose(np.where(half > 0, half, np.nan), mean, atol=1.1e-4, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", ["median", "interpolation"])
+def test_a_streamed_composite_reads_blocks_and_equals_the_stored_cube(tmp_path, method):
+    """``--method median`` (and the other per-pixel composites) streams like the model: block reads,
+    memory flat in the area, and the picture of the run through cube.zarr, value for value."""
+    kw = dict(method=method, chunk=40, dilate=1, period="month", context_days=20)
+    stored = _run(tmp_path, "cube", stream=False, **kw)
+    streamed = _run(tmp_path, "stream", stream=True, **kw)
+    assert stored["block_reads"] is None and streamed["block_reads"] is not None and streamed["cube"] is None
+    a, b = (xr.open_zarr(tmp_path / n / "mosaic.zarr").load() for n in ("stream", "cube"))
+    assert a.sizes["time"] == 2 and np.isfinite(a["reflectance"].values).mean() > 0.9
+    np.testing.assert_array_equal(a["reflectance"].values, b["reflectance"].values)
+    np.testing.assert_array_equal(a["clear_count"].values, b["clear_count"].values)

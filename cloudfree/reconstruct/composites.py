@@ -65,10 +65,12 @@ def interpolation(x: np.ndarray, clear: np.ndarray, days: np.ndarray, target_day
     has_b, has_a = np.isfinite(before.min(0)), np.isfinite(after.min(0))
     xb = np.take_along_axis(x, ib[None, None].repeat(x.shape[1], 1), 0)[0]
     xa = np.take_along_axis(x, ia[None, None].repeat(x.shape[1], 1), 0)[0]
-    db, da = before.min(0), after.min(0)
-    span = np.where(has_b & has_a, db + da, 1.0)
-    wa = np.where(has_b & has_a, np.where(span > 0, db / np.where(span > 0, span, 1), 0.5), 0.0)
-    both = (1 - wa)[None] * xb + wa[None] * xa
+    # weights in float32, as the block reads compute them on the device: one picture from both paths
+    f32 = np.float32
+    db, da = before.min(0).astype(f32), after.min(0).astype(f32)
+    span = np.where(has_b & has_a, db + da, f32(1))
+    wa = np.where(has_b & has_a, np.where(span > 0, db / np.where(span > 0, span, f32(1)), f32(0.5)), f32(0))
+    both = (f32(1) - wa)[None] * xb.astype(f32) + wa[None] * xa.astype(f32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fallback = np.nanmedian(x, axis=0)

@@ -122,8 +122,10 @@ def _from_reads(refl: xr.DataArray, period: Period, model, tiles: TileConfig, re
     from ..models.pixel_features import CONTEXT
     from .model_reads import model_from_reads
 
-    arr = model_from_reads(reads, period, model, tiles, dt=_days_from_target(refl, period), margin=CONTEXT,
-                         reach=departure_reach(model), recipe=recipe.weights if recipe is not None else None,
+    uses_model = recipe is None or "model" in recipe.names
+    margin, reach = (CONTEXT, departure_reach(model)) if uses_model else (0, 0)  # composites need no context
+    arr = model_from_reads(reads, period, model, tiles, dt=_days_from_target(refl, period), margin=margin,
+                         reach=reach, recipe=recipe.weights if recipe is not None else None,
                          least_cloudy_date=recipe.least_cloudy_date if recipe is not None else None)
     nb = refl.sizes["band"]
     coords = {"y": refl.y, "x": refl.x}
@@ -201,7 +203,7 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
     uses_model = method == "model" or any("model" in r.names for r in (recipes or {}).values())
     if uses_model and model is None:
         raise InputError("method 'model' needs a checkpoint path or an nn.Module")
-    from_reads = reads is not None and model is not None and is_pixelwise(model)  # every candidate from block reads
+    from_reads = reads is not None and (model is None or is_pixelwise(model))  # every candidate from block reads
     if uses_model and tiles.compile and is_pixelwise(model) and any(len(p.dates) for p in periods):
         from ..cluster import run_on_model_processes
 
@@ -213,6 +215,10 @@ def period_images(cube: xr.Dataset, periods: list[Period], *, method: str = "mod
         recipe = recipes.get(p.label)
         n = None
         if from_reads:  # one task per block makes every candidate and counts the clear observations
+            if recipe is None and method != "model":
+                from .selfcheck import Recipe
+
+                recipe = Recipe.single(method)
             img, n = _from_reads(refl, p, model, tiles, reads, recipe)
         elif recipe is None:
             img = _candidate(method, refl, clear, p, model, tiles, chunk, dn)
