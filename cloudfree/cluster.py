@@ -315,10 +315,21 @@ def _report_lost_workers(client: Client, started: set[str], echo) -> None:
              "(--memory-limit) or a preempted cluster")
 
 
+GDAL_READ_LIMITS = {"GDAL_HTTP_CONNECTTIMEOUT": "10", "GDAL_HTTP_TIMEOUT": "60"}
+"""Seconds GDAL waits to connect to an asset server and for each HTTP answer (set in the
+environment to change them): an asset server that stops answering mid-run ends in a named read
+error after GDAL's retries instead of a run that never ends."""
+
+
 @contextlib.contextmanager
 def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator[Client]:
     """Yield a connected client; the dashboard link is printed so users can watch progress."""
+    import os
+
     from distributed import Client, LocalCluster  # here: a request is checked before distributed loads
+
+    for key, value in GDAL_READ_LIMITS.items():  # before workers start: they inherit the environment
+        os.environ.setdefault(key, value)
 
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed sets INFO on import; quiet it
         for name in ("distributed", "bokeh", "tornado"):
@@ -359,8 +370,8 @@ def dask_client(config: ClusterConfig = ClusterConfig(), echo=print) -> Iterator
     try:
         import odc.stac
 
-        odc.stac.configure_rio(cloud_defaults=True, client=client,
-                               GDAL_HTTP_MAX_RETRY="5", GDAL_HTTP_RETRY_DELAY="1")
+        odc.stac.configure_rio(cloud_defaults=True, client=client, GDAL_HTTP_MAX_RETRY="5", GDAL_HTTP_RETRY_DELAY="1",
+                               **{k: os.environ[k] for k in GDAL_READ_LIMITS})
     except Exception:  # configure_rio is best effort on exotic clusters
         pass
     echo(f"Dask dashboard: {dashboard_link(client, config)}")
