@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pystac
 
 __all__ = ["Radiometry", "item_radiometry", "MAX_REFLECTANCE", "dn_limit", "STORE_SCALE", "STORE_OFFSET", "STORE_MAX_DN",
-           "store_shifts"]
+           "store_shifts", "decode_plan"]
 
 from ..bands import BOA_DN_OFFSET, MAX_REFLECTANCE, QUANTIFICATION
 
@@ -39,6 +39,16 @@ def store_shifts(scales, offsets) -> list[int] | None:
             return None
         out.append(int(round(k)))
     return out
+
+
+def decode_plan(scales, offsets, nodata) -> tuple[list[int] | None, list[float], list[float], int]:
+    """``(shifts, scales, offsets, nodata)`` a block's decode uses: the store's encoding for every
+    date where :func:`store_shifts` can take each date's DN there (add ``shifts[t]`` to the DN that
+    are not ``nodata``, clipped at :data:`STORE_MAX_DN`, no data 0), else the dates' own."""
+    shifts = store_shifts(scales, offsets)
+    if shifts is None:
+        return None, list(scales), list(offsets), nodata
+    return shifts, [STORE_SCALE] * len(shifts), [STORE_OFFSET] * len(shifts), 0
 
 
 def dn_limit(scale, offset):

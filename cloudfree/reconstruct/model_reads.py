@@ -17,7 +17,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import Layer, MaterializedLayer
 
-from ..cube.radiometry import STORE_MAX_DN, STORE_OFFSET, STORE_SCALE, dn_limit, store_shifts
+from ..cube.radiometry import STORE_MAX_DN, decode_plan, dn_limit
 from ..cube.block_reads import BlockReads, gather
 from ..heap import release_heap
 from .tiles import (TileConfig, download, gpu_slot, pinned_buffer, pixels_on_device, resolve_device, staging,
@@ -140,16 +140,11 @@ def _on_device(src: BlockReads, hosts, boxes, dates, device, core, window, big, 
     usable = _usable(src, dev, boxes, window, has, inside)
     d, q = src.dilate, reach
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=torch.int32)
-    scale = [src.scale[t] for t in dates]
-    offset = [src.offset[t] for t in dates]
-    shifts = store_shifts(scale, offset)
+    shifts, scale, offset, nodata = decode_plan([src.scale[t] for t in dates], [src.offset[t] for t in dates], src.nodata)
     if shifts is not None:  # the store's DN, decoded as every other path decodes them (store_shifts)
         shift = torch.tensor(shifts, dtype=torch.int32, device=dn.device).reshape(-1, 1, 1, 1)
         dn = torch.where(dn == src.nodata, torch.zeros_like(dn, dtype=torch.int32),
                          (dn.to(torch.int32) + shift).clamp(max=STORE_MAX_DN))
-        scale, offset, nodata = [STORE_SCALE] * len(dates), [STORE_OFFSET] * len(dates), 0
-    else:
-        nodata = src.nodata
     recipe = tuple(recipe) if recipe else (("model", 1.0),)
     parts = {}
     if any(n == "model" for n, _ in recipe):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cube.block_reads import BlockReads
-from ..cube.radiometry import STORE_MAX_DN, STORE_OFFSET, STORE_SCALE, dn_limit, store_shifts
+from ..cube.radiometry import STORE_MAX_DN, decode_plan, dn_limit
 
 __all__ = ["enlarge_np", "on_host", "phase_taps"]
 
@@ -143,15 +143,10 @@ def on_host(src: BlockReads, hosts, boxes, dates, core, window, big, *, model, c
     usable = _usable(src, hosts, boxes, window, has, inside)
     d, q = src.dilate, reach
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=np.int32)
-    scale = [src.scale[t] for t in dates]
-    offset = [src.offset[t] for t in dates]
-    shifts = store_shifts(scale, offset)
+    shifts, scale, offset, nodata = decode_plan([src.scale[t] for t in dates], [src.offset[t] for t in dates], src.nodata)
     if shifts is not None:  # the store's DN, decoded as every other path decodes them (store_shifts)
         shift = np.asarray(shifts, np.int32).reshape(-1, 1, 1, 1)
         dn = np.where(dn == src.nodata, np.int32(0), np.minimum(dn.astype(np.int32) + shift, STORE_MAX_DN))
-        scale, offset, nodata = [STORE_SCALE] * len(dates), [STORE_OFFSET] * len(dates), 0
-    else:
-        nodata = src.nodata
     recipe = tuple(recipe) if recipe else (("model", 1.0),)
     parts = {}
     if any(n == "model" for n, _ in recipe):
