@@ -339,11 +339,12 @@ def _reconstruct(ctx: RunContext, src: CubeSource) -> object:
     """The validate and reconstruct stages: every period's candidates measured on held-out pixels
     of windows of the run's grid (read from the assets where the cube is a block-read template),
     then the lazy output Dataset, each period by its validated recipe (``validation`` attribute)."""
-    from .cube.store import window_reader
-
     job = ctx.job
-    read = window_reader(ctx.items, ctx.spec, src.cube.odc.geobox, skip_bad_assets=job.skip_bad_assets) \
-        if src.kind == "blocks" else None
+    read = None
+    if src.kind == "blocks":  # the cube is a template: windows read and decoded as the blocks are
+        from .reconstruct.reads_numpy import window_reader_from_reads
+
+        read = window_reader_from_reads(src.reads, src.cube.time.values)
     return reconstruct(src.cube, ctx.request.start, ctx.request.end, period=job.period_step, method=job.method,
                        model=ctx.model, context_days=job.context_days, max_dates=job.max_dates, tiles=job.tiles,
                        chunk=ctx.spec.chunk, fill_unobserved=job.fill_unobserved, reads=src.reads,

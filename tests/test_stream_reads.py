@@ -275,3 +275,35 @@ def test_a_streamed_composite_reads_blocks_and_equals_the_stored_cube(tmp_path, 
     assert a.sizes["time"] == 2 and np.isfinite(a["reflectance"].values).mean() > 0.9
     np.testing.assert_array_equal(a["reflectance"].values, b["reflectance"].values)
     np.testing.assert_array_equal(a["clear_count"].values, b["clear_count"].values)
+
+
+def test_a_streamed_run_validates_on_the_stored_cube_values(tmp_path):
+    """Validation windows of a streamed run are read and decoded as its blocks are: equal, value
+    for value and flag for flag, to the same windows of the stored cube (``--keep-cube``), at the
+    image's edges too, so both runs measure the same candidates and choose the same recipes."""
+    import dask
+
+    from cloudfree.cube.block_reads import block_reads
+    from cloudfree.cube.load import CubeSpec
+    from cloudfree.cube.store import open_cube
+    from cloudfree.reconstruct.reads_numpy import window_reader_from_reads
+
+    stored = _run(tmp_path, "cube", chunk=40, stream=False)
+    streamed = _run(tmp_path, "stream", chunk=40, stream=True)
+    assert streamed["validation"] and streamed["validation"] == stored["validation"]
+    cube = open_cube(tmp_path / "cube" / "cube.zarr")
+    days = [str(v)[:10] for v in cube.time.values[[0, -1]]]  # the run's dates: its period and context days
+    items = cloudfree.search(bundled_catalog(), *days)
+    src = block_reads(items, None, CubeSpec(chunk=40, bands=("B02", "B03", "B04", "B05", "B08", "B11")),
+                      times=cube.time.values)
+    read = window_reader_from_reads(src, cube.time.values)
+    part = cube["clear"].mean(("y", "x")).values
+    dates = [int(t) for t in np.nonzero((part > 0.05) & (part < 0.95))[0][:3]] + [0]  # partly cloudy ones: edges of masks
+    assert len(dates) == 4
+    wins = [(slice(5, 37), slice(21, 64)), (slice(0, 64), slice(0, 64)), (slice(33, 34), slice(0, 9))]
+    got = dask.compute(*[read(ys, xs, dates) for ys, xs in wins], scheduler="sync")
+    for (ys, xs), ds in zip(wins, got):
+        ref = cube.isel(time=dates, y=ys, x=xs)
+        np.testing.assert_array_equal(ds["reflectance"].values, ref["reflectance"].values)
+        np.testing.assert_array_equal(ds["clear"].values, ref["clear"].values)
+        assert 0 < ds["clear"].values.mean() < 1 or ds["clear"].size < 100  # clouds and their dilated edges inside

@@ -119,23 +119,38 @@ class BlockReads:
     def read(self, t: int, i: int, j: int) -> list[np.ndarray]:
         """Date ``t``, block (i, j): per grid, its load names' stored values, (names, h, w)."""
         out = []
-        for g, grid in enumerate(self.grids):
+        for g in range(len(self.grids)):
             ey, ex = self.edges(g, 0), self.edges(g, 1)
-            box = grid.geobox[ey[i] : ey[i + 1], ex[j] : ex[j + 1]]
-            if 0 in box.shape:
-                out.append(np.zeros((len(grid.names), *box.shape), np.uint16))
-                continue
-            if grid.direct:
-                out.append(np.stack([_read_window(self.days[t], n, box, self.nodata if self.scl != (g, k) else 0,
-                                                  self.fail_on_error) for k, n in enumerate(grid.names)]))
-                continue
-            resampling = {n: ("nearest" if self.scl == (g, k) else self.resampling) for k, n in enumerate(grid.names)}
-            ds = odc.stac.load(list(self.days[t]), bands=list(grid.names), geobox=box, groupby="solar_day",
-                               resampling=resampling, fail_on_error=self.fail_on_error, patch_url=self.patch_url)
-            if ds.sizes.get("time", 0) != 1:
-                raise RuntimeError(f"odc-stac grouped the items of one day into {ds.sizes.get('time', 0)} dates")
-            out.append(np.stack([ds[n].values[0] for n in grid.names]))
+            out.append(self._read_grid(t, g, ey[i], ey[i + 1], ex[j], ex[j + 1]))
         return out
+
+    def read_box(self, t: int, g: int, a: int, b: int, c: int, d: int) -> np.ndarray:
+        """Date ``t``, grid ``g``'s rows [a, b) × cols [c, d), (names, b - a, d - c): the values a
+        block read would give there (no data outside the grid), for windows that are not blocks
+        (a run's validation windows)."""
+        ny, nx = self.grids[g].geobox.shape
+        ya, yb, xa, xb = max(a, 0), min(b, ny), max(c, 0), min(d, nx)
+        inner = self._read_grid(t, g, ya, max(ya, yb), xa, max(xa, xb))
+        out = np.full((inner.shape[0], b - a, d - c), self.nodata, dtype=inner.dtype)
+        if ya < yb and xa < xb:
+            out[:, ya - a : yb - a, xa - c : xb - c] = inner
+        return out
+
+    def _read_grid(self, t: int, g: int, a: int, b: int, c: int, d: int) -> np.ndarray:
+        """Date ``t``, grid ``g``'s rows [a, b) × cols [c, d) (inside the grid), (names, h, w)."""
+        grid = self.grids[g]
+        box = grid.geobox[a:b, c:d]
+        if 0 in box.shape:
+            return np.zeros((len(grid.names), *box.shape), np.uint16)
+        if grid.direct:
+            return np.stack([_read_window(self.days[t], n, box, self.nodata if self.scl != (g, k) else 0,
+                                          self.fail_on_error) for k, n in enumerate(grid.names)])
+        resampling = {n: ("nearest" if self.scl == (g, k) else self.resampling) for k, n in enumerate(grid.names)}
+        ds = odc.stac.load(list(self.days[t]), bands=list(grid.names), geobox=box, groupby="solar_day",
+                           resampling=resampling, fail_on_error=self.fail_on_error, patch_url=self.patch_url)
+        if ds.sizes.get("time", 0) != 1:
+            raise RuntimeError(f"odc-stac grouped the items of one day into {ds.sizes.get('time', 0)} dates")
+        return np.stack([ds[n].values[0] for n in grid.names])
 
 
 def _local(href: str) -> str | None:

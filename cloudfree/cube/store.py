@@ -157,23 +157,6 @@ def _as_stored(ds):
     return ds
 
 
-def window_reader(items, spec: CubeSpec, geobox, *, skip_bad_assets: bool = False):
-    """``(ys, xs, dates) → Dataset``: a window of the run's grid, its dates' ``reflectance`` and
-    ``clear``, lazily read from the assets as :func:`lazy_cube` reads the whole (for a streamed
-    run's validation, whose cube is a template)."""
-    from dataclasses import replace
-
-    def read(ys: slice, xs: slice, dates: list[int]):
-        box = geobox[ys, xs]
-        # GDAL's warp for these small windows: reading coarse bands natively costs a second load and
-        # halo tasks per window, twice the validation's time, for values within 1 DN of the blocks'
-        ds = load_cube(items, None, replace(spec, chunk=max(box.shape), native_reads=False), geobox=box,
-                       fail_on_error=not skip_bad_assets)
-        return _as_stored(ds[["reflectance", "clear"]].isel(time=dates))
-
-    return read
-
-
 def _never_read(block: np.ndarray) -> np.ndarray:
     raise RuntimeError("a block of a streamed run's cube template was computed: its pixels were never read "
                        "(cloudfree.cube.block_reads reads them per block)")

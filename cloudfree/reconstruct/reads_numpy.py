@@ -159,3 +159,61 @@ def on_host(src: BlockReads, hosts, boxes, dates, core, window, big, *, model, c
                                  scale, offset, nodata, dt, least_cloudy_date))
     out = parts[recipe[0][0]] if len(recipe) == 1 else sum(wt * parts[n] for n, wt in recipe)
     return np.concatenate([out.astype(_F), count[None].astype(_F)])
+
+
+def window_from_reads(src: BlockReads, hosts: list[np.ndarray], ys: slice, xs: slice,
+                      dates: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A window of the output grid as a stored cube holds it, from the block reads' values:
+    ``(reflectance (T, C, h, w) float32, clear (T, h, w) bool)``. ``hosts[g]`` holds grid g's
+    stored values over :func:`window_boxes` (T, names, ...). The same widening, mask, decode and
+    float32 arithmetic as an output block's, so a run validates on the pixels it writes."""
+    y0, y1, x0, x1 = ys.start, ys.stop, xs.start, xs.stop
+    h, w = y1 - y0, x1 - x0
+    big = src.dilate
+    window = (y0 - big, y1 + big, x0 - big, x1 + big)
+    boxes = window_boxes(src, ys, xs)
+    dn, has, inside = _stored_bands(src, hosts, boxes, dates, window, big, h, w, 0)
+    usable = _usable(src, hosts, boxes, window, has, inside)[:, big : big + h, big : big + w]
+    shifts, scale, offset, nodata = decode_plan([src.scale[t] for t in dates], [src.offset[t] for t in dates], src.nodata)
+    if shifts is not None:
+        shift = np.asarray(shifts, np.int32).reshape(-1, 1, 1, 1)
+        dn = np.where(dn == src.nodata, np.int32(0), np.minimum(dn.astype(np.int32) + shift, STORE_MAX_DN))
+    sc = np.asarray(scale, _F).reshape(-1, 1, 1, 1)
+    of = np.asarray(offset, _F).reshape(-1, 1, 1, 1)
+    refl = np.where(dn == nodata, _F(np.nan), dn.astype(_F) * sc + of)
+    return refl, usable & has[:, big : big + h, big : big + w]
+
+
+def window_boxes(src: BlockReads, ys: slice, xs: slice) -> list[tuple[int, int, int, int]]:
+    """Per grid, the rows and columns (a, b, c, d) a window of the output grid needs: its pixels,
+    the mask's dilation around them and, for an enlarged grid, the bilinear weights' neighbours."""
+    d = src.dilate
+    return [src.window(g, ys.start - d, ys.stop + d, xs.start - d, xs.stop + d) for g in range(len(src.grids))]
+
+
+def window_reader_from_reads(src: BlockReads, times: np.ndarray):
+    """``(ys, xs, dates) → delayed Dataset``: a streamed run's validation windows (``reflectance``,
+    ``clear``) read and decoded as its output blocks are (:func:`window_from_reads`), one read task
+    per date, so the pixels validated are the pixels written: a ``--keep-cube`` run of the same
+    request validates on the same values and so chooses the same recipes."""
+    import dask
+
+    def read(ys: slice, xs: slice, dates: list[int]):
+        boxes = window_boxes(src, ys, xs)
+        per_date = [dask.delayed(_read_boxes, pure=False)(src, t, boxes) for t in dates]
+        return dask.delayed(_window_dataset, pure=False)(src, per_date, ys, xs, list(dates), times[list(dates)])
+
+    return read
+
+
+def _read_boxes(src: BlockReads, t: int, boxes) -> list[np.ndarray]:
+    return [src.read_box(t, g, *box) for g, box in enumerate(boxes)]
+
+
+def _window_dataset(src: BlockReads, per_date: list[list[np.ndarray]], ys: slice, xs: slice, dates: list[int], times):
+    import xarray as xr
+
+    hosts = [np.stack([r[g] for r in per_date]) for g in range(len(src.grids))]
+    refl, clear = window_from_reads(src, hosts, ys, xs, dates)
+    return xr.Dataset({"reflectance": (("time", "band", "y", "x"), refl), "clear": (("time", "y", "x"), clear.astype(np.uint8))},
+                      coords={"time": times, "band": list(src.bands)})
