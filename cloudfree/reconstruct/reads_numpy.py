@@ -131,6 +131,16 @@ def _composites(names, dn, usable, scale, offset, nodata, dt, least_cloudy_date)
     return out
 
 
+def _as_store_dn(src: BlockReads, dn: np.ndarray, dates: list[int]):
+    """``(dn, (scale, offset, nodata))``: the store's DN where :func:`decode_plan` can take each
+    date's DN there (decoded as every other path decodes them), else the dates' own."""
+    shifts, scale, offset, nodata = decode_plan([src.scale[t] for t in dates], [src.offset[t] for t in dates], src.nodata)
+    if shifts is not None:
+        shift = np.asarray(shifts, np.int32).reshape(-1, 1, 1, 1)
+        dn = np.where(dn == src.nodata, np.int32(0), np.minimum(dn.astype(np.int32) + shift, STORE_MAX_DN))
+    return dn, (scale, offset, nodata)
+
+
 def on_host(src: BlockReads, hosts, boxes, dates, core, window, big, *, model, cfg, dt, margin, reach, recipe=None,
             least_cloudy_date=None) -> np.ndarray:
     """:func:`~cloudfree.reconstruct.model_reads._on_device` in numpy: widen, mask, count and run
@@ -143,10 +153,7 @@ def on_host(src: BlockReads, hosts, boxes, dates, core, window, big, *, model, c
     usable = _usable(src, hosts, boxes, window, has, inside)
     d, q = src.dilate, reach
     count = usable[:, big : big + h, big : big + w].sum(0, dtype=np.int32)
-    shifts, scale, offset, nodata = decode_plan([src.scale[t] for t in dates], [src.offset[t] for t in dates], src.nodata)
-    if shifts is not None:  # the store's DN, decoded as every other path decodes them (store_shifts)
-        shift = np.asarray(shifts, np.int32).reshape(-1, 1, 1, 1)
-        dn = np.where(dn == src.nodata, np.int32(0), np.minimum(dn.astype(np.int32) + shift, STORE_MAX_DN))
+    dn, (scale, offset, nodata) = _as_store_dn(src, dn, dates)
     recipe = tuple(recipe) if recipe else (("model", 1.0),)
     parts = {}
     if any(n == "model" for n, _ in recipe):
@@ -174,10 +181,7 @@ def window_from_reads(src: BlockReads, hosts: list[np.ndarray], ys: slice, xs: s
     boxes = window_boxes(src, ys, xs)
     dn, has, inside = _stored_bands(src, hosts, boxes, dates, window, big, h, w, 0)
     usable = _usable(src, hosts, boxes, window, has, inside)[:, big : big + h, big : big + w]
-    shifts, scale, offset, nodata = decode_plan([src.scale[t] for t in dates], [src.offset[t] for t in dates], src.nodata)
-    if shifts is not None:
-        shift = np.asarray(shifts, np.int32).reshape(-1, 1, 1, 1)
-        dn = np.where(dn == src.nodata, np.int32(0), np.minimum(dn.astype(np.int32) + shift, STORE_MAX_DN))
+    dn, (scale, offset, nodata) = _as_store_dn(src, dn, dates)
     sc = np.asarray(scale, _F).reshape(-1, 1, 1, 1)
     of = np.asarray(offset, _F).reshape(-1, 1, 1, 1)
     refl = np.where(dn == nodata, _F(np.nan), dn.astype(_F) * sc + of)
