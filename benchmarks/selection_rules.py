@@ -57,10 +57,10 @@ def vmse(rec, val, idx=None) -> float:
 
 
 def options(mse):
-    from cloudfree.reconstruct.selfcheck import Recipe, _options
+    from cloudfree.reconstruct.selfcheck import _options
 
     return [r.weights for r in _options(list(C), mse)]
-    
+
 
 def halves(val):
     if len(val) == 1:  # one example: its pixels in two interleaved halves, as the run does
@@ -71,7 +71,7 @@ def halves(val):
 
 
 def rule_run(s):
-    from cloudfree.reconstruct.selfcheck import Recipe, _fit
+    from cloudfree.reconstruct.selfcheck import _fit
 
     if not s["val"]:
         return MODEL
@@ -103,16 +103,17 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dumps", nargs="+")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--dumps-commit", default=None, help="the commit the dumps were made at (recorded)")
     a = ap.parse_args(argv)
     sets = [s for d in a.dumps for s in load(d)]
     places = sorted({s["meta"]["collection"] for s in sets})
     of = lambda p, v: [x for x, s in zip(v, sets) if s["meta"]["collection"] == p]  # noqa: E731
-    rows = {"model alone": [margin(s, MODEL) for s in sets], "run's rule (_fit)": [margin(s, rule_run(s)) for s in sets],
+    rows = {"model alone": [margin(s, MODEL) for s in sets], "the run's rule now (selfcheck._fit)": [margin(s, rule_run(s)) for s in sets],
             "best single on all examples": [margin(s, rule_best_on_all(s)) for s in sets],
             "oracle single (truth)": [max(margin(s, ((c, 1.0),)) for c in C) for s in sets]}
     clear = {d: [margin(s, rule_clear_win(s, d)) for s in sets] for d in DELTAS}
     for d, v in clear.items():
-        rows[f"clear win ≥ {d} dB"] = v
+        rows[f"clear win ≥ {d} dB" + (" (the rule before CLEAR_WIN_DB)" if d == 0 else "")] = v
     lopo, picks = [0.0] * len(sets), {}
     for p in places:  # δ that maximises the mean over the other places (each weighed the same)
         d = max(DELTAS, key=lambda d: np.mean([np.mean(of(q, clear[d])) for q in places if q != p]))
@@ -129,6 +130,7 @@ def main(argv=None) -> dict:
                    "truth_gain_over_model_db": round(float(np.mean(dtr)), 2),
                    "same_sign": round(float(np.mean(np.sign(dv) == np.sign(dtr))), 2)}
     line = {"benchmark": "selection_rules", "data": "REAL (selection_study dumps: " + ", ".join(a.dumps) + ")",
+            "dumps_commit": a.dumps_commit,
             "machine": _machine(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
             "n_settings": len(sets), "lopo_delta": picks,
             "rules": {k: {"all": stats(v), **{p: stats(of(p, v)) for p in places}} for k, v in rows.items()},
