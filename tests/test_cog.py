@@ -126,3 +126,22 @@ def test_shared_sums_are_never_mapped_into_the_process(tmp_path, monkeypatch):
         for f in src.overviews(1):
             got = src.read(out_shape=(3, -(-1000 // f), -(-1300 // f))).astype(int)
             assert np.abs(got - to_dn(_means(refl, f))).max() <= 1
+
+
+def test_a_tile_is_a_deflate_stream_any_reader_decodes_with_isal_or_zlib(monkeypatch):
+    """ISA-L writes the tiles where installed, the standard library where not: both are zlib
+    streams (TIFF's Adobe deflate) that decode to the same predicted values."""
+    import zlib
+
+    from cloudfree.outputs import cog
+
+    rng = np.random.default_rng(0)
+    tile = rng.integers(1, 9000, (200, 256, 3)).astype(np.uint16)
+    fast = cog._encode(tile)
+    monkeypatch.setattr(cog, "_deflate", zlib)
+    monkeypatch.setattr(cog, "DEFLATE_LEVEL", 1)
+    plain = cog._encode(tile)
+    got = [np.frombuffer(zlib.decompress(b), "<u2").reshape(cog.TILE, cog.TILE, 3) for b in (fast, plain)]
+    np.testing.assert_array_equal(got[0], got[1])
+    undone = np.cumsum(got[0].astype(np.uint32), axis=1, dtype=np.uint32) % 65536  # predictor 2 reversed
+    np.testing.assert_array_equal(undone[:200], tile)
