@@ -280,9 +280,10 @@ def _mse(recipe: Recipe, preds: list[dict[str, np.ndarray]], truths: list[np.nda
 
 CLEAR_WIN_DB = 2.0
 """A recipe replaces the prior only where it beats it by this many dB of PSNR on *each* half of the
-held-out pixels. Why: validation examples rank candidates only roughly (their gains over the model
-correlate with the hidden truth's at 0.4–0.6 on real series), so a small validated gain is mostly
-noise; the margin was chosen leaving one real place out (``benchmarks/selection_rules.py``)."""
+held-out pixels. Why: validation examples rank candidates only roughly (on real series their gains
+over the model track the hidden truth's loosely), so a small validated gain is mostly noise; the
+margin was chosen leaving one real place out (``benchmarks/selection_rules.py``, the figures in
+``README.md``)."""
 
 
 def _fit(candidates: list[str], preds: list[dict], truths: list[np.ndarray], prior: str) -> tuple[Recipe, list[int], str]:
