@@ -72,9 +72,41 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU"
 
 
-def main(argv=None) -> dict:
+def collection_cube(catalog: str, items):
+    """One collection's whole patch, every band, on the items' own grid, in memory (through
+    ``cloudfree.search`` and ``cloudfree.load_cube`` with their defaults)."""
     import cloudfree
-    from cloudfree.evaluate.pasted import Setting, clear_targets, cloud_sources, score_setting, summarize_settings
+
+    days = sorted(str(i.datetime)[:10] for i in items)
+    found = cloudfree.search(catalog, days[0], days[-1], collection=items[0].collection_id)
+    res = {x.extra_fields["proj:transform"][0] for x in found[0].assets.values() if "proj:transform" in x.extra_fields}
+    return cloudfree.load_cube(found, None, resolution=min(res) if res else None).compute()
+
+
+def setting_pairs(cube, *, min_clear: float, max_targets: int, sources: int, window_days: int) -> list[tuple[int, int, float]]:
+    """``(target, source, covered fraction)`` of the settings: truly clear targets (at most
+    ``max_targets``, drawn with seed 0) and, per target, up to ``sources`` dates within three
+    windows whose real clouds are pasted onto it."""
+    from cloudfree.evaluate.pasted import clear_targets, cloud_sources
+
+    bands = [str(b) for b in cube.band.values]
+    refl, scl = cube["reflectance"].values, cube["scl"].values
+    targets = clear_targets(refl, scl, bands, min_clear=min_clear, min_valid=min(0.999, min_clear))
+    rng = np.random.default_rng(0)
+    if len(targets) > max_targets:
+        targets = sorted(rng.choice(targets, max_targets, replace=False).tolist())
+    found = cloud_sources(scl)
+    out = []
+    for t in targets:
+        near = [(s, f) for s, f in found if s != t and abs((cube.time.values[s] - cube.time.values[t]) /
+                                                         np.timedelta64(1, "D")) <= 3 * window_days]
+        pick = [near[i] for i in sorted(rng.choice(len(near), min(sources, len(near)), replace=False))] if near else []
+        out += [(t, s, f) for s, f in pick]
+    return out
+
+
+def main(argv=None) -> dict:
+    from cloudfree.evaluate.pasted import Setting, score_setting, summarize_settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", default=str(ROOT.parent / "shared" / "data" / "real-s2-l2a" / "catalog.json"))
@@ -122,39 +154,28 @@ def main(argv=None) -> dict:
     t0 = time.time()
     for c in collections:
         its = [i for i in items if i.collection_id == c]
-        days = sorted(str(i.datetime)[:10] for i in its)
-        found = cloudfree.search(a.catalog, days[0], days[-1], collection=c)
-        res = {a.extra_fields["proj:transform"][0] for a in found[0].assets.values() if "proj:transform" in a.extra_fields}
-        cube = cloudfree.load_cube(found, None, resolution=min(res) if res else None).compute()  # the items' own grid
+        cube = collection_cube(a.catalog, its)
         bands = [str(b) for b in cube.band.values]
         from cloudfree.reconstruct.dataset import resolve_method
 
         resolved[c] = resolve_method("auto", bands, a.model, warn=False)[0]
-        refl, scl = cube["reflectance"].values, cube["scl"].values
-        targets = clear_targets(refl, scl, bands, min_clear=a.min_clear, min_valid=min(0.999, a.min_clear))
-        rng = np.random.default_rng(0)
-        if len(targets) > a.max_targets:
-            targets = sorted(rng.choice(targets, a.max_targets, replace=False).tolist())
-        sources = cloud_sources(scl)
-        for t in targets:
-            near = [(s, f) for s, f in sources if s != t and abs((cube.time.values[s] - cube.time.values[t]) /
-                                                               np.timedelta64(1, "D")) <= 3 * a.window_days]
-            pick = [near[i] for i in sorted(rng.choice(len(near), min(a.sources, len(near)), replace=False))] if near else []
-            for s, frac in pick:
-                _, _, res = score_setting(cube, t, s, methods, window_days=a.window_days)
-                if not res["metrics"]:
-                    continue
-                n_dates = int(np.sum(np.abs((cube.time.values - cube.time.values[t]) / np.timedelta64(1, "D"))
-                                     <= a.window_days))
-                settings.append(Setting(c, str(cube.time.values[t])[:10], str(cube.time.values[s])[:10], frac,
-                                        res["metrics"], res["scored_fraction"], n_dates, res["coverage"],
-                                        res["methods_used"]))
-                m = res["metrics"]
-                print(f"  {settings[-1].target} <- {settings[-1].source} ({n_dates} dates): default "
-                      f"{m['default']['psnr']:.2f} [{res['methods_used']['default']}] best comp "
-                      f"{max(v['psnr'] for k, v in m.items() if k not in ('default', 'model', 'terramind')):.2f}"
-                      + (f" model {m['model']['psnr']:.2f}" if "model" in m else ""), file=sys.stderr, flush=True)
-        print(f"{c}: {len(bands)} bands, {cube.sizes['time']} dates, {len(targets)} targets, "
+        pairs = setting_pairs(cube, min_clear=a.min_clear, max_targets=a.max_targets, sources=a.sources,
+                              window_days=a.window_days)
+        for t, s, frac in pairs:
+            _, _, res = score_setting(cube, t, s, methods, window_days=a.window_days)
+            if not res["metrics"]:
+                continue
+            n_dates = int(np.sum(np.abs((cube.time.values - cube.time.values[t]) / np.timedelta64(1, "D"))
+                                 <= a.window_days))
+            settings.append(Setting(c, str(cube.time.values[t])[:10], str(cube.time.values[s])[:10], frac,
+                                    res["metrics"], res["scored_fraction"], n_dates, res["coverage"],
+                                    res["methods_used"]))
+            m = res["metrics"]
+            print(f"  {settings[-1].target} <- {settings[-1].source} ({n_dates} dates): default "
+                  f"{m['default']['psnr']:.2f} [{res['methods_used']['default']}] best comp "
+                  f"{max(v['psnr'] for k, v in m.items() if k not in ('default', 'model', 'terramind')):.2f}"
+                  + (f" model {m['model']['psnr']:.2f}" if "model" in m else ""), file=sys.stderr, flush=True)
+        print(f"{c}: {len(bands)} bands, {cube.sizes['time']} dates, {len({t for t, _, _ in pairs})} targets, "
               f"default = {resolved[c]}, {sum(s.collection == c for s in settings)} settings", file=sys.stderr)
     summary = summarize_settings(settings, model="default")
     if "model" in methods:
