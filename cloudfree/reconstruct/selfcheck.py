@@ -286,12 +286,13 @@ margin was chosen leaving one real place out (``benchmarks/selection_rules.py``,
 ``README.md``)."""
 
 
-def _fit(candidates: list[str], preds: list[dict], truths: list[np.ndarray], prior: str) -> tuple[Recipe, list[int], str]:
+def _fit(candidates: list[str], preds: list[dict], truths: list[np.ndarray], prior: str,
+         margin: float = CLEAR_WIN_DB) -> tuple[Recipe, list[int], str]:
     """Fit on one half of the examples, confirm on the other: (recipe, held-out indices, why).
 
     The prior (what the run would use without validation) is left only for a recipe that fits
-    best on one half *and* beats the prior by :data:`CLEAR_WIN_DB` on both: one noisy half, or a
-    gain within the validation's noise, never moves a run."""
+    best on one half *and* beats the prior by ``margin`` dB (:data:`CLEAR_WIN_DB`) on both: one
+    noisy half, or a gain within the validation's noise, never moves a run."""
     if len(preds) == 1:  # one example: its pixels in two interleaved halves
         preds = [{n: v[:, h::2] for n, v in preds[0].items()} for h in (0, 1)]
         truths = [truths[0][:, h::2] for h in (0, 1)]
@@ -305,11 +306,11 @@ def _fit(candidates: list[str], preds: list[dict], truths: list[np.ndarray], pri
     if fitted == base:
         return base, list(b), f"{prior} validated best"
     gain_a, gain_b = (_db(_mse(base, p, t), _mse(fitted, p, t)) for p, t in ((pa, ta), (pb, tb)))
-    if gain_a >= CLEAR_WIN_DB and gain_b >= CLEAR_WIN_DB:
+    if gain_a >= margin and gain_b >= margin:
         return fitted, list(b), f"better than {base.describe()} by {min(gain_a, gain_b):.1f} dB or more on both halves of the held-out pixels"
     if gain_b > 0:
         return base, list(b), (f"{base.describe()} kept: {fitted.describe()} was better on both halves, by "
-                               f"{gain_a:.1f} and {gain_b:.1f} dB, less than the {CLEAR_WIN_DB:g} dB a change needs")
+                               f"{gain_a:.1f} and {gain_b:.1f} dB, less than the {margin:g} dB a change needs")
     return base, list(b), f"{base.describe()} kept: {fitted.describe()} fitted better on one half, not on the other"
 
 
