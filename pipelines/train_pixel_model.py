@@ -1,12 +1,19 @@
 """Train the band-aware PixelTimeGate on the real series (REAL data), reproducibly.
 
     python pipelines/train_pixel_model.py prepare --out .carry/real      # cubes → .npz (user path)
-    python pipelines/train_pixel_model.py train --data .carry/real --out runs/pixel --minutes 8
+    python benchmarks/more_real_catalog.py --out bench-out/more-real     # ../shared/data/more-real as STAC
+    python pipelines/train_pixel_model.py prepare --catalog bench-out/more-real/catalog.json \
+        --collections fusets_slovenia_meadow_2021,fusets_spain_field_2019 --out .carry/real
+    python pipelines/train_pixel_model.py train --data .carry/real --out runs/pixel --minutes 8 \
+        [--leave-out fusets_spain_field_2019]
 
-Collections: worldcereal_000028085BF08E7E is the held-out TEST collection (never loaded here).
-Training: worldcereal_0000280849BAC91C, gfmap_optical_cube, gfmap_l2a, with every third clear
-target date of each held out for validation (checkpoint selection). Only torch + numpy are needed
-for ``train``, so it runs on a bare GPU host.
+Places: worldcereal_000028085BF08E7E is the held-out TEST collection and hls_missouri_2023 the
+place kept UNTOUCHED until the final benchmark; neither is ever loaded here. Training:
+worldcereal_0000280849BAC91C, gfmap_optical_cube, gfmap_l2a (L2A, 4–10 bands) and the FuseTS
+Slovenian meadow and Spanish dry cropland (red and NIR, SCL's clouds delivered as gaps), with every
+third clear target date of each held out for validation (checkpoint selection). ``--leave-out``
+drops places for the leave-one-place-out benchmark. Only torch + numpy are needed for ``train``,
+so it runs on a bare GPU host.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TEST = "worldcereal_000028085BF08E7E"
+UNTOUCHED = "hls_missouri_2023"
 TRAIN = ["worldcereal_0000280849BAC91C", "gfmap_optical_cube", "gfmap_l2a"]
+TRAIN_MORE_REAL = ["fusets_slovenia_meadow_2021", "fusets_spain_field_2019"]
 
 
 def main(argv=None):
@@ -28,6 +37,7 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--catalog", default=str(ROOT.parent / "shared" / "data" / "real-s2-l2a" / "catalog.json"))
+    p.add_argument("--collections", default=",".join(TRAIN))
     p.add_argument("--out", required=True)
     t = sub.add_parser("train")
     t.add_argument("--data", required=True)
@@ -40,6 +50,7 @@ def main(argv=None):
     t.add_argument("--hidden", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    t.add_argument("--leave-out", default="", help="comma-separated places not to train on (leave one place out)")
     t.add_argument("--synthetic", type=int, default=0, help="add this many SYNTHETIC scenes (seeds 2000+) to training")
     a = ap.parse_args(argv)
     from cloudfree.training.pixel import PixelTrainConfig, RealSeries, load_real_series, train_pixel
@@ -47,15 +58,20 @@ def main(argv=None):
     if a.cmd == "prepare":
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        for s in load_real_series(a.catalog, TRAIN):
+        names = [c for c in a.collections.split(",") if c]
+        if {TEST, UNTOUCHED} & set(names):
+            raise SystemExit(f"{TEST} and {UNTOUCHED} are never trained on")
+        for s in load_real_series(a.catalog, names):
             s.save(out / f"{s.name}.npz")
             print(s.name, s.refl.shape, f"{len(s.targets)} clear targets, {len(s.sources)} cloud sources")
         return
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
-    series = [RealSeries.load(p) for p in sorted(Path(a.data).glob("*.npz"))]
-    assert TEST not in {s.name for s in series}, "the test collection must never be trained on"
+    out_places = {c for c in a.leave_out.split(",") if c}
+    series = [RealSeries.load(p) for p in sorted(Path(a.data).glob("*.npz")) if p.stem not in out_places]
+    assert not {TEST, UNTOUCHED} & {s.name for s in series}, "the test places must never be trained on"
+    print("training on", [s.name for s in series], "left out:", sorted(out_places), flush=True)
     held = {s.name: set(s.targets[1::3]) for s in series}
     val = list(series)
     if a.synthetic:
