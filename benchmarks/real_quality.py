@@ -11,6 +11,10 @@ Sources: dates whose cloud+shadow (dilated 2 px) covers 10–90 % of the patch; 
 SCL are pasted onto the target; scores on the pasted pixels, ±45-day window with every date in it.
 The TerraMind path (``benchmarks/weights/terramind_tiny_real.safetensors``, when terratorch is
 installed) is scored beside the default as method ``terramind``. Prints one JSON line (machine, date, commit, data = real) and writes it to ``--out``.
+
+Leave one place out: ``--lopo DIR`` scores each collection with ``DIR/without_<collection>.safetensors``
+where that file exists (a prior trained without the place, ``pipelines/train_pixel_model.py train
+--leave-out``) and with ``--model`` elsewhere; the file records which checkpoint scored each place.
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-model-row", action="store_true", help="skip the fixed model (without self-validation) row")
+    ap.add_argument("--lopo", default=None, help="folder of without_<collection>.safetensors: each place is scored "
+                                                 "with the prior trained without it (leave one place out)")
     a = ap.parse_args(argv)
     commit = _commit()
     if a.terramind in (None, "none"):
@@ -141,24 +147,34 @@ def main(argv=None) -> dict:
     from cloudfree.reconstruct.selfcheck import ValidationConfig
 
     fixed = ValidationConfig(enabled=False)  # the yardsticks as they are, without a run's own validation
-    methods = {"default": {"method": "auto", "model": a.model, "device": a.device},
-               "model": {"method": "model", "model": a.model, "device": a.device, "validation": fixed},
-               **{m: {"method": m, "validation": fixed} for m in ("median", "interpolation", "mosaicking",
-                                                                  "least_cloudy")}}
-    if a.no_model_row:
-        methods.pop("model")
-    if a.terramind:
-        methods["terramind"] = {"method": "model", "model": a.terramind, "device": a.device, "validation": fixed}
+
+    def methods_for(model: str | None) -> dict:
+        ms = {"default": {"method": "auto", "model": model, "device": a.device},
+              "model": {"method": "model", "model": model, "device": a.device, "validation": fixed},
+              **{m: {"method": m, "validation": fixed} for m in ("median", "interpolation", "mosaicking",
+                                                                 "least_cloudy")}}
+        if a.no_model_row:
+            ms.pop("model")
+        if a.terramind:
+            ms["terramind"] = {"method": "model", "model": a.terramind, "device": a.device, "validation": fixed}
+        return ms
+
     settings: list[Setting] = []
     resolved: dict[str, str] = {}
+    scored_with: dict[str, str] = {}
     t0 = time.time()
     for c in collections:
+        own = Path(a.lopo) / f"without_{c}.safetensors" if a.lopo else None
+        model = str(own) if own is not None and own.exists() else a.model
+        scored_with[c] = (f"{own.name} (trained without {c})" if model == str(own)
+                          else (a.model or "shipped default"))
+        methods = methods_for(model)
         its = [i for i in items if i.collection_id == c]
         cube = collection_cube(a.catalog, its)
         bands = [str(b) for b in cube.band.values]
         from cloudfree.reconstruct.dataset import resolve_method
 
-        resolved[c] = resolve_method("auto", bands, a.model, warn=False)[0]
+        resolved[c] = resolve_method("auto", bands, model, warn=False)[0]
         pairs = setting_pairs(cube, min_clear=a.min_clear, max_targets=a.max_targets, sources=a.sources,
                               window_days=a.window_days)
         for t, s, frac in pairs:
@@ -178,7 +194,7 @@ def main(argv=None) -> dict:
         print(f"{c}: {len(bands)} bands, {cube.sizes['time']} dates, {len({t for t, _, _ in pairs})} targets, "
               f"default = {resolved[c]}, {sum(s.collection == c for s in settings)} settings", file=sys.stderr)
     summary = summarize_settings(settings, model="default")
-    if "model" in methods:
+    if not a.no_model_row:
         extra_model = {"model_only_summary": summarize_settings(settings, model="model")}
     else:
         extra_model = {}
@@ -197,7 +213,7 @@ def main(argv=None) -> dict:
         extra["terramind_minus_default_psnr_test"] = _mean_se(d)
     line = {"benchmark": "real_quality", "data": f"real ({Path(a.catalog).parent.name}: {a.catalog})", "machine": _machine(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-            "model": a.model or "shipped default", "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
+            "model": a.model or "shipped default", "scored_with": scored_with, "default_resolves_to": resolved, "test_collection": TEST_COLLECTION,
             "n_settings": len(settings), "seconds": round(time.time() - t0, 1), "summary": summary, "test_summary": test,
             **extra, **extra_model,
             "settings": [s.__dict__ for s in settings]}

@@ -97,6 +97,41 @@ def test_trainer_learns_on_real_series(shared_data, tmp_path):
     assert np.isfinite(res["best_val_psnr"])
     net, info = load_checkpoint(tmp_path / "best.safetensors")
     assert info["config"]["arch"] == "pixel_timegate" and "gfmap_optical_cube" in info["train"]
+    assert info["config"]["pixel"]["departure"] == {"radius": 16, "gain": 0.75, "min_fraction": 0.05}
+
+
+def test_a_gap_series_trains_with_its_gaps_as_the_hiding_masks(shared_data):
+    """A provider that delivers SCL's clouds as gaps (NaN, as FuseTS and HLS do) still gives
+    examples: the target's hidden pixels become gaps (not valid, no value), the truth stays the
+    target's clear value. Red and NIR alone (what such services often deliver) is one of the band
+    sets drawn."""
+    from cloudfree.bands import CLOUD_SHADOW_SCL, L2A_BANDS
+    from cloudfree.training.pixel import PixelSampler, RealSeries, _pasted_pixels, load_real_series
+
+    s = load_real_series(str(shared_data / "real-s2-l2a" / "catalog.json"), ["gfmap_optical_cube"])[0]
+    refl = s.refl.copy()
+    gaps = np.isin(s.scl, CLOUD_SHADOW_SCL)
+    refl[:, :, gaps.any(0)] = np.where(gaps[:, None], np.nan, refl)[:, :, gaps.any(0)]
+    gap_series = RealSeries("gaps", refl, s.scl, s.days, s.present).prepare()
+    sampler = PixelSampler([gap_series], np.random.default_rng(0), pairs=16, pixels=32)
+    n_gap = 0
+    for _ in range(10):
+        pair = sampler._pair()
+        assert pair is not None  # L2A-style sources with values are not needed
+        g, t, src, cloud, ys, xs = pair
+        idx = np.array(sorted({t, src}))
+        series, scl, _ = _pasted_pixels(g, t, src, cloud, idx, False, ys, xs, 1.0)
+        at_t = series[int(np.flatnonzero(idx == t)[0])][g.present]  # (bands, P) what the target shows
+        gap = gaps[src][ys, xs]
+        assert np.isnan(at_t[:, gap]).all() and np.isfinite(at_t[:, ~gap]).all()  # a gap, or the source's edge values
+        assert np.isfinite(g.refl[t][g.present][:, ys, xs]).all()  # the truth is known at every picked pixel
+        n_gap += int(gap.sum())
+    assert n_gap > 0
+    x, valid, *_ = sampler.batch()
+    assert np.isfinite(x).all() and valid.any()
+    drawn = {tuple(np.flatnonzero(sampler._bands(np.isin(L2A_BANDS, ("B02", "B03", "B04", "B08")))))
+             for _ in range(200)}
+    assert (L2A_BANDS.index("B04"), L2A_BANDS.index("B08")) in drawn
 
 
 def test_device_context_features_equal_the_numpy_ones():
