@@ -50,6 +50,8 @@ def main(argv=None):
     t.add_argument("--hidden", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    t.add_argument("--gap-share", type=float, default=None,
+                   help="share of examples from gap series (FuseTS); default: by each series' size")
     t.add_argument("--leave-out", default="", help="comma-separated places not to train on (leave one place out)")
     t.add_argument("--synthetic", type=int, default=0, help="add this many SYNTHETIC scenes (seeds 2000+) to training")
     a = ap.parse_args(argv)
@@ -82,7 +84,7 @@ def main(argv=None):
         series += synth
         held.update({s.name: set() for s in synth})
     cfg = PixelTrainConfig(steps=a.steps, pairs=a.pairs, pixels=a.pixels, lr=a.lr, hidden=a.hidden, seed=a.seed,
-                           max_minutes=a.minutes)
+                           max_minutes=a.minutes, gap_share=a.gap_share)
     res = train_pixel(series, val, a.out, cfg, device=device,
                       train_filter=lambda s, t: t not in held[s.name], val_filter=lambda s, t: t in held[s.name])
     res["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"

@@ -59,6 +59,12 @@ class RealSeries:
         z = np.load(path)
         return cls(str(z["name"]), z["refl"].astype(np.float32), z["scl"], z["days"], z["present"]).prepare()
 
+    @property
+    def gap_series(self) -> bool:
+        """Whether its provider delivers flagged pixels as gaps (NaN) rather than cloudy values."""
+        flagged = np.isin(self.scl, CLOUD_SHADOW_SCL)
+        return bool(flagged.any()) and float(np.isnan(self.refl[:, self.present]).any(1)[flagged].mean()) > 0.95
+
     def prepare(self) -> "RealSeries":
         bands = [b for b, p in zip(L2A_BANDS, self.present) if p]
         sub = self.refl[:, self.present]
@@ -117,7 +123,7 @@ class PixelSampler:
     unusable pixel, recomputed for the pasted target."""
 
     def __init__(self, series: list[RealSeries], rng: np.random.Generator, *, pairs: int = 32, pixels: int = 128,
-                 t_max: int = 40, target_filter=None):
+                 t_max: int = 40, target_filter=None, gap_share: float | None = None):
         self.series = [s for s in series if s.targets and s.sources]
         self.rng = rng
         self.pairs, self.pixels, self.t_max = pairs, pixels, t_max
@@ -126,6 +132,9 @@ class PixelSampler:
         synth = np.array([s.name.startswith("SYNTHETIC") for s in self.series])
         if synth.any() and (~synth).any():  # real and SYNTHETIC examples half and half, whatever their sizes
             w = np.where(synth, 0.5 * w / w[synth].sum(), 0.5 * w / w[~synth].sum())
+        gaps = np.array([s.gap_series for s in self.series])
+        if gap_share is not None and gaps.any() and (~gaps).any():  # a fixed share of gap-series examples
+            w = np.where(gaps, gap_share * w / w[gaps].sum(), (1 - gap_share) * w / w[~gaps].sum())
         self.p = w / w.sum()
 
     def _bands(self, present: np.ndarray) -> np.ndarray:
@@ -256,6 +265,8 @@ class PixelTrainConfig:
     learned: int = 0
     pass_z: float = 4.0
     seed: int = 0
+    gap_share: float | None = None
+    """Share of examples drawn from gap series (:attr:`RealSeries.gap_series`); None: by size."""
     max_minutes: float | None = None
     val_every: int = 250
     departure: dict | None = field(default_factory=lambda: dict(DEPARTURE))
@@ -345,7 +356,7 @@ def train_pixel(train: list[RealSeries], val: list[RealSeries], out: str | Path,
     ``last.safetensors`` and ``log.jsonl`` to ``out``."""
     from .loop import LoopConfig, fit
 
-    sampler = PixelSampler(train, np.random.default_rng(cfg.seed), pairs=cfg.pairs, pixels=cfg.pixels,
+    sampler = PixelSampler(train, np.random.default_rng(cfg.seed), pairs=cfg.pairs, pixels=cfg.pixels, gap_share=cfg.gap_share,
                            target_filter=train_filter)
     vs = PixelSampler(val, np.random.default_rng(12345), pairs=64, pixels=64, target_filter=val_filter)
     val_batches = [vs.batch() for _ in range(8)]
