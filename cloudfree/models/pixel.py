@@ -10,7 +10,7 @@ interpolation's weights (a learnable multiple of their log) so the network prefe
 way interpolation does and learns when to depart from it.
 
 Band-aware: every input lives in the 12 L2A band slots (B01…B12); bands the cube lacks are zero with
-a presence flag, and training drops bands at random, so one checkpoint serves 12, 10, 6 or 4 bands.
+a presence flag, and training drops bands at random, so one checkpoint serves 12, 10, 6, 4 or 2 bands.
 """
 
 from __future__ import annotations
