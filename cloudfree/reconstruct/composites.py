@@ -143,8 +143,7 @@ def composite_on_device(method: str, x, usable, dt, *, date: int | None = None):
             date = least_cloudy_date(c.flatten(1).float().mean(1).cpu().numpy(), np.asarray(dt, float), 0.0)
         return x[date].clone()
     if method == "median":
-        med = _nanmedian_torch(torch.where(c[:, None], x, nan))
-        return torch.where(c.any(0)[None], med, _nanmedian_torch(x))
+        return _unseen_from_all(_nanmedian_torch(torch.where(c[:, None], x, nan)), c.any(0), x)
     inf = torch.tensor(float("inf"), device=x.device)
 
     def take(idx):  # (H, W) date index → (C, H, W)
@@ -167,9 +166,21 @@ def composite_on_device(method: str, x, usable, dt, *, date: int | None = None):
         wa = torch.where(both_ok, torch.where(span > 0, db / torch.where(span > 0, span, torch.ones_like(span)),
                                               torch.full_like(span, 0.5)), torch.zeros_like(span))
         both = (1 - wa)[None] * xb + wa[None] * xa
-        return torch.where(both_ok[None], both, torch.where(has_b[None], xb, torch.where(has_a[None], xa,
-                                                                                      _nanmedian_torch(x))))
+        out = torch.where(both_ok[None], both, torch.where(has_b[None], xb, xa))
+        return _unseen_from_all(out, has_b | has_a, x)
     raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _unseen_from_all(out, seen, x):
+    """``out`` (C, H, W) with its pixels that no usable date saw set to the median of all their
+    observations: computed on those pixels only, as they are usually few."""
+    import torch
+
+    if bool(seen.all()):
+        return out
+    out = out.clone()
+    out[:, ~seen] = _nanmedian_torch(x[:, :, ~seen])
+    return out
 
 
 def _nanmedian_torch(x):
@@ -179,7 +190,11 @@ def _nanmedian_torch(x):
 
     isnan = torch.isnan(x)
     k = (~isnan).sum(0)
-    s = torch.sort(torch.where(isnan, torch.full_like(x, float("inf")), x), dim=0).values
+    filled = torch.where(isnan, torch.full_like(x, float("inf")), x)
+    if filled.device.type == "cpu":  # numpy sorts a short axis about twice as fast as torch on the CPU
+        s = torch.from_numpy(np.sort(filled.numpy(), axis=0))
+    else:
+        s = torch.sort(filled, dim=0).values
     lo = ((k - 1).clamp(min=0) // 2)[None]
     hi = (k // 2).clamp(max=x.shape[0] - 1)[None]
     med = (s.gather(0, lo)[0] + s.gather(0, hi)[0]) / 2
