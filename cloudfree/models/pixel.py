@@ -24,12 +24,22 @@ from .pixel_features import CONTEXT, EDGE_CAP, LOCAL_RADII, N_SLOTS, cloud_dista
 __all__ = ["PixelTimeGate", "BoundBands", "apply_departure", "N_SLOTS", "EDGE_CAP", "LOCAL_RADII", "CONTEXT", "cloud_distance",
            "local_fraction", "context_features"]
 
+def sorted_values(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``torch.sort(x, dim).values``; on the CPU, for data that needs no gradient, numpy's sort (the
+    same values, about twice as fast for the short time axes sorted here)."""
+    if x.device.type == "cpu" and not x.requires_grad:
+        import numpy as np
+
+        return torch.from_numpy(np.sort(x.numpy(), axis=dim))
+    return x.sort(dim=dim).values
+
+
 def _masked_median(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Median over dim 1 of x (B,T,C,N) where valid (B,T,1,N); 0 where no valid date."""
     big = torch.finfo(x.dtype).max / 4
     n = valid.sum(1, keepdim=True)  # (B,1,1,N)
     # push invalid entries to the top, sort, pick the middle of the valid ones
-    xs = torch.where(valid, x, torch.full_like(x, big)).sort(dim=1).values
+    xs = sorted_values(torch.where(valid, x, torch.full_like(x, big)), 1)
     lo = ((n - 1).clamp_min(0) // 2).long().expand(-1, 1, x.shape[2], -1)
     hi = (n // 2).clamp_max(x.shape[1] - 1).long().expand(-1, 1, x.shape[2], -1)
     med = 0.5 * (xs.gather(1, lo) + xs.gather(1, hi))
