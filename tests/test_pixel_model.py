@@ -129,6 +129,9 @@ def test_a_gap_series_trains_with_its_gaps_as_the_hiding_masks(shared_data):
     assert n_gap > 0
     x, valid, *_ = sampler.batch()
     assert np.isfinite(x).all() and valid.any()
+    assert gap_series.gap_series and not s.gap_series
+    mixed = PixelSampler([gap_series, s], np.random.default_rng(0), gap_share=0.25)
+    assert mixed.p[0] == pytest.approx(0.25)  # a fixed share of gap-series examples, whatever the sizes
     drawn = {tuple(np.flatnonzero(sampler._bands(np.isin(L2A_BANDS, ("B02", "B03", "B04", "B08")))))
              for _ in range(200)}
     assert (L2A_BANDS.index("B04"), L2A_BANDS.index("B08")) in drawn
