@@ -106,7 +106,12 @@ def test_a_gap_series_trains_with_its_gaps_as_the_hiding_masks(shared_data):
     target's clear value. Red and NIR alone (what such services often deliver) is one of the band
     sets drawn."""
     from cloudfree.bands import CLOUD_SHADOW_SCL, L2A_BANDS
-    from cloudfree.training.pixel import PixelSampler, RealSeries, _pasted_pixels, load_real_series
+    from cloudfree.training.pixel import (
+        PixelSampler,
+        RealSeries,
+        _pasted_pixels,
+        load_real_series,
+    )
 
     s = load_real_series(str(shared_data / "real-s2-l2a" / "catalog.json"), ["gfmap_optical_cube"])[0]
     refl = s.refl.copy()
@@ -120,7 +125,7 @@ def test_a_gap_series_trains_with_its_gaps_as_the_hiding_masks(shared_data):
         assert pair is not None  # L2A-style sources with values are not needed
         g, t, src, cloud, ys, xs = pair
         idx = np.array(sorted({t, src}))
-        series, scl, _ = _pasted_pixels(g, t, src, cloud, idx, False, ys, xs, 1.0)
+        series, _, _ = _pasted_pixels(g, t, src, cloud, idx, False, ys, xs, 1.0)
         at_t = series[int(np.flatnonzero(idx == t)[0])][g.present]  # (bands, P) what the target shows
         gap = gaps[src][ys, xs]
         assert np.isnan(at_t[:, gap]).all() and np.isfinite(at_t[:, ~gap]).all()  # a gap, or the source's edge values

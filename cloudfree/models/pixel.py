@@ -15,6 +15,7 @@ a presence flag, and training drops bands at random, so one checkpoint serves 12
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,8 +29,6 @@ def sorted_values(x: torch.Tensor, dim: int) -> torch.Tensor:
     """``torch.sort(x, dim).values``; on the CPU, for data that needs no gradient, numpy's sort (the
     same values, about twice as fast for the short time axes sorted here)."""
     if x.device.type == "cpu" and not x.requires_grad:
-        import numpy as np
-
         return torch.from_numpy(np.sort(x.numpy(), axis=dim))
     return x.sort(dim=dim).values
 

@@ -174,8 +174,6 @@ def composite_on_device(method: str, x, usable, dt, *, date: int | None = None):
 def _unseen_from_all(out, seen, x):
     """``out`` (C, H, W) with its pixels that no usable date saw set to the median of all their
     observations: computed on those pixels only, as they are usually few."""
-    import torch
-
     if bool(seen.all()):
         return out
     out = out.clone()
